@@ -1,0 +1,131 @@
+//! The error type of every fallible joblet operation: which file, and what went wrong.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An error from reading, writing or managing a joblet file, with the file it concerns.
+///
+/// ```
+/// let err = joblet_runtime::Error::from(std::io::Error::other("disk on fire"));
+/// assert!(matches!(err.kind(), joblet_runtime::ErrorKind::Io(_)));
+/// assert_eq!(err.to_string(), "disk on fire");
+/// ```
+#[derive(Debug)]
+pub struct Error {
+    path: Option<PathBuf>,
+    kind: ErrorKind,
+}
+
+/// What went wrong.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The file does not exist.
+    NotFound,
+    /// The file ends before its header says it should.
+    Truncated,
+    /// The file does not start like a joblet file.
+    NotAnEntry,
+    /// The file is damaged: its checksum or its header does not hold.
+    Corrupt(&'static str),
+    /// The file holds a value of another type than the one asked for.
+    WrongType {
+        /// The type asked for.
+        expected: &'static str,
+        /// The type the file holds.
+        found: String,
+    },
+    /// The file was written by a format version this build does not read.
+    UnsupportedVersion(u16),
+    /// The payload passed its checksum but does not decode as the expected type (the type's
+    /// definition changed since the file was written).
+    Decode(String),
+    /// The value could not be serialized.
+    Encode(String),
+    /// An I/O error other than a missing file.
+    Io(io::Error),
+}
+
+impl Error {
+    pub(crate) fn new(path: &Path, kind: ErrorKind) -> Self {
+        Error {
+            path: Some(path.to_owned()),
+            kind,
+        }
+    }
+
+    /// The file the error concerns, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// Whether the error only says that the file does not exist (a plain cache miss).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotFound)
+    }
+}
+
+impl ErrorKind {
+    pub(crate) fn from_io(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Io(e)
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error {
+            path: None,
+            kind: ErrorKind::from_io(e),
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::NotFound => f.write_str("no such file"),
+            ErrorKind::Truncated => f.write_str("file is truncated"),
+            ErrorKind::NotAnEntry => f.write_str("not a joblet file"),
+            ErrorKind::Corrupt(what) => write!(f, "file is corrupt: {what}"),
+            ErrorKind::WrongType { expected, found } => {
+                write!(f, "expected {expected}, file holds {found}")
+            }
+            ErrorKind::UnsupportedVersion(v) => write!(
+                f,
+                "file format version {v} is not supported by this build (it reads version {})",
+                crate::entry::VERSION
+            ),
+            ErrorKind::Decode(e) => write!(f, "payload does not decode: {e}"),
+            ErrorKind::Encode(e) => write!(f, "value does not serialize: {e}"),
+            ErrorKind::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}: {}", path.display(), self.kind),
+            None => self.kind.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! Cache keys: values fed through serde straight into xxh3-128, with no allocation beyond the
+//! hasher's own fixed buffer.
+//!
+//! The byte stream is an unambiguous encoding of the value for a given type: strings, byte
+//! strings and sequences carry their length, enums their variant index, options a tag. Maps and
+//! hash sets are hashed entry by entry and combined with a commutative sum, so equal maps hash
+//! equal whatever their iteration order.
+
+use std::fmt;
+
+use serde::ser::{self, Serialize};
+use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+
+/// The 128-bit key of one cached call.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(pub u128);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({:032x})", self.0)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Bytes gathered before they are handed to xxh3. Small keys never leave this buffer and are
+/// hashed in one shot; large ones stream through it in chunks big enough for xxh3's fast path.
+const BUF: usize = 512;
+
+/// Streams values into an xxh3-128 hash. Implements [`serde::Serializer`] through `&mut`.
+pub struct KeyHasher {
+    buf: [u8; BUF],
+    len: usize,
+    /// Created on the first flush: most keys fit in `buf` and skip the streaming state.
+    state: Option<Box<Xxh3>>,
+}
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyHasher {
+    /// An empty hasher.
+    #[inline]
+    pub fn new() -> Self {
+        KeyHasher {
+            buf: [0; BUF],
+            len: 0,
+            state: None,
+        }
+    }
+
+    /// Feeds one value.
+    ///
+    /// # Errors
+    /// Fails only when the value's own `Serialize` implementation reports an error.
+    #[inline]
+    pub fn value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
+        value.serialize(self)
+    }
+
+    /// Feeds a string as a length-prefixed field.
+    #[inline]
+    pub fn str(&mut self, s: &str) {
+        self.put(&(s.len() as u64).to_le_bytes());
+        self.put(s.as_bytes());
+    }
+
+    /// Feeds a 128-bit number.
+    #[inline]
+    pub fn u128(&mut self, v: u128) {
+        self.put(&v.to_le_bytes());
+    }
+
+    /// The key of everything fed so far.
+    #[inline]
+    pub fn finish(self) -> Key {
+        match self.state {
+            None => Key(xxh3_128(&self.buf[..self.len])),
+            Some(mut state) => {
+                state.update(&self.buf[..self.len]);
+                Key(state.digest128())
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        if bytes.len() <= BUF - self.len {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            self.put_slow(bytes);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&mut self, bytes: &[u8]) {
+        let state = self.state.get_or_insert_with(|| Box::new(Xxh3::new()));
+        state.update(&self.buf[..self.len]);
+        self.len = 0;
+        if bytes.len() >= BUF {
+            state.update(bytes);
+        } else {
+            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
+        }
+    }
+
+    #[inline]
+    fn len_prefix(&mut self, len: usize) {
+        self.put(&(len as u64).to_le_bytes());
+    }
+}
+
+/// A `Serialize` implementation refused to serialize a value while its key was computed.
+#[derive(Debug)]
+pub struct HashError(String);
+
+impl fmt::Display for HashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot hash argument: {}", self.0)
+    }
+}
+
+impl std::error::Error for HashError {}
+
+impl ser::Error for HashError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        HashError(msg.to_string())
+    }
+}
+
+/// Whether a sequence being serialized is a hash set, whose iteration order is arbitrary.
+///
+/// serde serializes `HashSet` and `Vec` through the same `collect_seq` call, so the container's
+/// type name is the only thing that tells them apart. Only the outermost type counts: a
+/// `Vec<HashSet<_>>` is ordered.
+fn is_unordered<I>() -> bool {
+    let name = std::any::type_name::<I>().trim_start_matches('&');
+    let head = name.split('<').next().unwrap_or(name);
+    head.ends_with("HashSet")
+}
+
+// Tags that keep different shapes apart where the type alone does not (an unordered collection
+// and an unknown-length sequence are written as a digest, not element by element).
+const TAG_UNORDERED: u8 = 0xA5;
+const TAG_UNSIZED_SEQ: u8 = 0x5A;
+const SKIPPED_FIELD: u128 = 0x8f3c_1d6e_52a7_b904_e6d1_7c28_3b95_fa41;
+
+impl<'a> ser::Serializer for &'a mut KeyHasher {
+    type Ok = ();
+    type Error = HashError;
+    type SerializeSeq = Compound<'a>;
+    type SerializeTuple = Compound<'a>;
+    type SerializeTupleStruct = Compound<'a>;
+    type SerializeTupleVariant = Compound<'a>;
+    type SerializeMap = Compound<'a>;
+    type SerializeStruct = Compound<'a>;
+    type SerializeStructVariant = Compound<'a>;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    fn serialize_bool(self, v: bool) -> Result<(), HashError> {
+        self.put(&[v as u8]);
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), HashError> {
+        self.put(&[v]);
+        Ok(())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), HashError> {
+        self.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), HashError> {
+        self.put(&v.to_bits().to_le_bytes());
+        Ok(())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), HashError> {
+        self.put(&v.to_bits().to_le_bytes());
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), HashError> {
+        self.put(&(v as u32).to_le_bytes());
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), HashError> {
+        self.str(v);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), HashError> {
+        self.len_prefix(v.len());
+        self.put(v);
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), HashError> {
+        self.put(&[0]);
+        Ok(())
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), HashError> {
+        self.put(&[1]);
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), HashError> {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), HashError> {
+        Ok(())
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        index: u32,
+        _variant: &'static str,
+    ) -> Result<(), HashError> {
+        self.put(&index.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _name: &'static str,
+        index: u32,
+        _variant: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.put(&index.to_le_bytes());
+        value.serialize(self)
+    }
+
+    fn collect_seq<I>(self, iter: I) -> Result<(), HashError>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        if is_unordered::<I>() {
+            let mut set = Compound::unordered(self);
+            for item in iter {
+                let mut entry = KeyHasher::new();
+                item.serialize(&mut entry)?;
+                set.add(entry.finish());
+            }
+            ser::SerializeSeq::end(set)
+        } else {
+            let iter = iter.into_iter();
+            let len = match iter.size_hint() {
+                (lo, Some(hi)) if lo == hi => Some(lo),
+                _ => None,
+            };
+            let mut seq = ser::Serializer::serialize_seq(self, len)?;
+            for item in iter {
+                ser::SerializeSeq::serialize_element(&mut seq, &item)?;
+            }
+            ser::SerializeSeq::end(seq)
+        }
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Compound<'a>, HashError> {
+        Ok(match len {
+            Some(len) => {
+                self.len_prefix(len);
+                Compound::Ordered(self)
+            }
+            None => Compound::Unsized {
+                parent: self,
+                inner: Box::default(),
+                count: 0,
+            },
+        })
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Compound<'a>, HashError> {
+        Ok(Compound::Ordered(self))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'a>, HashError> {
+        Ok(Compound::Ordered(self))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'a>, HashError> {
+        self.put(&index.to_le_bytes());
+        Ok(Compound::Ordered(self))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, HashError> {
+        Ok(Compound::unordered(self))
+    }
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'a>, HashError> {
+        Ok(Compound::Ordered(self))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'a>, HashError> {
+        self.put(&index.to_le_bytes());
+        Ok(Compound::Ordered(self))
+    }
+}
+
+/// The state of a compound value being hashed.
+pub enum Compound<'a> {
+    /// Elements go straight into the parent, in order.
+    Ordered(&'a mut KeyHasher),
+    /// Elements of a sequence of unknown length: hashed apart, then written as count and digest.
+    Unsized {
+        parent: &'a mut KeyHasher,
+        inner: Box<KeyHasher>,
+        count: u64,
+    },
+    /// Map entries or set elements: each hashed apart, the digests summed so order is irrelevant.
+    Unordered {
+        parent: &'a mut KeyHasher,
+        entry: Option<KeyHasher>,
+        sum: u128,
+        count: u64,
+    },
+}
+
+impl<'a> Compound<'a> {
+    fn unordered(parent: &'a mut KeyHasher) -> Self {
+        Compound::Unordered {
+            parent,
+            entry: None,
+            sum: 0,
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, digest: Key) {
+        if let Compound::Unordered { sum, count, .. } = self {
+            *sum = sum.wrapping_add(digest.0);
+            *count += 1;
+        }
+    }
+
+    fn element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
+        match self {
+            Compound::Ordered(h) => value.serialize(&mut **h),
+            Compound::Unsized { inner, count, .. } => {
+                *count += 1;
+                value.serialize(&mut **inner)
+            }
+            Compound::Unordered { .. } => {
+                let mut entry = KeyHasher::new();
+                value.serialize(&mut entry)?;
+                self.add(entry.finish());
+                Ok(())
+            }
+        }
+    }
+
+    fn key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), HashError> {
+        match self {
+            Compound::Unordered { entry, .. } => {
+                let mut h = KeyHasher::new();
+                key.serialize(&mut h)?;
+                *entry = Some(h);
+                Ok(())
+            }
+            _ => self.element(key),
+        }
+    }
+
+    fn value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
+        match self {
+            Compound::Unordered { entry, .. } => {
+                // serde calls `serialize_value` only after `serialize_key`; if a hand-written
+                // impl does otherwise the value is hashed as an entry of its own.
+                let mut h = entry.take().unwrap_or_default();
+                value.serialize(&mut h)?;
+                self.add(h.finish());
+                Ok(())
+            }
+            _ => self.element(value),
+        }
+    }
+
+    fn done(self) -> Result<(), HashError> {
+        match self {
+            Compound::Ordered(_) => {}
+            Compound::Unsized {
+                parent,
+                inner,
+                count,
+            } => {
+                parent.put(&[TAG_UNSIZED_SEQ]);
+                parent.put(&count.to_le_bytes());
+                parent.u128(inner.finish().0);
+            }
+            Compound::Unordered {
+                parent, sum, count, ..
+            } => {
+                parent.put(&[TAG_UNORDERED]);
+                parent.put(&count.to_le_bytes());
+                parent.u128(sum);
+            }
+        }
+        Ok(())
+    }
+}
+
+macro_rules! forward_compound {
+    ($($trait:ident :: $method:ident),* $(,)?) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = HashError;
+            fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), HashError> {
+                self.done()
+            }
+        }
+    )*};
+}
+
+forward_compound!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
+
+impl ser::SerializeStruct for Compound<'_> {
+    type Ok = ();
+    type Error = HashError;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        _key: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.element(value)
+    }
+    fn skip_field(&mut self, _key: &'static str) -> Result<(), HashError> {
+        // A skipped field must not let the fields after it pass for its value. A fixed random
+        // 128-bit marker collides with a real value's encoding as rarely as the hash itself.
+        if let Compound::Ordered(h) = self {
+            h.u128(SKIPPED_FIELD);
+        }
+        Ok(())
+    }
+    fn end(self) -> Result<(), HashError> {
+        self.done()
+    }
+}
+
+impl ser::SerializeStructVariant for Compound<'_> {
+    type Ok = ();
+    type Error = HashError;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        _key: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), HashError> {
+        self.done()
+    }
+}
+
+impl ser::SerializeMap for Compound<'_> {
+    type Ok = ();
+    type Error = HashError;
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), HashError> {
+        self.key(key)
+    }
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
+        self.value(value)
+    }
+    fn end(self) -> Result<(), HashError> {
+        self.done()
+    }
+}
+
+/// The key of one value on its own, for tests and tools.
+///
+/// # Errors
+/// Fails only when the value's own `Serialize` implementation reports an error.
+pub fn key_of<T: ?Sized + Serialize>(value: &T) -> Result<Key, HashError> {
+    let mut h = KeyHasher::new();
+    h.value(value)?;
+    Ok(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+    fn k<T: ?Sized + Serialize>(v: &T) -> Key {
+        key_of(v).unwrap()
+    }
+
+    #[test]
+    fn equal_values_equal_keys_and_different_values_differ() {
+        assert_eq!(k(&42u64), k(&42u64));
+        assert_ne!(k(&42u64), k(&43u64));
+        assert_ne!(k("ab"), k("ba"));
+        assert_ne!(k(&vec![1u8, 2]), k(&vec![2u8, 1]));
+    }
+
+    #[test]
+    fn references_hash_as_their_value() {
+        let v = vec![1.5f64, 2.5];
+        assert_eq!(k(&v), k(&v[..]));
+        assert_eq!(k(&&&v), k(&v));
+        assert_eq!(k(&String::from("x")), k("x"));
+    }
+
+    #[test]
+    fn lengths_keep_adjacent_fields_apart() {
+        assert_ne!(k(&("ab", "c")), k(&("a", "bc")));
+        assert_ne!(k(&(vec![1u8], vec![2u8, 3])), k(&(vec![1u8, 2], vec![3u8])));
+        assert_ne!(k(&Some(0u8)), k(&None::<u8>));
+    }
+
+    #[test]
+    fn maps_and_sets_ignore_iteration_order() {
+        let a: HashMap<String, u32> = (0..200).map(|i| (i.to_string(), i)).collect();
+        let mut b: HashMap<String, u32> = HashMap::with_capacity(1000);
+        for i in (0..200).rev() {
+            b.insert(i.to_string(), i);
+        }
+        assert!(a.iter().map(|(k, _)| k).ne(b.iter().map(|(k, _)| k)));
+        assert_eq!(k(&a), k(&b));
+        let sorted: BTreeMap<_, _> = a.clone().into_iter().collect();
+        assert_eq!(k(&a), k(&sorted));
+
+        let s1: HashSet<u64> = (0..500).collect();
+        let s2: HashSet<u64> = (0..500).rev().collect();
+        assert_eq!(k(&s1), k(&s2));
+        assert_ne!(k(&s1), k(&(0..499).collect::<HashSet<u64>>()));
+
+        let mut b2 = b.clone();
+        b2.insert("0".into(), 7);
+        assert_ne!(k(&a), k(&b2));
+    }
+
+    #[test]
+    fn only_the_outer_set_is_unordered() {
+        let inner: HashSet<u8> = [1, 2].into();
+        assert_ne!(k(&vec![1u8, 2]), k(&vec![2u8, 1]));
+        assert_eq!(k(&vec![inner.clone()]), k(&vec![inner]));
+        // An ordered set keeps its (deterministic) order.
+        let bs: BTreeSet<u8> = [3, 1, 2].into();
+        assert_eq!(k(&bs), k(&vec![1u8, 2, 3]));
+    }
+
+    #[test]
+    fn large_values_stream_through_the_buffer() {
+        let big: Vec<f64> = (0..100_000).map(|i| i as f64).collect();
+        let mut other = big.clone();
+        other[99_999] = -1.0;
+        assert_eq!(k(&big), k(&big.clone()));
+        assert_ne!(k(&big), k(&other));
+        // Streaming and one-shot hashing agree: the key depends on the bytes, not the chunking.
+        let mut h = KeyHasher::new();
+        for _ in 0..100 {
+            h.str("0123456789");
+        }
+        let mut bytes = Vec::new();
+        for _ in 0..100 {
+            bytes.extend_from_slice(&10u64.to_le_bytes());
+            bytes.extend_from_slice(b"0123456789");
+        }
+        assert_eq!(h.finish(), Key(xxh3_128(&bytes)));
+    }
+
+    #[test]
+    fn serialize_errors_surface() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: ser::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(ser::Error::custom("no"))
+            }
+        }
+        assert!(key_of(&Refuses).is_err());
+    }
+}
