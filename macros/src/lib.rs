@@ -1,1 +1,12 @@
+//! Procedural macros of [joblet](https://docs.rs/joblet). Use them through the `joblet` crate:
+//! the code they generate names `::joblet::__private`, which only exists there.
 
+mod cached;
+
+use proc_macro::TokenStream;
+
+/// Caches a function's results on disk. See `joblet::cached` for the documentation.
+#[proc_macro_attribute]
+pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    cached::expand(args.into(), item.into()).into()
+}

@@ -69,7 +69,8 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
     compute: Duration,
 ) -> Result<Vec<u8>, ErrorKind> {
     let name = type_name.as_bytes();
-    let name_len = u16::try_from(name.len()).map_err(|_| ErrorKind::Encode("type name too long".into()))?;
+    let name_len =
+        u16::try_from(name.len()).map_err(|_| ErrorKind::Encode("type name too long".into()))?;
     let mut buf = Vec::with_capacity(HEADER_LEN + name.len() + 64);
     buf.extend_from_slice(&[0; HEADER_LEN]);
     buf.extend_from_slice(name);
@@ -177,7 +178,8 @@ fn map(file: &File) -> Result<Bytes, ErrorKind> {
     // SAFETY: entry files are never modified in place: writers create a new file and rename it
     // over the old path, so the inode mapped here keeps its contents while the map lives. A
     // process that writes into cache files by hand breaks this, as it would for any mapped file.
-    let map = unsafe { memmap2::MmapOptions::new().populate().map(file) }.map_err(ErrorKind::from_io)?;
+    let map =
+        unsafe { memmap2::MmapOptions::new().populate().map(file) }.map_err(ErrorKind::from_io)?;
     Ok(Bytes::Mapped(map))
 }
 
@@ -228,7 +230,11 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Checked<'_>, ErrorKind> {
     match expected {
         Some(n) if n == bytes.len() as u64 => {}
         Some(n) if n > bytes.len() as u64 => return Err(ErrorKind::Truncated),
-        _ => return Err(ErrorKind::Corrupt("lengths in the header do not match the file")),
+        _ => {
+            return Err(ErrorKind::Corrupt(
+                "lengths in the header do not match the file",
+            ))
+        }
     }
     if u64_at(bytes, 8) != xxh3_64(&bytes[16..]) {
         return Err(ErrorKind::Corrupt("checksum mismatch"));

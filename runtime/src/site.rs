@@ -47,6 +47,32 @@ pub const fn assert_arg<T: ?Sized + CacheArg>() {}
 /// Compile-time check, placed by the macro at the span of the return type.
 pub const fn assert_output<T: CacheOutput>() {}
 
+/// A cache folder given as `dir = ...`.
+#[diagnostic::on_unimplemented(
+    message = "`dir` must be a path, but `{Self}` does not implement `AsRef<Path>`",
+    label = "expected a path, such as `\"cache\"`, a `String` or a `PathBuf`",
+    note = "write `dir = \"cache\"`, or give an expression of a type implementing `AsRef<std::path::Path>`"
+)]
+pub trait CacheDir {
+    /// The folder.
+    fn into_dir(self) -> PathBuf;
+}
+impl<T: AsRef<Path>> CacheDir for T {
+    fn into_dir(self) -> PathBuf {
+        self.as_ref().to_path_buf()
+    }
+}
+
+/// The folder named by a `dir = ...` argument.
+pub fn dir_path<P: CacheDir>(dir: P) -> PathBuf {
+    dir.into_dir()
+}
+
+/// Pins an async block's output type, so that `?` inside it infers its error type.
+pub fn typed_future<T, F: std::future::Future<Output = T>>(future: F) -> F {
+    future
+}
+
 /// How a call treats the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -223,7 +249,11 @@ impl Site {
     }
 
     /// Like [`Site::finish`], storing only an `Ok` value.
-    pub fn finish_ok<T: Serialize, E>(&self, pending: Pending, value: Result<T, E>) -> Result<T, E> {
+    pub fn finish_ok<T: Serialize, E>(
+        &self,
+        pending: Pending,
+        value: Result<T, E>,
+    ) -> Result<T, E> {
         if let Ok(v) = &value {
             self.store(pending, v);
         }
@@ -300,6 +330,12 @@ impl CallKey {
         self
     }
 
+    /// Feeds the type name of a value whose type cannot be named (an `impl Trait` argument).
+    #[inline]
+    pub fn ty_of<T: ?Sized>(&mut self, _value: &T) -> &mut Self {
+        self.ty::<T>()
+    }
+
     fn finish(self, function: &str) -> Option<Key> {
         match self.error {
             None => Some(self.hasher.finish()),
@@ -309,7 +345,6 @@ impl CallKey {
             }
         }
     }
-
 }
 
 /// A folder name for a function identity: `a::b::f` becomes `a.b.f`; anything but ASCII

@@ -1,0 +1,185 @@
+//! Parses the arguments of `#[cached(...)]` into a typed model that keeps every token's span.
+//!
+//! Parsing goes on after a bad argument so that every mistake is reported at once.
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{bracketed, Expr, ExprLit, Ident, Lit, LitStr, Token};
+
+/// The arguments, as written.
+#[derive(Default)]
+pub struct Args {
+    /// `dir = <expr>`: the cache folder.
+    pub dir: Option<Expr>,
+    /// `version = "..."`: a salt mixed into every key.
+    pub version: Option<LitStr>,
+    /// `name = "..."`: the identity under which entries are stored.
+    pub name: Option<LitStr>,
+    /// `ignore = [a, b]`: parameters left out of the key.
+    pub ignore: Vec<Ident>,
+}
+
+const KEYS: &[&str] = &["dir", "ignore", "name", "version"];
+
+impl Args {
+    pub fn parse(tokens: TokenStream) -> syn::Result<Args> {
+        let mut args = Args::default();
+        let mut errors = Errors::default();
+        let parser = |input: ParseStream| {
+            while !input.is_empty() {
+                args.parse_one(input, &mut errors)?;
+                if input.is_empty() {
+                    break;
+                }
+                input.parse::<Token![,]>()?;
+            }
+            Ok(())
+        };
+        if let Err(e) = parser.parse2(tokens) {
+            errors.push(e);
+        }
+        errors.finish().map(|()| args)
+    }
+
+    fn parse_one(&mut self, input: ParseStream, errors: &mut Errors) -> syn::Result<()> {
+        let key = input.call(Ident::parse_any).map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected an argument such as `dir = \"cache\"`; arguments are `dir`, `ignore`, `name` and `version`",
+            )
+        })?;
+        if !input.peek(Token![=]) {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("expected `=` after `{key}`, as in `{key} = ...`"),
+            ));
+        }
+        input.parse::<Token![=]>()?;
+        let name = key.to_string();
+        let duplicate = match name.as_str() {
+            "dir" => self.dir.is_some(),
+            "version" => self.version.is_some(),
+            "name" => self.name.is_some(),
+            "ignore" => !self.ignore.is_empty(),
+            _ => false,
+        };
+        if duplicate {
+            errors.push(syn::Error::new(
+                key.span(),
+                format!("duplicate argument `{key}`; give it once"),
+            ));
+        }
+        match name.as_str() {
+            "dir" => {
+                let expr: Expr = input.parse()?;
+                if let Some(kind) = non_string_literal(&expr) {
+                    errors.push(syn::Error::new(
+                        expr.span(),
+                        format!(
+                            "`dir` takes a path: a string literal such as `dir = \"cache\"` or an expression implementing `AsRef<Path>`, not {kind}"
+                        ),
+                    ));
+                }
+                self.dir.get_or_insert(expr);
+            }
+            "version" | "name" => {
+                let lit = parse_lit_str(input, &key)?;
+                match name.as_str() {
+                    "version" => self.version.get_or_insert(lit),
+                    _ => self.name.get_or_insert(lit),
+                };
+            }
+            "ignore" => {
+                if !input.peek(syn::token::Bracket) {
+                    let found: Expr = input.parse()?;
+                    errors.push(syn::Error::new(
+                        found.span(),
+                        "`ignore` takes parameter names in brackets, as in `ignore = [verbose]`",
+                    ));
+                    return Ok(());
+                }
+                let content;
+                bracketed!(content in input);
+                let names = Punctuated::<Ident, Token![,]>::parse_terminated_with(
+                    &content,
+                    Ident::parse_any,
+                )
+                .map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "`ignore` takes parameter names, as in `ignore = [verbose, log]`",
+                    )
+                })?;
+                self.ignore.extend(names);
+            }
+            _ => {
+                errors.push(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "unknown argument `{key}`; expected one of {}",
+                        KEYS.iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+                // Skip the value so that the arguments after it are still checked.
+                input.parse::<Expr>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_lit_str(input: ParseStream, key: &Ident) -> syn::Result<LitStr> {
+    let expr: Expr = input.parse()?;
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(lit),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("`{key}` takes a string literal, as in `{key} = \"2\"`"),
+        )),
+    }
+}
+
+fn non_string_literal(expr: &Expr) -> Option<&'static str> {
+    match expr {
+        Expr::Lit(ExprLit { lit, .. }) => match lit {
+            Lit::Str(_) => None,
+            Lit::Int(_) => Some("an integer"),
+            Lit::Float(_) => Some("a float"),
+            Lit::Bool(_) => Some("a boolean"),
+            Lit::Char(_) => Some("a character"),
+            Lit::ByteStr(_) | Lit::CStr(_) => Some("a byte string"),
+            Lit::Byte(_) => Some("a byte"),
+            _ => Some("this literal"),
+        },
+        _ => None,
+    }
+}
+
+/// Errors gathered while checking, reported together.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    pub fn error(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    pub fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}

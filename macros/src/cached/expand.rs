@@ -1,0 +1,452 @@
+//! Generates the code of a checked `#[cached]` function. Expansion cannot fail.
+//!
+//! A free function gets a companion: a braced struct of the same name. A braced struct lives
+//! only in the type namespace, where functions never do, so the name is free and no new name
+//! is invented; it carries the controls `is_cached`, `refresh` and `clear` and the function's
+//! machinery. A function inside an `impl` block (it has a receiver or names `Self`) cannot have
+//! a companion, since an attribute cannot add items to a trait impl: its body is rewritten in
+//! place.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, GenericParam, Ident, Pat, PatIdent, PatType, Signature, Type};
+
+use super::valid::{Model, Output, Param};
+
+pub fn expand(model: Model) -> TokenStream {
+    if model.in_impl {
+        in_place(&model)
+    } else {
+        with_companion(&model)
+    }
+}
+
+// Input:
+//     #[cached(dir = "cache")]
+//     pub fn square(x: u64, (a, b): (u8, u8)) -> u64 { x * x + a + b }
+//
+// Output:
+//     pub fn square(x: u64, __arg1: (u8, u8)) -> u64 {
+//         square::__run(Mode::Call, x, __arg1)
+//     }
+//     pub struct square {}
+//     impl square {
+//         fn __site() -> &'static Site { static __SITE: Site = Site::new(...); &__SITE }
+//         fn __key(x: &u64, __arg1: &(u8, u8)) -> CallKey {
+//             let mut __key = Self::__site().key(None);
+//             __key.arg::<u64>(x);
+//             __key.arg::<(u8, u8)>(__arg1);
+//             __key
+//         }
+//         fn __run(__mode: Mode, x: u64, __arg1: (u8, u8)) -> u64 {
+//             let __key = Self::__key(&x, &__arg1);
+//             match __site.begin::<u64>(__mode, None, __key) {
+//                 Begin::Hit(__value) => __value,
+//                 Begin::Compute(__pending) => {
+//                     let __value = (move || -> u64 { let (a, b) = __arg1; { x * x + a + b } })();
+//                     __site.finish(__pending, __value)
+//                 }
+//             }
+//         }
+//         pub fn is_cached(x: u64, __arg1: (u8, u8)) -> bool { ... }
+//         pub fn refresh(x: u64, __arg1: (u8, u8)) -> u64 { Self::__run(Mode::Refresh, x, __arg1) }
+//         pub fn clear() -> Result<(), Error> { Self::__site().clear(None) }
+//     }
+fn with_companion(model: &Model) -> TokenStream {
+    let item = &model.item;
+    let sig = &item.sig;
+    let ident = &sig.ident;
+    let vis = &item.vis;
+    let (everywhere, lints, main_only) = sort_attrs(&item.attrs);
+    let private = quote!(::joblet::__private);
+    let key = Ident::new("__key", Span::mixed_site());
+    let site = Ident::new("__site", Span::mixed_site());
+    let mode = Ident::new("__mode", Span::mixed_site());
+
+    let turbofish = turbofish(sig);
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let ret = return_type(sig);
+    let asyncness = &sig.asyncness;
+    let unsafety = unsafety(sig);
+    let dot_await = sig.asyncness.map(|_| quote!(.await));
+    let names: Vec<&Ident> = model.params.iter().map(|p| &p.name).collect();
+    let hashed: Vec<&Param> = model.params.iter().filter(|p| p.hashed).collect();
+    let hashed_names: Vec<&Ident> = hashed.iter().map(|p| &p.name).collect();
+
+    // The user's signature, with patterns replaced by their `__argN` names and `mut` dropped
+    // (the main function only passes its arguments on).
+    let main_sig = rewrite_sig(sig, &model.params, false);
+    let run_params = params(&model.params, true);
+    let plain_params = params(&model.params, false);
+    let key_params = hashed.iter().map(|p| {
+        let (name, ty) = (&p.name, &p.ty);
+        quote!(#name: &#ty)
+    });
+    let key_args = hashed.iter().map(|p| hash_arg(&key, &p.name, &p.ty, false));
+    let type_keys = generic_keys(sig, &key);
+
+    let site_init = site_init(model);
+    let body = compute(model, &ret);
+    let stored = model.output.stored();
+    let (begin, finish) = steps(&model.output);
+    let assert_output = assert_output(stored);
+    let call_unsafe = |call: TokenStream| match unsafety {
+        Some(_) => quote!(#[allow(unused_unsafe)] unsafe { #call }),
+        None => call,
+    };
+    let main_call = call_unsafe(
+        quote!(#ident::__run #turbofish (#private::Mode::Call, #(#names),*) #dot_await),
+    );
+    let refresh_call = call_unsafe(
+        quote!(Self::__run #turbofish (#private::Mode::Refresh, #(#names),*) #dot_await),
+    );
+    let doc = format!(
+        "Cache controls of [`{ident}`](fn@{ident}), made by `#[joblet::cached]`: check for a stored result, recompute one, or clear them all."
+    );
+
+    quote! {
+        #(#everywhere)*
+        #(#lints)*
+        #(#main_only)*
+        #vis #main_sig {
+            #main_call
+        }
+
+        #(#everywhere)*
+        #[doc = #doc]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #ident {}
+
+        #(#everywhere)*
+        #[allow(dead_code, clippy::all)]
+        impl #ident {
+            #[doc(hidden)]
+            #[inline]
+            fn __site() -> &'static #private::Site {
+                static __SITE: #private::Site = #site_init;
+                &__SITE
+            }
+
+            #[doc(hidden)]
+            #[inline]
+            fn __key #generics (#(#key_params),*) -> #private::CallKey #where_clause {
+                let mut #key = Self::__site().key(::core::option::Option::None);
+                #type_keys
+                #(#key_args)*
+                #key
+            }
+
+            #[doc(hidden)]
+            #(#lints)*
+            #asyncness #unsafety fn __run #generics (#mode: #private::Mode, #(#run_params),*) -> #ret #where_clause {
+                #assert_output
+                let #site = Self::__site();
+                let #key = Self::__key #turbofish (#(&#hashed_names),*);
+                match #site.#begin(#mode, ::core::option::Option::None, #key) {
+                    #private::Begin::Hit(__value) => __value,
+                    #private::Begin::Compute(__pending) => {
+                        let __value = #body;
+                        #site.#finish(__pending, __value)
+                    }
+                }
+            }
+
+            /// Whether a call with these arguments has a valid stored result. Computes nothing.
+            #[allow(unused_variables)]
+            pub fn is_cached #generics (#(#plain_params),*) -> bool #where_clause {
+                Self::__site().contains::<#stored>(
+                    ::core::option::Option::None,
+                    Self::__key #turbofish (#(&#hashed_names),*),
+                )
+            }
+
+            /// Calls the function bypassing the cache: computes, stores the result in place of
+            /// any stored one, and returns it.
+            pub #asyncness #unsafety fn refresh #generics (#(#plain_params),*) -> #ret #where_clause {
+                #refresh_call
+            }
+
+            /// Removes every stored result of the function, for every version of its code.
+            ///
+            /// # Errors
+            /// Fails when the function's cache folder exists but cannot be removed.
+            pub fn clear() -> ::core::result::Result<(), #private::Error> {
+                Self::__site().clear(::core::option::Option::None)
+            }
+        }
+    }
+}
+
+// Input:
+//     impl Model {
+//         #[cached(dir = "cache")]
+//         fn predict(&self, x: f64) -> f64 { self.w * x }
+//     }
+//
+// Output:
+//     impl Model {
+//         fn predict(&self, x: f64) -> f64 {
+//             static __SITE: Site = Site::new(...);
+//             let __self_ty = Some(type_name::<Self>());
+//             let mut __key = __SITE.key(__self_ty);
+//             __key.arg(&self);
+//             __key.arg::<f64>(&x);
+//             match __SITE.begin::<f64>(Mode::Call, __self_ty, __key) {
+//                 Begin::Hit(__value) => __value,
+//                 Begin::Compute(__pending) => {
+//                     let __value = (move || -> f64 { { self.w * x } })();
+//                     __SITE.finish(__pending, __value)
+//                 }
+//             }
+//         }
+//     }
+fn in_place(model: &Model) -> TokenStream {
+    let item = &model.item;
+    let sig = &item.sig;
+    let vis = &item.vis;
+    let attrs = &item.attrs;
+    let private = quote!(::joblet::__private);
+    let key = Ident::new("__key", Span::mixed_site());
+    let site = Ident::new("__SITE", Span::mixed_site());
+    let self_ty = Ident::new("__self_ty", Span::mixed_site());
+
+    let main_sig = rewrite_sig(sig, &model.params, true);
+    let ret = return_type(sig);
+    let site_init = site_init(model);
+    let type_keys = generic_keys(sig, &key);
+    let receiver_key = sig.receiver().filter(|_| model.hash_self).map(|r| {
+        let self_token = &r.self_token;
+        quote_spanned!(r.span()=> #key.arg(&#self_token);)
+    });
+    let arg_keys = model
+        .params
+        .iter()
+        .filter(|p| p.hashed)
+        .map(|p| hash_arg(&key, &p.name, &p.ty, true));
+    let body = compute(model, &ret);
+    let stored = model.output.stored();
+    let (begin, finish) = steps(&model.output);
+    let assert_output = assert_output(stored);
+
+    quote! {
+        #(#attrs)*
+        #vis #main_sig {
+            static #site: #private::Site = #site_init;
+            #assert_output
+            let #self_ty = ::core::option::Option::Some(::core::any::type_name::<Self>());
+            let mut #key = #site.key(#self_ty);
+            #type_keys
+            #receiver_key
+            #(#arg_keys)*
+            match #site.#begin(#private::Mode::Call, #self_ty, #key) {
+                #private::Begin::Hit(__value) => __value,
+                #private::Begin::Compute(__pending) => {
+                    let __value = #body;
+                    #site.#finish(__pending, __value)
+                }
+            }
+        }
+    }
+}
+
+/// `Site::new(...)` for this function.
+fn site_init(model: &Model) -> TokenStream {
+    let private = quote!(::joblet::__private);
+    let name = model.item.sig.ident.to_string();
+    let fingerprint = model.fingerprint;
+    let version = model
+        .args
+        .version
+        .as_ref()
+        .map_or_else(|| quote!(""), ToTokens::to_token_stream);
+    let rename = match &model.args.name {
+        Some(lit) => quote!(::core::option::Option::Some(#lit)),
+        None => quote!(::core::option::Option::None),
+    };
+    let dir = match &model.args.dir {
+        Some(expr) => {
+            let to_path = quote_spanned!(expr.span()=> #private::dir_path(#expr));
+            quote!(::core::option::Option::Some({
+                fn __joblet_dir() -> ::std::path::PathBuf {
+                    #to_path
+                }
+                __joblet_dir
+            }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        #private::Site::new(::core::module_path!(), #name, #rename, #fingerprint, #version, #dir)
+    }
+}
+
+/// The expression that runs the user's body and yields its value.
+fn compute(model: &Model, ret: &TokenStream) -> TokenStream {
+    let stmts = &model.item.block.stmts;
+    let bindings = model.params.iter().filter_map(|p| {
+        let pat = p.pattern.as_ref()?;
+        let name = &p.name;
+        Some(quote!(let #pat = #name;))
+    });
+    if model.item.sig.asyncness.is_some() {
+        // The helper pins the block's output type, so that `?` inside it infers its error type.
+        quote!(::joblet::__private::typed_future::<#ret, _>(async move { #(#bindings)* #(#stmts)* }).await)
+    } else {
+        quote!((move || -> #ret { #(#bindings)* #(#stmts)* })())
+    }
+}
+
+/// The `begin` and `finish` steps for this kind of output.
+fn steps(output: &Output) -> (TokenStream, TokenStream) {
+    match output {
+        Output::Plain(ty) => (
+            quote_spanned!(ty.span()=> begin::<#ty>),
+            quote_spanned!(ty.span()=> finish::<#ty>),
+        ),
+        Output::Result { ok } => (
+            quote_spanned!(ok.span()=> begin_ok::<#ok, _>),
+            quote_spanned!(ok.span()=> finish_ok::<#ok, _>),
+        ),
+    }
+}
+
+/// A check that the stored type is serializable, reported at the type.
+fn assert_output(stored: &Type) -> TokenStream {
+    quote_spanned!(stored.span()=> ::joblet::__private::assert_output::<#stored>();)
+}
+
+/// Feeds one argument into the key; a non-serializable type is reported at the type.
+fn hash_arg(key: &Ident, name: &Ident, ty: &Type, by_value: bool) -> TokenStream {
+    let value = if by_value {
+        quote!(&#name)
+    } else {
+        quote!(#name)
+    };
+    if contains_impl_trait(ty) {
+        // An `impl Trait` type cannot be named in a turbofish; its concrete type is in the key.
+        quote_spanned!(ty.span()=> #key.ty_of(#value).arg(#value);)
+    } else {
+        quote_spanned!(ty.span()=> #key.arg::<#ty>(#value);)
+    }
+}
+
+/// The concrete types and const values of a generic function are part of its key.
+fn generic_keys(sig: &Signature, key: &Ident) -> TokenStream {
+    sig.generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => {
+                let ident = &t.ident;
+                Some(quote!(#key.ty::<#ident>();))
+            }
+            GenericParam::Const(c) => {
+                let ident = &c.ident;
+                Some(quote!(#key.arg(&#ident);))
+            }
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect()
+}
+
+/// `::<T, N>` for the type and const parameters, so that parameters used only in the return
+/// type are still known to the helper functions. Lifetimes are inferred.
+fn turbofish(sig: &Signature) -> TokenStream {
+    let args: Vec<&Ident> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some(&t.ident),
+            GenericParam::Const(c) => Some(&c.ident),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    if args.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(::<#(#args),*>)
+    }
+}
+
+fn return_type(sig: &Signature) -> TokenStream {
+    match &sig.output {
+        syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
+        syn::ReturnType::Default => quote!(()),
+    }
+}
+
+fn unsafety(sig: &Signature) -> Option<TokenStream> {
+    match &sig.safety {
+        syn::Safety::Unsafe(u) => Some(u.to_token_stream()),
+        _ => None,
+    }
+}
+
+/// Parameters as `name: Type`, optionally keeping `mut`.
+fn params(params: &[Param], keep_mut: bool) -> Vec<TokenStream> {
+    params
+        .iter()
+        .map(|p| {
+            let (name, ty) = (&p.name, &p.ty);
+            let mutability = (keep_mut && p.mutable).then(|| quote!(mut));
+            quote!(#mutability #name: #ty)
+        })
+        .collect()
+}
+
+/// The signature with each pattern parameter replaced by its `__argN` name.
+fn rewrite_sig(sig: &Signature, params: &[Param], keep_mut: bool) -> Signature {
+    let mut sig = sig.clone();
+    let mut typed = params.iter();
+    for input in sig.inputs.iter_mut() {
+        if let FnArg::Typed(PatType { pat, .. }) = input {
+            let p = typed.next().expect("one Param per typed input");
+            if p.pattern.is_some() || !keep_mut {
+                **pat = Pat::Ident(PatIdent {
+                    attrs: Vec::new(),
+                    by_ref: None,
+                    mutability: None,
+                    ident: p.name.clone(),
+                    subpat: None,
+                });
+            }
+        }
+    }
+    sig
+}
+
+/// Splits attributes into those every generated item needs (`cfg`), lint levels (which the
+/// body needs wherever it moves), and the rest (docs and others, for the function only).
+fn sort_attrs(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>, Vec<&Attribute>) {
+    let mut everywhere = Vec::new();
+    let mut lints = Vec::new();
+    let mut rest = Vec::new();
+    for attr in attrs {
+        let path = attr.path();
+        if path.is_ident("cfg") || path.is_ident("cfg_attr") {
+            everywhere.push(attr);
+        } else if ["allow", "warn", "deny", "forbid", "expect"]
+            .iter()
+            .any(|lint| path.is_ident(lint))
+        {
+            lints.push(attr);
+        } else {
+            rest.push(attr);
+        }
+    }
+    (everywhere, lints, rest)
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    fn walk(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|tt| match tt {
+            proc_macro2::TokenTree::Ident(i) => i == "impl",
+            proc_macro2::TokenTree::Group(g) => walk(g.stream()),
+            _ => false,
+        })
+    }
+    walk(ty.to_token_stream())
+}
