@@ -29,7 +29,7 @@ pub const DEFAULT_CACHE_DIR: &str = ".joblet";
     label = "this argument type does not implement `serde::Serialize`",
     note = "derive it with `#[derive(serde::Serialize)]`, or leave the argument out of the key with `#[cached(ignore = [name])]`"
 )]
-pub trait CacheArg {}
+pub trait CacheArg: Serialize {}
 impl<T: ?Sized + Serialize> CacheArg for T {}
 
 /// The result of a cached function must be serializable and deserializable.
@@ -314,7 +314,7 @@ pub struct CallKey {
 impl CallKey {
     /// Feeds one argument.
     #[inline]
-    pub fn arg<T: ?Sized + CacheArg + Serialize>(&mut self, value: &T) -> &mut Self {
+    pub fn arg<T: ?Sized + CacheArg>(&mut self, value: &T) -> &mut Self {
         if self.error.is_none() {
             if let Err(e) = self.hasher.value(value) {
                 self.error = Some(e);

@@ -6,7 +6,6 @@ use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::{bracketed, Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 /// The arguments, as written.
@@ -25,12 +24,12 @@ pub struct Args {
 const KEYS: &[&str] = &["dir", "ignore", "name", "version"];
 
 impl Args {
-    pub fn parse(tokens: TokenStream) -> syn::Result<Args> {
+    /// Parses what it can; every mistake goes to `errors`.
+    pub fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
         let mut args = Args::default();
-        let mut errors = Errors::default();
         let parser = |input: ParseStream| {
             while !input.is_empty() {
-                args.parse_one(input, &mut errors)?;
+                args.parse_one(input, errors)?;
                 if input.is_empty() {
                     break;
                 }
@@ -41,7 +40,7 @@ impl Args {
         if let Err(e) = parser.parse2(tokens) {
             errors.push(e);
         }
-        errors.finish().map(|()| args)
+        args
     }
 
     fn parse_one(&mut self, input: ParseStream, errors: &mut Errors) -> syn::Result<()> {
@@ -76,8 +75,8 @@ impl Args {
             "dir" => {
                 let expr: Expr = input.parse()?;
                 if let Some(kind) = non_string_literal(&expr) {
-                    errors.push(syn::Error::new(
-                        expr.span(),
+                    errors.push(syn::Error::new_spanned(
+                        &expr,
                         format!(
                             "`dir` takes a path: a string literal such as `dir = \"cache\"` or an expression implementing `AsRef<Path>`, not {kind}"
                         ),
@@ -95,8 +94,8 @@ impl Args {
             "ignore" => {
                 if !input.peek(syn::token::Bracket) {
                     let found: Expr = input.parse()?;
-                    errors.push(syn::Error::new(
-                        found.span(),
+                    errors.push(syn::Error::new_spanned(
+                        found,
                         "`ignore` takes parameter names in brackets, as in `ignore = [verbose]`",
                     ));
                     return Ok(());
@@ -140,8 +139,8 @@ fn parse_lit_str(input: ParseStream, key: &Ident) -> syn::Result<LitStr> {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) => Ok(lit),
-        other => Err(syn::Error::new(
-            other.span(),
+        other => Err(syn::Error::new_spanned(
+            &other,
             format!("`{key}` takes a string literal, as in `{key} = \"2\"`"),
         )),
     }
@@ -177,6 +176,11 @@ impl Errors {
 
     pub fn error(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
+    }
+
+    /// An error covering all of `tokens`, from the first to the last.
+    pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
     }
 
     pub fn finish(self) -> syn::Result<()> {

@@ -63,6 +63,7 @@ fn with_companion(model: &Model) -> TokenStream {
     let key = Ident::new("__key", Span::mixed_site());
     let site = Ident::new("__site", Span::mixed_site());
     let mode = Ident::new("__mode", Span::mixed_site());
+    let (value, pending) = outcome_idents();
 
     let turbofish = turbofish(sig);
     let generics = &sig.generics;
@@ -145,10 +146,10 @@ fn with_companion(model: &Model) -> TokenStream {
                 let #site = Self::__site();
                 let #key = Self::__key #turbofish (#(&#hashed_names),*);
                 match #site.#begin(#mode, ::core::option::Option::None, #key) {
-                    #private::Begin::Hit(__value) => __value,
-                    #private::Begin::Compute(__pending) => {
-                        let __value = #body;
-                        #site.#finish(__pending, __value)
+                    #private::Begin::Hit(#value) => #value,
+                    #private::Begin::Compute(#pending) => {
+                        let #value = #body;
+                        #site.#finish(#pending, #value)
                     }
                 }
             }
@@ -188,16 +189,16 @@ fn with_companion(model: &Model) -> TokenStream {
 // Output:
 //     impl Model {
 //         fn predict(&self, x: f64) -> f64 {
-//             static __SITE: Site = Site::new(...);
+//             let __site: &'static Site = { static __SITE: Site = Site::new(...); &__SITE };
 //             let __self_ty = Some(type_name::<Self>());
-//             let mut __key = __SITE.key(__self_ty);
+//             let mut __key = __site.key(__self_ty);
 //             __key.arg(&self);
 //             __key.arg::<f64>(&x);
-//             match __SITE.begin::<f64>(Mode::Call, __self_ty, __key) {
+//             match __site.begin::<f64>(Mode::Call, __self_ty, __key) {
 //                 Begin::Hit(__value) => __value,
 //                 Begin::Compute(__pending) => {
 //                     let __value = (move || -> f64 { { self.w * x } })();
-//                     __SITE.finish(__pending, __value)
+//                     __site.finish(__pending, __value)
 //                 }
 //             }
 //         }
@@ -209,8 +210,9 @@ fn in_place(model: &Model) -> TokenStream {
     let attrs = &item.attrs;
     let private = quote!(::joblet::__private);
     let key = Ident::new("__key", Span::mixed_site());
-    let site = Ident::new("__SITE", Span::mixed_site());
+    let site = Ident::new("__site", Span::mixed_site());
     let self_ty = Ident::new("__self_ty", Span::mixed_site());
+    let (value, pending) = outcome_idents();
 
     let main_sig = rewrite_sig(sig, &model.params, true);
     let ret = return_type(sig);
@@ -233,7 +235,11 @@ fn in_place(model: &Model) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #main_sig {
-            static #site: #private::Site = #site_init;
+            // In a block of its own, so that the user's body may use any name for its locals.
+            let #site: &'static #private::Site = {
+                static __SITE: #private::Site = #site_init;
+                &__SITE
+            };
             #assert_output
             let #self_ty = ::core::option::Option::Some(::core::any::type_name::<Self>());
             let mut #key = #site.key(#self_ty);
@@ -241,14 +247,22 @@ fn in_place(model: &Model) -> TokenStream {
             #receiver_key
             #(#arg_keys)*
             match #site.#begin(#private::Mode::Call, #self_ty, #key) {
-                #private::Begin::Hit(__value) => __value,
-                #private::Begin::Compute(__pending) => {
-                    let __value = #body;
-                    #site.#finish(__pending, __value)
+                #private::Begin::Hit(#value) => #value,
+                #private::Begin::Compute(#pending) => {
+                    let #value = #body;
+                    #site.#finish(#pending, #value)
                 }
             }
         }
     }
+}
+
+/// Locals that hold the outcome of a call, invisible to the user's tokens.
+fn outcome_idents() -> (Ident, Ident) {
+    (
+        Ident::new("__value", Span::mixed_site()),
+        Ident::new("__pending", Span::mixed_site()),
+    )
 }
 
 /// `Site::new(...)` for this function.

@@ -81,7 +81,7 @@ mod tests {
         assert_ne!(base, fp("fn f(x: u64) -> u64 { x * 3 }"));
         assert_ne!(base, fp("fn f(x: u32) -> u64 { x * 2 }"));
         assert_ne!(base, fp("fn f(x: u64) -> u64 { x * 2 + 0 }"));
-        assert_ne!(fp("fn f() -> u8 { ab }"), fp("fn f() -> u8 { a b }"));
+        assert_ne!(fp("fn f() -> u8 { m!(ab c) }"), fp("fn f() -> u8 { m!(a bc) }"));
     }
 
     #[test]

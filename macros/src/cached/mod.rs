@@ -21,22 +21,18 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let args = attr::Args::parse(args);
-    let item = syn::parse2::<syn::ItemFn>(item).map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            format!("`#[cached]` applies to a function with a body: {e}"),
-        )
-    });
-    // Report argument and item errors together.
-    let (args, item) = match (args, item) {
-        (Ok(a), Ok(i)) => (a, i),
-        (Err(mut a), Err(i)) => {
-            a.combine(i);
-            return Err(a);
+    let mut errors = attr::Errors::default();
+    let args = attr::Args::parse(args, &mut errors);
+    let item = match syn::parse2::<syn::ItemFn>(item) {
+        Ok(item) => item,
+        Err(e) => {
+            errors.error(
+                e.span(),
+                format!("`#[cached]` applies to a function with a body: {e}"),
+            );
+            return Err(errors.finish().expect_err("an error was just pushed"));
         }
-        (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    let model = valid::check(args, item)?;
+    let model = valid::check(args, item, errors)?;
     Ok(expand::expand(model))
 }

@@ -4,7 +4,6 @@
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, ToTokens};
-use syn::spanned::Spanned;
 use syn::{
     FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReceiverKind, ReturnType, Type,
 };
@@ -55,8 +54,8 @@ impl Output {
     }
 }
 
-pub fn check(args: Args, item: ItemFn) -> syn::Result<Model> {
-    let mut errors = Errors::default();
+/// Checks `item`, adding to the `errors` already found in the arguments.
+pub fn check(args: Args, item: ItemFn, mut errors: Errors) -> syn::Result<Model> {
     let sig = &item.sig;
 
     if let Some(c) = &sig.constness {
@@ -66,7 +65,7 @@ pub fn check(args: Args, item: ItemFn) -> syn::Result<Model> {
         );
     }
     if let Some(v) = &sig.variadic {
-        errors.error(v.span(), "`#[cached]` cannot apply to a variadic function");
+        errors.spanned(v, "`#[cached]` cannot apply to a variadic function");
     }
 
     let output = match &sig.output {
@@ -99,16 +98,16 @@ pub fn check(args: Args, item: ItemFn) -> syn::Result<Model> {
                     _ => false,
                 };
                 if mutable_ref {
-                    errors.error(
-                        receiver.span(),
+                    errors.spanned(
+                        receiver,
                         "`#[cached]` cannot apply to a method taking `&mut self`: a cache hit skips the body, so its changes to `self` would be lost; take `&self`",
                     );
                 }
             }
             FnArg::Typed(arg) => {
                 if is_mut_ref(&arg.ty) {
-                    errors.error(
-                        arg.ty.span(),
+                    errors.spanned(
+                        &arg.ty,
                         "`#[cached]` cannot take a `&mut` parameter: a cache hit skips the body, so its changes through the reference would be lost; take the value or a shared reference",
                     );
                 }
@@ -183,15 +182,15 @@ pub fn check(args: Args, item: ItemFn) -> syn::Result<Model> {
 fn output_of(ty: &Type, errors: &mut Errors) -> Option<Output> {
     match ty {
         Type::Tuple(t) if t.elems.is_empty() => {
-            errors.error(
-                ty.span(),
+            errors.spanned(
+                ty,
                 "`#[cached]` needs a return value to store, but this function returns `()`: return the value to cache",
             );
             None
         }
         Type::ImplTrait(_) => {
-            errors.error(
-                ty.span(),
+            errors.spanned(
+                ty,
                 "`#[cached]` cannot store an `impl Trait` result: a hit must rebuild the value, so name the concrete type",
             );
             None

@@ -1,0 +1,339 @@
+//! `#[cached]` on every supported signature: hits and misses, keys, controls, threads.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use joblet::cached;
+use serde::{Deserialize, Serialize};
+
+static SQUARES: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("square"))]
+fn square(x: u64) -> u64 {
+    SQUARES.fetch_add(1, SeqCst);
+    x * x
+}
+
+#[test]
+fn a_second_call_with_equal_arguments_loads_instead_of_computing() {
+    assert_eq!(square(7), 49);
+    assert_eq!(SQUARES.load(SeqCst), 1);
+    assert_eq!(square(7), 49);
+    assert_eq!(SQUARES.load(SeqCst), 1, "the second call computed");
+    assert_eq!(square(8), 64);
+    assert_eq!(SQUARES.load(SeqCst), 2);
+    assert_eq!(common::entries(&common::dir("square")).len(), 2);
+}
+
+static CONTROLLED: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("controls"))]
+fn controlled(x: u64) -> u64 {
+    CONTROLLED.fetch_add(1, SeqCst);
+    x + 1
+}
+
+#[test]
+fn controls_check_recompute_and_clear_without_surprises() {
+    assert!(!controlled::is_cached(1));
+    assert_eq!(CONTROLLED.load(SeqCst), 0, "is_cached computed");
+    assert_eq!(controlled(1), 2);
+    assert!(controlled::is_cached(1));
+    assert!(!controlled::is_cached(2));
+
+    assert_eq!(controlled::refresh(1), 2);
+    assert_eq!(CONTROLLED.load(SeqCst), 2, "refresh did not compute");
+    assert_eq!(controlled(1), 2);
+    assert_eq!(CONTROLLED.load(SeqCst), 2, "refresh did not store");
+
+    controlled::clear().unwrap();
+    assert!(!controlled::is_cached(1));
+    assert!(common::entries(&common::dir("controls")).is_empty());
+    assert_eq!(controlled(1), 2);
+    assert_eq!(CONTROLLED.load(SeqCst), 3);
+    controlled::clear().unwrap();
+    controlled::clear().unwrap(); // clearing nothing is fine
+}
+
+static DESCRIBED: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("generic"))]
+fn describe<T: Serialize>(value: T) -> String {
+    DESCRIBED.fetch_add(1, SeqCst);
+    format!("{}:{}", std::any::type_name::<T>(), serde_len(&value))
+}
+
+fn serde_len<T: Serialize>(value: &T) -> usize {
+    joblet::__private::key_of(value).map_or(0, |k| k.0 as usize % 7)
+}
+
+#[cached(dir = common::dir("generic"))]
+fn zero<T: Default + Serialize + for<'de> Deserialize<'de>>() -> T {
+    T::default()
+}
+
+#[test]
+fn generic_functions_key_on_their_concrete_types() {
+    let a = describe(1u32);
+    let b = describe(1u64);
+    assert!(a.starts_with("u32:") && b.starts_with("u64:"), "{a} {b}");
+    assert_eq!(describe(1u32), a);
+    assert_eq!(DESCRIBED.load(SeqCst), 2);
+    // A type parameter that appears only in the return type.
+    assert_eq!(zero::<u8>(), 0);
+    assert_eq!(zero::<String>(), "");
+    assert_eq!(zero::<Vec<u8>>(), Vec::<u8>::new());
+}
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+struct Model {
+    weight: f64,
+}
+
+static PREDICTED: AtomicUsize = AtomicUsize::new(0);
+
+impl Model {
+    #[cached(dir = common::dir("method"))]
+    fn predict(&self, x: f64) -> f64 {
+        PREDICTED.fetch_add(1, SeqCst);
+        self.weight * x
+    }
+
+    #[cached(dir = common::dir("method"))]
+    fn with_weight(weight: f64) -> Self {
+        Model { weight }
+    }
+
+    #[cached(dir = common::dir("method"), ignore = [self])]
+    fn constant(&self, x: u32) -> u32 {
+        PREDICTED.fetch_add(100, SeqCst);
+        x
+    }
+}
+
+#[test]
+fn methods_key_on_self() {
+    let two = Model { weight: 2.0 };
+    let three = Model { weight: 3.0 };
+    assert_eq!(two.predict(5.0), 10.0);
+    assert_eq!(three.predict(5.0), 15.0);
+    assert_eq!(two.predict(5.0), 10.0);
+    assert_eq!(PREDICTED.load(SeqCst), 2);
+    assert_eq!(Model::with_weight(4.0), Model { weight: 4.0 });
+    assert_eq!(Model::with_weight(4.0), Model { weight: 4.0 });
+    // `ignore = [self]`: the receiver is left out of the key.
+    assert_eq!(two.constant(1), 1);
+    assert_eq!(three.constant(1), 1);
+    assert_eq!(PREDICTED.load(SeqCst), 102);
+}
+
+static FETCHED: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("async"))]
+async fn fetch(name: &str, times: usize) -> Result<String, std::num::ParseIntError> {
+    FETCHED.fetch_add(1, SeqCst);
+    let n: u32 = name.parse()?;
+    std::future::ready(()).await;
+    Ok(n.to_string().repeat(times))
+}
+
+#[test]
+fn async_functions_are_cached() {
+    assert_eq!(pollster::block_on(fetch("12", 2)).unwrap(), "1212");
+    assert_eq!(pollster::block_on(fetch("12", 2)).unwrap(), "1212");
+    assert_eq!(FETCHED.load(SeqCst), 1);
+    assert!(pollster::block_on(fetch("x", 1)).is_err());
+    assert!(pollster::block_on(fetch::refresh("12", 2)).is_ok());
+    assert_eq!(FETCHED.load(SeqCst), 3);
+    assert!(fetch::is_cached("12", 2));
+}
+
+static BORROWED: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("refs"))]
+fn borrowed(text: &str, values: &[f64], model: &Model, (lo, hi): (usize, usize)) -> f64 {
+    BORROWED.fetch_add(1, SeqCst);
+    values[lo..hi].iter().sum::<f64>() * model.weight + text.len() as f64
+}
+
+#[test]
+fn reference_and_pattern_arguments_hash_as_their_values() {
+    let values = vec![1.0, 2.0, 3.0, 4.0];
+    let model = Model { weight: 2.0 };
+    assert_eq!(borrowed("ab", &values, &model, (1, 3)), 12.0);
+    let copy = values.clone();
+    let text = String::from("ab");
+    assert_eq!(borrowed(&text, &copy, &model.clone(), (1, 3)), 12.0);
+    assert_eq!(BORROWED.load(SeqCst), 1);
+    assert_eq!(borrowed("ab", &values, &model, (0, 3)), 14.0);
+    assert_eq!(BORROWED.load(SeqCst), 2);
+}
+
+/// An error type that is neither `Serialize` nor `Deserialize`.
+#[derive(Debug, PartialEq)]
+struct Opaque(u32);
+
+static DIVIDED: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("result"))]
+fn divide(a: u32, b: u32) -> Result<u32, Opaque> {
+    DIVIDED.fetch_add(1, SeqCst);
+    if b == 0 {
+        return Err(Opaque(a));
+    }
+    Ok(a / b)
+}
+
+#[test]
+fn results_cache_only_ok_values() {
+    assert_eq!(divide(6, 3), Ok(2));
+    assert_eq!(divide(6, 3), Ok(2));
+    assert_eq!(DIVIDED.load(SeqCst), 1);
+    assert_eq!(divide(6, 0), Err(Opaque(6)));
+    assert_eq!(divide(6, 0), Err(Opaque(6)));
+    assert_eq!(DIVIDED.load(SeqCst), 3, "an Err was cached");
+    assert!(divide::is_cached(6, 3));
+    assert!(!divide::is_cached(6, 0));
+}
+
+static COUNTED: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("maps"), ignore = [verbose])]
+fn count_words(words: HashMap<String, usize>, stop: &HashSet<String>, verbose: bool) -> usize {
+    COUNTED.fetch_add(1, SeqCst);
+    if verbose {
+        println!("counting");
+    }
+    words
+        .iter()
+        .filter(|(w, _)| !stop.contains(*w))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[test]
+fn maps_and_sets_hit_whatever_their_order_and_ignored_arguments_do_not_count() {
+    let pairs: Vec<(String, usize)> = (0..100).map(|i| (format!("w{i}"), i)).collect();
+    let forward: HashMap<_, _> = pairs.iter().cloned().collect();
+    let mut backward = HashMap::with_capacity(500);
+    backward.extend(pairs.iter().rev().cloned());
+    let stop1: HashSet<String> = ["w1", "w2", "w3"].map(String::from).into();
+    let mut stop2 = HashSet::with_capacity(64);
+    stop2.extend(["w3", "w2", "w1"].map(String::from));
+
+    let expected = (0..100).sum::<usize>() - 6;
+    assert_eq!(count_words(forward, &stop1, false), expected);
+    assert_eq!(count_words(backward, &stop2, true), expected);
+    assert_eq!(COUNTED.load(SeqCst), 1);
+
+    let sorted: BTreeMap<String, usize> = pairs.iter().cloned().collect();
+    let other: HashMap<_, _> = sorted.into_iter().filter(|(_, n)| *n != 50).collect();
+    assert_eq!(count_words(other, &stop1, false), expected - 50);
+    assert_eq!(COUNTED.load(SeqCst), 2);
+}
+
+mod invalidation {
+    //! Two functions given one identity with `name`: what separates their entries is their code.
+    use super::*;
+
+    pub static V1: AtomicUsize = AtomicUsize::new(0);
+    pub static V2: AtomicUsize = AtomicUsize::new(0);
+
+    pub mod before {
+        use super::*;
+        #[cached(dir = common::dir("invalidation"), name = "score")]
+        pub fn score(x: u32) -> u32 {
+            V1.fetch_add(1, SeqCst);
+            x + 1
+        }
+    }
+
+    pub mod edited {
+        use super::*;
+        #[cached(dir = common::dir("invalidation"), name = "score")]
+        pub fn score(x: u32) -> u32 {
+            V2.fetch_add(1, SeqCst);
+            x + 2
+        }
+    }
+
+    pub mod redocumented {
+        use super::*;
+        /// The same code as `before`, with docs and comments added and other formatting.
+        #[cached(dir = common::dir("invalidation"), name = "score")]
+        pub fn score(x: u32) -> u32 {
+            // counts computations
+            V1.fetch_add(1, SeqCst);
+            x + 1 /* unchanged */
+        }
+    }
+
+    pub mod versioned {
+        use super::*;
+        #[cached(dir = common::dir("invalidation"), name = "score", version = "2")]
+        pub fn score(x: u32) -> u32 {
+            V1.fetch_add(1, SeqCst);
+            x + 1
+        }
+    }
+}
+
+#[test]
+fn changing_the_code_or_the_version_invalidates_but_comments_and_docs_do_not() {
+    use invalidation::*;
+    assert_eq!(before::score(1), 2);
+    assert_eq!(V1.load(SeqCst), 1);
+    // Edited body: its own entries, never the old value.
+    assert_eq!(edited::score(1), 3);
+    assert_eq!(V2.load(SeqCst), 1);
+    // Same tokens, other comments and docs: the old entry is loaded.
+    assert_eq!(redocumented::score(1), 2);
+    assert_eq!(V1.load(SeqCst), 1);
+    // Same code, new version salt: recomputed.
+    assert_eq!(versioned::score(1), 2);
+    assert_eq!(V1.load(SeqCst), 2);
+}
+
+static SLOW: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("threads"))]
+fn slow_cube(x: u64) -> Vec<u64> {
+    SLOW.fetch_add(1, SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    vec![x * x * x; 1000 + x as usize]
+}
+
+#[test]
+fn eight_threads_calling_at_once_get_correct_values() {
+    let barrier = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                for round in 0..50u64 {
+                    // Half the calls share keys across threads, half are the thread's own.
+                    let x = if round % 2 == 0 {
+                        round % 5
+                    } else {
+                        100 + t * 50 + round
+                    };
+                    let v = slow_cube(x);
+                    assert_eq!(v.len(), 1000 + x as usize);
+                    assert!(v.iter().all(|&y| y == x * x * x));
+                }
+            });
+        }
+    });
+    let computed = SLOW.load(SeqCst);
+    // 5 shared keys (computed at most once per thread) and 8 * 25 own keys.
+    assert!((205..=240).contains(&computed), "computed {computed}");
+    for x in 0..5 {
+        assert!(slow_cube::is_cached(x));
+    }
+    let dir = common::dir("threads");
+    assert_eq!(common::entries(&dir).len(), 205);
+    assert!(common::temp_files(&dir).is_empty());
+}

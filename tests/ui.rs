@@ -1,0 +1,8 @@
+//! Compile errors of the macros, and tricky inputs that must compile, checked with trybuild.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/cached/*.rs");
+    t.pass("tests/ui/cached/pass/*.rs");
+}

@@ -1,0 +1,6 @@
+use joblet::cached;
+
+#[cached(dir = "cache")]
+struct Square(u64);
+
+fn main() {}
