@@ -7,6 +7,7 @@
 //! equal whatever their iteration order.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use serde::ser::{self, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
@@ -28,12 +29,15 @@ impl fmt::Display for Key {
 }
 
 /// Bytes gathered before they are handed to xxh3. Small keys never leave this buffer and are
-/// hashed in one shot; large ones stream through it in chunks big enough for xxh3's fast path.
-const BUF: usize = 512;
+/// hashed in one shot; large ones stream through it in chunks big enough for xxh3's fast path
+/// (4 KiB streams at about 13 GB/s here; 512 B at 10).
+const BUF: usize = 4096;
 
 /// Streams values into an xxh3-128 hash. Implements [`serde::Serializer`] through `&mut`.
 pub struct KeyHasher {
-    buf: [u8; BUF],
+    /// Left uninitialized: zeroing it would cost more than hashing a small key. The first
+    /// `len` bytes are always initialized.
+    buf: [MaybeUninit<u8>; BUF],
     len: usize,
     /// Created on the first flush: most keys fit in `buf` and skip the streaming state.
     state: Option<Box<Xxh3>>,
@@ -47,10 +51,10 @@ impl Default for KeyHasher {
 
 impl KeyHasher {
     /// An empty hasher.
-    #[inline]
+    #[inline(always)]
     pub fn new() -> Self {
         KeyHasher {
-            buf: [0; BUF],
+            buf: [MaybeUninit::uninit(); BUF],
             len: 0,
             state: None,
         }
@@ -78,13 +82,15 @@ impl KeyHasher {
         self.put(&v.to_le_bytes());
     }
 
-    /// The key of everything fed so far.
+    /// The key of everything fed so far. Takes `&mut self` rather than `self`: moving the
+    /// hasher would copy its whole buffer.
     #[inline]
-    pub fn finish(self) -> Key {
-        match self.state {
-            None => Key(xxh3_128(&self.buf[..self.len])),
-            Some(mut state) => {
-                state.update(&self.buf[..self.len]);
+    pub fn finish(&mut self) -> Key {
+        let tail = filled(&self.buf, self.len);
+        match &mut self.state {
+            None => Key(xxh3_128(tail)),
+            Some(state) => {
+                state.update(tail);
                 Key(state.digest128())
             }
         }
@@ -92,25 +98,14 @@ impl KeyHasher {
 
     #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
-        if bytes.len() <= BUF - self.len {
-            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-            self.len += bytes.len();
+        let len = self.len;
+        if bytes.len() <= BUF - len {
+            write(&mut self.buf[len..len + bytes.len()], bytes);
+            self.len = len + bytes.len();
         } else {
-            self.put_slow(bytes);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn put_slow(&mut self, bytes: &[u8]) {
-        let state = self.state.get_or_insert_with(|| Box::new(Xxh3::new()));
-        state.update(&self.buf[..self.len]);
-        self.len = 0;
-        if bytes.len() >= BUF {
-            state.update(bytes);
-        } else {
-            self.buf[..bytes.len()].copy_from_slice(bytes);
-            self.len = bytes.len();
+            // `len` goes by value: were `self` passed, its address would escape and the hot
+            // path above would keep `len` in memory instead of a register.
+            self.len = flush_and_put(&mut self.buf, &mut self.state, len, bytes);
         }
     }
 
@@ -120,9 +115,50 @@ impl KeyHasher {
     }
 }
 
+/// Hashes the buffered bytes, then buffers `bytes` (or hashes them too, when large). Returns
+/// the new buffer length.
+#[cold]
+#[inline(never)]
+fn flush_and_put(
+    buf: &mut [MaybeUninit<u8>; BUF],
+    state: &mut Option<Box<Xxh3>>,
+    len: usize,
+    bytes: &[u8],
+) -> usize {
+    let state = state.get_or_insert_with(|| Box::new(Xxh3::new()));
+    state.update(filled(buf, len));
+    if bytes.len() >= BUF {
+        state.update(bytes);
+        0
+    } else {
+        write(&mut buf[..bytes.len()], bytes);
+        bytes.len()
+    }
+}
+
+/// Copies `src` into `dst`, which has the same length.
+#[inline(always)]
+fn write(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
+    assert_eq!(dst.len(), src.len());
+    // SAFETY: both slices are valid for `src.len()` bytes (checked above), `MaybeUninit<u8>`
+    // has the layout of `u8`, and a `&mut` and a `&` slice cannot overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len());
+    }
+}
+
+/// The initialized prefix of the buffer.
+#[inline(always)]
+fn filled(buf: &[MaybeUninit<u8>; BUF], len: usize) -> &[u8] {
+    let prefix = &buf[..len];
+    // SAFETY: every byte below `len` was written by `write` before `len` grew past it, and
+    // `MaybeUninit<u8>` has the layout of `u8`.
+    unsafe { std::slice::from_raw_parts(prefix.as_ptr().cast::<u8>(), prefix.len()) }
+}
+
 /// A `Serialize` implementation refused to serialize a value while its key was computed.
 #[derive(Debug)]
-pub struct HashError(String);
+pub struct HashError(Box<str>);
 
 impl fmt::Display for HashError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -134,7 +170,7 @@ impl std::error::Error for HashError {}
 
 impl ser::Error for HashError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        HashError(msg.to_string())
+        HashError(msg.to_string().into_boxed_str())
     }
 }
 
@@ -166,89 +202,111 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
     type SerializeStruct = Compound<'a>;
     type SerializeStructVariant = Compound<'a>;
 
+    #[inline]
     fn is_human_readable(&self) -> bool {
         false
     }
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), HashError> {
         self.put(&[v as u8]);
         Ok(())
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<(), HashError> {
         self.put(&[v]);
         Ok(())
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<(), HashError> {
         self.put(&v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), HashError> {
         self.put(&v.to_bits().to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), HashError> {
         self.put(&v.to_bits().to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<(), HashError> {
         self.put(&(v as u32).to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<(), HashError> {
         self.str(v);
         Ok(())
     }
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), HashError> {
         self.len_prefix(v.len());
         self.put(v);
         Ok(())
     }
+    #[inline]
     fn serialize_none(self) -> Result<(), HashError> {
         self.put(&[0]);
         Ok(())
     }
+    #[inline]
     fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), HashError> {
         self.put(&[1]);
         value.serialize(self)
     }
+    #[inline]
     fn serialize_unit(self) -> Result<(), HashError> {
         Ok(())
     }
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), HashError> {
         Ok(())
     }
+    #[inline]
     fn serialize_unit_variant(
         self,
         _name: &'static str,
@@ -258,6 +316,7 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
         self.put(&index.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
         self,
         _name: &'static str,
@@ -265,6 +324,7 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
     ) -> Result<(), HashError> {
         value.serialize(self)
     }
+    #[inline]
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
         self,
         _name: &'static str,
@@ -276,6 +336,7 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
         value.serialize(self)
     }
 
+    #[inline]
     fn collect_seq<I>(self, iter: I) -> Result<(), HashError>
     where
         I: IntoIterator,
@@ -284,9 +345,7 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
         if is_unordered::<I>() {
             let mut set = Compound::unordered(self);
             for item in iter {
-                let mut entry = KeyHasher::new();
-                item.serialize(&mut entry)?;
-                set.add(entry.finish());
+                set.add(digest(&item)?);
             }
             ser::SerializeSeq::end(set)
         } else {
@@ -303,6 +362,7 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
         }
     }
 
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Compound<'a>, HashError> {
         Ok(match len {
             Some(len) => {
@@ -311,14 +371,17 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
             }
             None => Compound::Unsized {
                 parent: self,
-                inner: Box::default(),
+                // Rare (an iterator of unknown length); boxed to keep `Compound` small.
+                inner: Box::new(KeyHasher::new()),
                 count: 0,
             },
         })
     }
+    #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Compound<'a>, HashError> {
         Ok(Compound::Ordered(self))
     }
+    #[inline]
     fn serialize_tuple_struct(
         self,
         _name: &'static str,
@@ -326,6 +389,7 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
     ) -> Result<Compound<'a>, HashError> {
         Ok(Compound::Ordered(self))
     }
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -336,12 +400,15 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
         self.put(&index.to_le_bytes());
         Ok(Compound::Ordered(self))
     }
+    #[inline]
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, HashError> {
         Ok(Compound::unordered(self))
     }
+    #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'a>, HashError> {
         Ok(Compound::Ordered(self))
     }
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -354,10 +421,8 @@ impl<'a> ser::Serializer for &'a mut KeyHasher {
     }
 }
 
-/// The state of a compound value being hashed.
-// It lives on the stack for the duration of one compound value; keeping the entry hasher
-// inline spares an allocation per map.
-#[allow(clippy::large_enum_variant)]
+/// The state of a compound value being hashed. Kept small: it is returned by value for every
+/// struct, tuple and sequence.
 pub enum Compound<'a> {
     /// Elements go straight into the parent, in order.
     Ordered(&'a mut KeyHasher),
@@ -370,29 +435,39 @@ pub enum Compound<'a> {
     /// Map entries or set elements: each hashed apart, the digests summed so order is irrelevant.
     Unordered {
         parent: &'a mut KeyHasher,
-        entry: Option<KeyHasher>,
+        /// The digest of a map key whose value has not come yet.
+        key: Option<u128>,
         sum: u128,
         count: u64,
     },
+}
+
+/// The digest of one value on its own.
+#[inline]
+fn digest<T: ?Sized + Serialize>(value: &T) -> Result<u128, HashError> {
+    let mut h = KeyHasher::new();
+    value.serialize(&mut h)?;
+    Ok(h.finish().0)
 }
 
 impl<'a> Compound<'a> {
     fn unordered(parent: &'a mut KeyHasher) -> Self {
         Compound::Unordered {
             parent,
-            entry: None,
+            key: None,
             sum: 0,
             count: 0,
         }
     }
 
-    fn add(&mut self, digest: Key) {
+    fn add(&mut self, digest: u128) {
         if let Compound::Unordered { sum, count, .. } = self {
-            *sum = sum.wrapping_add(digest.0);
+            *sum = sum.wrapping_add(digest);
             *count += 1;
         }
     }
 
+    #[inline]
     fn element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
         match self {
             Compound::Ordered(h) => value.serialize(&mut **h),
@@ -401,34 +476,43 @@ impl<'a> Compound<'a> {
                 value.serialize(&mut **inner)
             }
             Compound::Unordered { .. } => {
-                let mut entry = KeyHasher::new();
-                value.serialize(&mut entry)?;
-                self.add(entry.finish());
+                let d = digest(value)?;
+                self.add(d);
                 Ok(())
             }
         }
     }
 
+    #[inline]
     fn key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), HashError> {
         match self {
-            Compound::Unordered { entry, .. } => {
-                let mut h = KeyHasher::new();
-                key.serialize(&mut h)?;
-                *entry = Some(h);
+            Compound::Unordered { key: pending, .. } => {
+                *pending = Some(digest(key)?);
                 Ok(())
             }
             _ => self.element(key),
         }
     }
 
+    #[inline]
     fn value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
         match self {
-            Compound::Unordered { entry, .. } => {
-                // serde calls `serialize_value` only after `serialize_key`; if a hand-written
-                // impl does otherwise the value is hashed as an entry of its own.
-                let mut h = entry.take().unwrap_or_default();
-                value.serialize(&mut h)?;
-                self.add(h.finish());
+            Compound::Unordered { key, .. } => {
+                // An entry is the digest of its key's and value's digests. serde calls
+                // `serialize_value` only after `serialize_key`; a hand-written impl that does
+                // otherwise gets its value hashed as an entry of its own.
+                let k = key.take();
+                let v = digest(value)?;
+                let entry = match k {
+                    Some(k) => {
+                        let mut h = KeyHasher::new();
+                        h.u128(k);
+                        h.u128(v);
+                        h.finish().0
+                    }
+                    None => v,
+                };
+                self.add(entry);
                 Ok(())
             }
             _ => self.element(value),
@@ -440,7 +524,7 @@ impl<'a> Compound<'a> {
             Compound::Ordered(_) => {}
             Compound::Unsized {
                 parent,
-                inner,
+                mut inner,
                 count,
             } => {
                 parent.put(&[TAG_UNSIZED_SEQ]);
@@ -464,6 +548,7 @@ macro_rules! forward_compound {
         impl ser::$trait for Compound<'_> {
             type Ok = ();
             type Error = HashError;
+            #[inline]
             fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
                 self.element(value)
             }
@@ -484,6 +569,7 @@ forward_compound!(
 impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = HashError;
+    #[inline]
     fn serialize_field<T: ?Sized + Serialize>(
         &mut self,
         _key: &'static str,
@@ -491,6 +577,7 @@ impl ser::SerializeStruct for Compound<'_> {
     ) -> Result<(), HashError> {
         self.element(value)
     }
+    #[inline]
     fn skip_field(&mut self, _key: &'static str) -> Result<(), HashError> {
         // A skipped field must not let the fields after it pass for its value. A fixed random
         // 128-bit marker collides with a real value's encoding as rarely as the hash itself.
@@ -499,6 +586,7 @@ impl ser::SerializeStruct for Compound<'_> {
         }
         Ok(())
     }
+    #[inline]
     fn end(self) -> Result<(), HashError> {
         self.done()
     }
@@ -507,6 +595,7 @@ impl ser::SerializeStruct for Compound<'_> {
 impl ser::SerializeStructVariant for Compound<'_> {
     type Ok = ();
     type Error = HashError;
+    #[inline]
     fn serialize_field<T: ?Sized + Serialize>(
         &mut self,
         _key: &'static str,
@@ -514,6 +603,7 @@ impl ser::SerializeStructVariant for Compound<'_> {
     ) -> Result<(), HashError> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), HashError> {
         self.done()
     }
@@ -522,12 +612,15 @@ impl ser::SerializeStructVariant for Compound<'_> {
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
     type Error = HashError;
+    #[inline]
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), HashError> {
         self.key(key)
     }
+    #[inline]
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
         self.value(value)
     }
+    #[inline]
     fn end(self) -> Result<(), HashError> {
         self.done()
     }
@@ -538,9 +631,7 @@ impl ser::SerializeMap for Compound<'_> {
 /// # Errors
 /// Fails only when the value's own `Serialize` implementation reports an error.
 pub fn key_of<T: ?Sized + Serialize>(value: &T) -> Result<Key, HashError> {
-    let mut h = KeyHasher::new();
-    h.value(value)?;
-    Ok(h.finish())
+    digest(value).map(Key)
 }
 
 #[cfg(test)]
@@ -628,6 +719,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn serialize_errors_surface() {
         struct Refuses;
         impl Serialize for Refuses {

@@ -336,7 +336,7 @@ impl CallKey {
         self.ty::<T>()
     }
 
-    fn finish(self, function: &str) -> Option<Key> {
+    fn finish(mut self, function: &str) -> Option<Key> {
         match self.error {
             None => Some(self.hasher.finish()),
             Some(e) => {

@@ -81,7 +81,10 @@ mod tests {
         assert_ne!(base, fp("fn f(x: u64) -> u64 { x * 3 }"));
         assert_ne!(base, fp("fn f(x: u32) -> u64 { x * 2 }"));
         assert_ne!(base, fp("fn f(x: u64) -> u64 { x * 2 + 0 }"));
-        assert_ne!(fp("fn f() -> u8 { m!(ab c) }"), fp("fn f() -> u8 { m!(a bc) }"));
+        assert_ne!(
+            fp("fn f() -> u8 { m!(ab c) }"),
+            fp("fn f() -> u8 { m!(a bc) }")
+        );
     }
 
     #[test]
