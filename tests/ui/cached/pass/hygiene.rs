@@ -27,6 +27,7 @@ struct Model(u32);
 
 impl Model {
     #[joblet::cached(dir = "target/ui-hygiene")]
+    #[allow(non_snake_case)]
     fn get(&self, __self_ty: u32) -> u32 {
         let __SITE = self.0;
         __SITE + __self_ty
