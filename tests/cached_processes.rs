@@ -31,11 +31,14 @@ fn child() {
 }
 
 fn run_child(dir: &std::path::Path) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir);
+    output_of(cmd)
+}
+
+fn output_of(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -61,4 +64,61 @@ fn a_second_process_loads_what_the_first_computed() {
     );
     assert!(second.contains("child got 100000 values"), "{second}");
     assert_eq!(common::entries(&dir).len(), 1);
+}
+
+const DEFAULT_CHILD: &str = "JOBLET_TEST_DEFAULT_CHILD";
+
+/// No `dir`: the folder is `$JOBLET_CACHE_DIR`, else `.joblet` in the current directory.
+#[cached]
+fn defaulted(x: u32) -> u32 {
+    println!("child computed defaulted({x})");
+    x + 1
+}
+
+#[test]
+fn default_child() {
+    if std::env::var_os(DEFAULT_CHILD).is_some() {
+        assert_eq!(defaulted(41), 42);
+    }
+}
+
+fn run_default_child(cwd: &std::path::Path, cache_dir: Option<&std::path::Path>) -> String {
+    std::fs::create_dir_all(cwd).unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "default_child",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(DEFAULT_CHILD, "1")
+    .env_remove(joblet::CACHE_DIR_ENV)
+    .current_dir(cwd);
+    if let Some(dir) = cache_dir {
+        cmd.env(joblet::CACHE_DIR_ENV, dir);
+    }
+    output_of(cmd)
+}
+
+#[test]
+fn without_dir_the_cache_is_dot_joblet_in_the_current_directory() {
+    let cwd = common::dir("default-cwd");
+    let first = run_default_child(&cwd, None);
+    assert!(first.contains("child computed defaulted(41)"), "{first}");
+    assert_eq!(
+        common::entries(&cwd.join(joblet::DEFAULT_CACHE_DIR)).len(),
+        1
+    );
+    let second = run_default_child(&cwd, None);
+    assert!(!second.contains("child computed"), "{second}");
+}
+
+#[test]
+fn the_environment_variable_overrides_the_default_folder() {
+    let cwd = common::dir("env-cwd");
+    let cache = common::dir("env-cache");
+    let out = run_default_child(&cwd, Some(&cache));
+    assert!(out.contains("child computed defaulted(41)"), "{out}");
+    assert_eq!(common::entries(&cache).len(), 1);
+    assert!(!cwd.join(joblet::DEFAULT_CACHE_DIR).exists());
 }

@@ -27,8 +27,8 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, ErrorKind};
@@ -233,7 +233,7 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Checked<'_>, ErrorKind> {
         _ => {
             return Err(ErrorKind::Corrupt(
                 "lengths in the header do not match the file",
-            ))
+            ));
         }
     }
     if u64_at(bytes, 8) != xxh3_64(&bytes[16..]) {

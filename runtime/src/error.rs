@@ -18,6 +18,21 @@ pub struct Error {
 }
 
 /// What went wrong.
+///
+/// ```
+/// use joblet_runtime::{Error, ErrorKind};
+///
+/// fn describe(e: &Error) -> &'static str {
+///     match e.kind() {
+///         ErrorKind::NotFound => "nothing stored yet",
+///         ErrorKind::Truncated | ErrorKind::Corrupt(_) => "damaged, will be recomputed",
+///         _ => "other",
+///     }
+/// }
+/// let missing = Error::from(std::io::Error::from(std::io::ErrorKind::NotFound));
+/// assert_eq!(describe(&missing), "nothing stored yet");
+/// assert!(missing.is_not_found());
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ErrorKind {

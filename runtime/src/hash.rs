@@ -10,7 +10,7 @@ use std::fmt;
 use std::mem::MaybeUninit;
 
 use serde::ser::{self, Serialize};
-use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 /// The 128-bit key of one cached call.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,9 +17,9 @@ pub use site::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::Error;
-    pub use crate::hash::{key_of, Key, KeyHasher};
+    pub use crate::hash::{Key, KeyHasher, key_of};
     pub use crate::site::{
-        assert_arg, assert_output, dir_path, typed_future, Begin, CacheArg, CacheDir, CacheOutput,
-        CallKey, Mode, Pending, Site,
+        Begin, CacheArg, CacheDir, CacheOutput, CallKey, Mode, Pending, Site, assert_arg,
+        assert_output, dir_path, typed_future,
     };
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::entry;
@@ -17,10 +17,24 @@ use crate::error::{Error, ErrorKind};
 use crate::hash::{HashError, Key, KeyHasher};
 
 /// The environment variable that sets the cache folder of functions declared without `dir`.
+///
+/// ```
+/// use std::process::Command;
+///
+/// // Run a program with its default cache folder moved to scratch space.
+/// let mut cmd = Command::new("true");
+/// cmd.env(joblet_runtime::CACHE_DIR_ENV, "/tmp/scratch-cache");
+/// assert_eq!(joblet_runtime::CACHE_DIR_ENV, "JOBLET_CACHE_DIR");
+/// ```
 pub const CACHE_DIR_ENV: &str = "JOBLET_CACHE_DIR";
 
 /// The cache folder of functions declared without `dir` when [`CACHE_DIR_ENV`] is not set,
 /// relative to the current directory at the first call.
+///
+/// ```
+/// let default = std::path::Path::new(joblet_runtime::DEFAULT_CACHE_DIR);
+/// assert!(default.is_relative());
+/// ```
 pub const DEFAULT_CACHE_DIR: &str = ".joblet";
 
 /// The argument or result of a cached function must be serializable.

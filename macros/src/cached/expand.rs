@@ -8,7 +8,7 @@
 //! place.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, GenericParam, Ident, Pat, PatIdent, PatType, Signature, Type};
 

@@ -92,7 +92,9 @@ mod tests {
         let base = fp("fn f(x: u64) -> u64 { x * 2 }");
         assert_eq!(
             base,
-            fp("/// Doubles.\n#[doc = \"more\"]\nfn f(x: u64) -> u64 {\n    // twice\n    x*2 /* sic */\n}")
+            fp(
+                "/// Doubles.\n#[doc = \"more\"]\nfn f(x: u64) -> u64 {\n    // twice\n    x*2 /* sic */\n}"
+            )
         );
         assert_eq!(
             fp("fn f() -> u8 { /// item docs\n fn g() -> u8 { 1 } g() }"),

@@ -3,7 +3,7 @@
 //! Every check runs, and every failure is kept, so that the user sees all mistakes at once.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{format_ident, ToTokens};
+use quote::{ToTokens, format_ident};
 use syn::{
     FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReceiverKind, ReturnType, Type,
 };
