@@ -213,3 +213,43 @@ fn a_cache_folder_that_cannot_be_written_degrades_to_computing() {
         "{logged}"
     );
 }
+
+static WIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// 1.6 MB: large enough to be read through a memory map.
+#[cached(dir = common::dir("mapped"))]
+fn wide(seed: u64) -> Vec<f64> {
+    WIDE.fetch_add(1, SeqCst);
+    (0..200_000).map(|i| (i ^ seed) as f64).collect()
+}
+
+#[test]
+fn damaged_large_entries_read_through_a_map_are_misses_too() {
+    for (seed, damage) in [(1u64, "flip"), (2, "truncate")] {
+        let before = common::entries(&common::dir("mapped"));
+        assert_eq!(wide(seed).len(), 200_000);
+        let path = common::entries(&common::dir("mapped"))
+            .into_iter()
+            .find(|p| !before.contains(p))
+            .unwrap();
+        assert!(fs::metadata(&path).unwrap().len() > 1 << 20);
+        let mut bytes = fs::read(&path).unwrap();
+        match damage {
+            "flip" => {
+                let i = bytes.len() - 12_345;
+                bytes[i] ^= 1;
+            }
+            _ => bytes.truncate(bytes.len() - 4096),
+        }
+        fs::write(&path, bytes).unwrap();
+        let computed = WIDE.load(SeqCst);
+        let (value, logged) = common::warnings(|| wide(seed));
+        assert_eq!(
+            value,
+            (0..200_000).map(|i| (i ^ seed) as f64).collect::<Vec<_>>()
+        );
+        assert_eq!(WIDE.load(SeqCst), computed + 1, "{damage}: not recomputed");
+        assert!(logged.contains("WARN"), "{damage}: {logged}");
+        assert!(wide::is_cached(seed), "{damage}: not rewritten");
+    }
+}

@@ -37,9 +37,12 @@ pub(crate) const MAGIC: [u8; 8] = *b"\x89JBL\r\n\x1a\n";
 pub(crate) const VERSION: u16 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 
-/// Entries up to this size are read with one `read` into a stack buffer: for them, opening,
-/// reading and closing is cheaper than mapping and unmapping (see `benches/cached.rs`).
-const SMALL: usize = 16 * 1024;
+/// Entries smaller than this are read with one `read` into a buffer on the stack.
+const SMALL: usize = 4096;
+
+/// Entries up to this size are read into memory; larger ones are mapped. Mapping costs two
+/// system calls and page-table work that only pays off for large files.
+const MAP_FROM: u64 = 1 << 20;
 
 /// What the header of an entry says.
 // Read back by tests today and by the cache report and `ls` later.
@@ -129,58 +132,46 @@ fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     builder.tempfile_in(dir)
 }
 
-/// The bytes of a whole entry file, in a buffer or a memory map.
-pub(crate) enum Bytes {
-    Small { buf: Box<[u8; SMALL]>, len: usize },
-    Mapped(memmap2::Mmap),
-}
-
-impl std::ops::Deref for Bytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Bytes::Small { buf, len } => &buf[..*len],
-            Bytes::Mapped(map) => map,
-        }
-    }
-}
-
-/// Reads a whole entry file.
-pub(crate) fn read(path: &Path) -> Result<Bytes, ErrorKind> {
+/// Reads the whole entry file at `path` and hands its bytes to `f`: small files from a stack
+/// buffer, mid-sized ones from one heap buffer, large ones from a memory map.
+pub(crate) fn with_bytes<R>(
+    path: &Path,
+    f: impl FnOnce(&[u8]) -> Result<R, ErrorKind>,
+) -> Result<R, ErrorKind> {
     let mut file = File::open(path).map_err(ErrorKind::from_io)?;
-    let mut buf = Box::new([0u8; SMALL]);
+    let mut small = [0u8; SMALL];
+    let len = read_full(&mut file, &mut small)?;
+    if len < SMALL {
+        return f(&small[..len]);
+    }
+    let size = file.metadata().map_err(ErrorKind::from_io)?.len();
+    if size > MAP_FROM {
+        // SAFETY: entry files are never modified in place: writers create a new file and
+        // rename it over the old path, so the inode mapped here keeps its contents while the
+        // map lives. A process that writes into cache files by hand breaks this, as it would
+        // for any mapped file.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+            .map_err(ErrorKind::from_io)?;
+        return f(&map);
+    }
+    let mut all = Vec::with_capacity(size as usize + 1);
+    all.extend_from_slice(&small);
+    file.read_to_end(&mut all).map_err(ErrorKind::from_io)?;
+    f(&all)
+}
+
+/// Reads until `buf` is full or the file ends; returns how many bytes were read.
+fn read_full(file: &mut File, buf: &mut [u8]) -> Result<usize, ErrorKind> {
     let mut len = 0;
-    // Fill the buffer or reach the end of the file, whichever comes first.
-    loop {
+    while len < buf.len() {
         match file.read(&mut buf[len..]) {
             Ok(0) => break,
-            Ok(n) => {
-                len += n;
-                if len == SMALL {
-                    break;
-                }
-            }
+            Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(ErrorKind::from_io(e)),
         }
     }
-    if len < SMALL {
-        return Ok(Bytes::Small { buf, len });
-    }
-    map(&file)
-}
-
-fn map(file: &File) -> Result<Bytes, ErrorKind> {
-    let len = file.metadata().map_err(ErrorKind::from_io)?.len();
-    if len < HEADER_LEN as u64 {
-        return Err(ErrorKind::Truncated);
-    }
-    // SAFETY: entry files are never modified in place: writers create a new file and rename it
-    // over the old path, so the inode mapped here keeps its contents while the map lives. A
-    // process that writes into cache files by hand breaks this, as it would for any mapped file.
-    let map =
-        unsafe { memmap2::MmapOptions::new().populate().map(file) }.map_err(ErrorKind::from_io)?;
-    Ok(Bytes::Mapped(map))
+    Ok(len)
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -271,15 +262,22 @@ impl Checked<'_> {
         }
     }
 
-    /// Decodes the payload as `T`, which must be the type the entry was written as.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ErrorKind> {
+    /// Fails unless the entry was written as a `T`.
+    pub fn expect_type<T: ?Sized>(&self) -> Result<(), ErrorKind> {
         let expected = std::any::type_name::<T>();
-        if self.type_name != expected {
-            return Err(ErrorKind::WrongType {
+        if self.type_name == expected {
+            Ok(())
+        } else {
+            Err(ErrorKind::WrongType {
                 expected,
                 found: self.type_name.to_owned(),
-            });
+            })
         }
+    }
+
+    /// Decodes the payload as `T`, which must be the type the entry was written as.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ErrorKind> {
+        self.expect_type::<T>()?;
         match postcard::take_from_bytes::<T>(self.payload) {
             Ok((value, [])) => Ok(value),
             Ok(_) => Err(ErrorKind::Corrupt("payload has trailing bytes")),
@@ -290,24 +288,13 @@ impl Checked<'_> {
 
 /// Reads, checks and decodes the entry at `path`.
 pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
-    let at = |kind| Error::new(path, kind);
-    let bytes = read(path).map_err(at)?;
-    check(&bytes).and_then(|c| c.decode()).map_err(at)
+    with_bytes(path, |bytes| check(bytes)?.decode()).map_err(|kind| Error::new(path, kind))
 }
 
 /// Whether `path` holds a valid entry of type `T`, without decoding it.
 pub(crate) fn probe<T>(path: &Path) -> Result<(), Error> {
-    let at = |kind| Error::new(path, kind);
-    let bytes = read(path).map_err(at)?;
-    let checked = check(&bytes).map_err(at)?;
-    let expected = std::any::type_name::<T>();
-    if checked.type_name != expected {
-        return Err(at(ErrorKind::WrongType {
-            expected,
-            found: checked.type_name.to_owned(),
-        }));
-    }
-    Ok(())
+    with_bytes(path, |bytes| check(bytes)?.expect_type::<T>())
+        .map_err(|kind| Error::new(path, kind))
 }
 
 #[cfg(test)]

@@ -39,8 +39,8 @@ pub struct KeyHasher {
     /// `len` bytes are always initialized.
     buf: [MaybeUninit<u8>; BUF],
     len: usize,
-    /// Created on the first flush: most keys fit in `buf` and skip the streaming state.
-    state: Option<Box<Xxh3>>,
+    /// Started on the first flush: most keys fit in `buf` and skip the streaming state.
+    state: Option<Xxh3>,
 }
 
 impl Default for KeyHasher {
@@ -121,11 +121,11 @@ impl KeyHasher {
 #[inline(never)]
 fn flush_and_put(
     buf: &mut [MaybeUninit<u8>; BUF],
-    state: &mut Option<Box<Xxh3>>,
+    state: &mut Option<Xxh3>,
     len: usize,
     bytes: &[u8],
 ) -> usize {
-    let state = state.get_or_insert_with(|| Box::new(Xxh3::new()));
+    let state = state.get_or_insert_with(Xxh3::new);
     state.update(filled(buf, len));
     if bytes.len() >= BUF {
         state.update(bytes);

@@ -218,7 +218,7 @@ impl Site {
         &self,
         mode: Mode,
         self_ty: Option<&'static str>,
-        key: CallKey,
+        key: &mut CallKey,
     ) -> Begin<T> {
         let path = key
             .finish(self.name)
@@ -248,7 +248,7 @@ impl Site {
         &self,
         mode: Mode,
         self_ty: Option<&'static str>,
-        key: CallKey,
+        key: &mut CallKey,
     ) -> Begin<Result<T, E>> {
         match self.begin::<T>(mode, self_ty, key) {
             Begin::Hit(value) => Begin::Hit(Ok(value)),
@@ -295,7 +295,7 @@ impl Site {
     }
 
     /// Whether a call with this key has a valid stored result of type `T`, without computing.
-    pub fn contains<T>(&self, self_ty: Option<&'static str>, key: CallKey) -> bool {
+    pub fn contains<T>(&self, self_ty: Option<&'static str>, key: &mut CallKey) -> bool {
         let Some(path) = key
             .finish(self.name)
             .and_then(|key| self.entry_path(self_ty, key))
@@ -350,8 +350,10 @@ impl CallKey {
         self.ty::<T>()
     }
 
-    fn finish(mut self, function: &str) -> Option<Key> {
-        match self.error {
+    /// The key, or `None` (with a warning) when an argument refused to serialize. Borrows
+    /// rather than consumes: moving the hasher would copy its whole buffer.
+    fn finish(&mut self, function: &str) -> Option<Key> {
+        match &self.error {
             None => Some(self.hasher.finish()),
             Some(e) => {
                 tracing::warn!(function, error = %e, "cannot hash the arguments; computing without the cache");

@@ -41,7 +41,7 @@ pub fn expand(model: Model) -> TokenStream {
 //         }
 //         fn __run(__mode: Mode, x: u64, __arg1: (u8, u8)) -> u64 {
 //             let __key = Self::__key(&x, &__arg1);
-//             match __site.begin::<u64>(__mode, None, __key) {
+//             match __site.begin::<u64>(__mode, None, &mut __key) {
 //                 Begin::Hit(__value) => __value,
 //                 Begin::Compute(__pending) => {
 //                     let __value = (move || -> u64 { let (a, b) = __arg1; { x * x + a + b } })();
@@ -144,8 +144,8 @@ fn with_companion(model: &Model) -> TokenStream {
             #asyncness #unsafety fn __run #generics (#mode: #private::Mode, #(#run_params),*) -> #ret #where_clause {
                 #assert_output
                 let #site = Self::__site();
-                let #key = Self::__key #turbofish (#(&#hashed_names),*);
-                match #site.#begin(#mode, ::core::option::Option::None, #key) {
+                let mut #key = Self::__key #turbofish (#(&#hashed_names),*);
+                match #site.#begin(#mode, ::core::option::Option::None, &mut #key) {
                     #private::Begin::Hit(#value) => #value,
                     #private::Begin::Compute(#pending) => {
                         let #value = #body;
@@ -159,7 +159,7 @@ fn with_companion(model: &Model) -> TokenStream {
             pub fn is_cached #generics (#(#plain_params),*) -> bool #where_clause {
                 Self::__site().contains::<#stored>(
                     ::core::option::Option::None,
-                    Self::__key #turbofish (#(&#hashed_names),*),
+                    &mut Self::__key #turbofish (#(&#hashed_names),*),
                 )
             }
 
@@ -194,7 +194,7 @@ fn with_companion(model: &Model) -> TokenStream {
 //             let mut __key = __site.key(__self_ty);
 //             __key.arg(&self);
 //             __key.arg::<f64>(&x);
-//             match __site.begin::<f64>(Mode::Call, __self_ty, __key) {
+//             match __site.begin::<f64>(Mode::Call, __self_ty, &mut __key) {
 //                 Begin::Hit(__value) => __value,
 //                 Begin::Compute(__pending) => {
 //                     let __value = (move || -> f64 { { self.w * x } })();
@@ -246,7 +246,7 @@ fn in_place(model: &Model) -> TokenStream {
             #type_keys
             #receiver_key
             #(#arg_keys)*
-            match #site.#begin(#private::Mode::Call, #self_ty, #key) {
+            match #site.#begin(#private::Mode::Call, #self_ty, &mut #key) {
                 #private::Begin::Hit(#value) => #value,
                 #private::Begin::Compute(#pending) => {
                     let #value = #body;
