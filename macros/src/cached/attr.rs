@@ -85,7 +85,8 @@ impl Args {
                 self.dir.get_or_insert(expr);
             }
             "version" | "name" => {
-                let lit = parse_lit_str(input, &key)?;
+                let example = if name == "version" { "2" } else { "features" };
+                let lit = parse_lit_str(input, &key, example)?;
                 match name.as_str() {
                     "version" => self.version.get_or_insert(lit),
                     _ => self.name.get_or_insert(lit),
@@ -133,7 +134,7 @@ impl Args {
     }
 }
 
-fn parse_lit_str(input: ParseStream, key: &Ident) -> syn::Result<LitStr> {
+fn parse_lit_str(input: ParseStream, key: &Ident, example: &str) -> syn::Result<LitStr> {
     let expr: Expr = input.parse()?;
     match expr {
         Expr::Lit(ExprLit {
@@ -141,7 +142,7 @@ fn parse_lit_str(input: ParseStream, key: &Ident) -> syn::Result<LitStr> {
         }) => Ok(lit),
         other => Err(syn::Error::new_spanned(
             &other,
-            format!("`{key}` takes a string literal, as in `{key} = \"2\"`"),
+            format!("`{key}` takes a string literal, as in `{key} = \"{example}\"`"),
         )),
     }
 }

@@ -23,13 +23,20 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = attr::Errors::default();
     let args = attr::Args::parse(args, &mut errors);
-    let item = match syn::parse2::<syn::ItemFn>(item) {
+    let item = match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(item) => item,
         Err(e) => {
-            errors.error(
-                e.span(),
-                format!("`#[cached]` applies to a function with a body: {e}"),
-            );
+            // A declaration without a body (in a trait) parses as a trait item.
+            match syn::parse2::<syn::TraitItemFn>(item) {
+                Ok(decl) if decl.default.is_none() => errors.spanned(
+                    &decl.sig,
+                    "`#[cached]` needs the function's body, which this declaration does not have; put the attribute on the implementation instead",
+                ),
+                _ => errors.error(
+                    e.span(),
+                    format!("`#[cached]` applies to a function with a body: {e}"),
+                ),
+            }
             return Err(errors.finish().expect_err("an error was just pushed"));
         }
     };

@@ -145,22 +145,27 @@ pub fn check(args: Args, item: ItemFn, mut errors: Errors) -> syn::Result<Model>
         {
             p.hashed = false;
         } else {
+            let known = match names.as_slice() {
+                [] => "it has no named parameters".to_owned(),
+                names => format!(
+                    "its parameters are {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            let patterns = if params.iter().any(|p| p.pattern.is_some()) {
+                "; a destructured parameter cannot be ignored: give it a name and destructure it in the body"
+            } else {
+                ""
+            };
             errors.error(
                 ignored.span(),
                 format!(
-                    "`ignore` names `{text}`, which is not a parameter of `{}`; {}",
-                    sig.ident,
-                    match names.as_slice() {
-                        [] => "it has no named parameters".to_owned(),
-                        names => format!(
-                            "its parameters are {}",
-                            names
-                                .iter()
-                                .map(|n| format!("`{n}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    }
+                    "`ignore` names `{text}`, which is not a parameter of `{}`; {known}{patterns}",
+                    sig.ident
                 ),
             );
         }
