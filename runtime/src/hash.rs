@@ -100,7 +100,16 @@ impl KeyHasher {
     fn put(&mut self, bytes: &[u8]) {
         let len = self.len;
         if bytes.len() <= BUF - len {
-            write(&mut self.buf[len..len + bytes.len()], bytes);
+            // SAFETY: `len <= BUF` always holds and `bytes.len() <= BUF - len` was just checked,
+            // so the destination range lies inside `buf`; `MaybeUninit<u8>` has the layout of
+            // `u8`, and `bytes` cannot overlap `buf`, which `self` borrows mutably.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.buf.as_mut_ptr().add(len).cast::<u8>(),
+                    bytes.len(),
+                );
+            }
             self.len = len + bytes.len();
         } else {
             // `len` goes by value: were `self` passed, its address would escape and the hot
