@@ -28,9 +28,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::codec::DecodeFn;
 use crate::error::{Error, ErrorKind};
 
 pub(crate) const MAGIC: [u8; 8] = *b"\x89JBL\r\n\x1a\n";
@@ -184,16 +184,26 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// A checked view of an entry: header fields parsed, lengths consistent, checksum verified.
-#[allow(dead_code)]
-pub(crate) struct Checked<'a> {
+/// A parsed entry: header fields read and lengths consistent with the file. Decoders verify
+/// its checksum with [`Entry::verify`] before they hand out anything decoded from it.
+pub struct Entry<'a> {
+    /// `std::any::type_name` of the stored value, as written.
     pub type_name: &'a str,
+    /// The payload (postcard bytes).
     pub payload: &'a [u8],
     bytes: &'a [u8],
 }
 
-/// Checks the container: magic, version, lengths and checksum. Never panics on any input.
-pub(crate) fn check(bytes: &[u8]) -> Result<Checked<'_>, ErrorKind> {
+/// Parses and verifies an entry: magic, version, lengths and checksum. Never panics.
+pub(crate) fn check(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
+    let entry = parse(bytes)?;
+    entry.verify()?;
+    Ok(entry)
+}
+
+/// Parses an entry without verifying its checksum. Every length is checked against the file,
+/// so any input, damaged or forged, gives an error or a view inside `bytes`, never a panic.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
     if bytes.is_empty() {
         return Err(ErrorKind::Truncated);
     }
@@ -227,29 +237,46 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Checked<'_>, ErrorKind> {
             ));
         }
     }
-    if u64_at(bytes, 8) != xxh3_64(&bytes[16..]) {
-        return Err(ErrorKind::Corrupt("checksum mismatch"));
-    }
-    // Past the checksum, the header is what the writer wrote; still, validate what decoding
-    // relies on rather than trusting it.
-    let flags = u16_at(bytes, 18);
-    if flags != 0 {
-        return Err(ErrorKind::Corrupt("unknown flags or compression codec"));
-    }
     let name_end = HEADER_LEN + name_len as usize;
-    let type_name = std::str::from_utf8(&bytes[HEADER_LEN..name_end])
-        .map_err(|_| ErrorKind::Corrupt("type name is not UTF-8"))?;
-    Ok(Checked {
-        type_name,
+    let type_name = std::str::from_utf8(&bytes[HEADER_LEN..name_end]);
+    let flags = u16_at(bytes, 18);
+    let entry = Entry {
+        type_name: type_name.unwrap_or(""),
         payload: &bytes[name_end + meta_len as usize..],
         bytes,
-    })
+    };
+    if type_name.is_err() || flags != 0 {
+        // Say "checksum mismatch" when that is the cause: it is the likelier one.
+        entry.verify()?;
+        return Err(ErrorKind::Corrupt(if flags != 0 {
+            "unknown flags or compression codec"
+        } else {
+            "type name is not UTF-8"
+        }));
+    }
+    Ok(entry)
 }
 
-impl Checked<'_> {
+impl Entry<'_> {
+    fn stored_checksum(&self) -> u64 {
+        u64_at(self.bytes, 8)
+    }
+
+    /// Verifies the checksum over the whole entry.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] when it does not match.
+    pub fn verify(&self) -> Result<(), ErrorKind> {
+        if xxh3_64(&self.bytes[16..]) == self.stored_checksum() {
+            Ok(())
+        } else {
+            Err(ErrorKind::Corrupt("checksum mismatch"))
+        }
+    }
+
     /// The header, for reports.
     #[allow(dead_code)]
-    pub fn header(&self) -> Header {
+    pub(crate) fn header(&self) -> Header {
         let b = self.bytes;
         Header {
             codec: (u16_at(b, 18) & 0xF) as u8,
@@ -263,7 +290,7 @@ impl Checked<'_> {
     }
 
     /// Fails unless the entry was written as a `T`.
-    pub fn expect_type<T: ?Sized>(&self) -> Result<(), ErrorKind> {
+    pub(crate) fn expect_type<T: ?Sized>(&self) -> Result<(), ErrorKind> {
         let expected = std::any::type_name::<T>();
         if self.type_name == expected {
             Ok(())
@@ -275,20 +302,22 @@ impl Checked<'_> {
         }
     }
 
-    /// Decodes the payload as `T`, which must be the type the entry was written as.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ErrorKind> {
-        self.expect_type::<T>()?;
-        match postcard::take_from_bytes::<T>(self.payload) {
-            Ok((value, [])) => Ok(value),
-            Ok(_) => Err(ErrorKind::Corrupt("payload has trailing bytes")),
-            Err(e) => Err(ErrorKind::Decode(e.to_string())),
+    /// Decodes the entry as `T`, which must be the type it was written as. The decoder
+    /// verifies the checksum.
+    pub(crate) fn decode_with<T>(&self, decode: DecodeFn<T>) -> Result<T, ErrorKind> {
+        if let Err(wrong) = self.expect_type::<T>() {
+            // A damaged type name is damage, not another type.
+            self.verify()?;
+            return Err(wrong);
         }
+        decode(self)
     }
 }
 
 /// Reads, checks and decodes the entry at `path`.
-pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
-    with_bytes(path, |bytes| check(bytes)?.decode()).map_err(|kind| Error::new(path, kind))
+pub(crate) fn load<T>(path: &Path, decode: DecodeFn<T>) -> Result<T, Error> {
+    with_bytes(path, |bytes| parse(bytes)?.decode_with(decode))
+        .map_err(|kind| Error::new(path, kind))
 }
 
 /// Whether `path` holds a valid entry of type `T`, without decoding it.
@@ -300,6 +329,7 @@ pub(crate) fn probe<T>(path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::serde_decode;
 
     fn entry<T: Serialize>(v: &T) -> Vec<u8> {
         encode(v, std::any::type_name::<T>(), Duration::from_millis(3)).unwrap()
@@ -310,7 +340,7 @@ mod tests {
         let v = vec![1.0f64, 2.0, 3.0];
         let bytes = entry(&v);
         let c = check(&bytes).unwrap();
-        assert_eq!(c.decode::<Vec<f64>>().unwrap(), v);
+        assert_eq!(c.decode_with(serde_decode::<Vec<f64>>).unwrap(), v);
         let h = c.header();
         assert_eq!(h.type_name, "alloc::vec::Vec<f64>");
         assert_eq!(h.compute, Duration::from_millis(3));
@@ -333,7 +363,10 @@ mod tests {
     #[test]
     fn wrong_type_is_named() {
         let bytes = entry(&vec![1.0f64]);
-        let err = check(&bytes).unwrap().decode::<Vec<u32>>().unwrap_err();
+        let err = check(&bytes)
+            .unwrap()
+            .decode_with(serde_decode::<Vec<u32>>)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "expected alloc::vec::Vec<u32>, file holds alloc::vec::Vec<f64>"

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::codec::DecodeFn;
 use crate::entry;
 use crate::error::{Error, ErrorKind};
 use crate::hash::{HashError, Key, KeyHasher};
@@ -214,17 +215,18 @@ impl Site {
     }
 
     /// First step of a call: load the result, or say that it must be computed.
-    pub fn begin<T: DeserializeOwned>(
+    pub fn begin<T>(
         &self,
         mode: Mode,
         self_ty: Option<&'static str>,
         key: &mut CallKey,
+        decode: DecodeFn<T>,
     ) -> Begin<T> {
         let path = key
             .finish(self.name)
             .and_then(|key| self.entry_path(self_ty, key));
         if let (Mode::Call, Some(path)) = (mode, &path) {
-            match entry::load::<T>(path) {
+            match entry::load(path, decode) {
                 Ok(value) => {
                     tracing::debug!(function = self.name, path = %path.display(), "cache hit");
                     return Begin::Hit(value);
@@ -244,13 +246,14 @@ impl Site {
 
     /// Like [`Site::begin`], for a function returning `Result<T, E>`: only `Ok` values are
     /// stored, so a hit is always `Ok`.
-    pub fn begin_ok<T: DeserializeOwned, E>(
+    pub fn begin_ok<T, E>(
         &self,
         mode: Mode,
         self_ty: Option<&'static str>,
         key: &mut CallKey,
+        decode: DecodeFn<T>,
     ) -> Begin<Result<T, E>> {
-        match self.begin::<T>(mode, self_ty, key) {
+        match self.begin(mode, self_ty, key, decode) {
             Begin::Hit(value) => Begin::Hit(Ok(value)),
             Begin::Compute(pending) => Begin::Compute(pending),
         }

@@ -93,6 +93,7 @@ fn with_companion(model: &Model) -> TokenStream {
     let stored = model.output.stored();
     let (begin, finish) = steps(&model.output);
     let assert_output = assert_output(stored);
+    let decoder = decoder(stored);
     let call_unsafe = |call: TokenStream| match unsafety {
         Some(_) => quote!(#[allow(unused_unsafe)] unsafe { #call }),
         None => call,
@@ -145,7 +146,7 @@ fn with_companion(model: &Model) -> TokenStream {
                 #assert_output
                 let #site = Self::__site();
                 let mut #key = Self::__key #turbofish (#(&#hashed_names),*);
-                match #site.#begin(#mode, ::core::option::Option::None, &mut #key) {
+                match #site.#begin(#mode, ::core::option::Option::None, &mut #key, #decoder) {
                     #private::Begin::Hit(#value) => #value,
                     #private::Begin::Compute(#pending) => {
                         let #value = #body;
@@ -231,6 +232,7 @@ fn in_place(model: &Model) -> TokenStream {
     let stored = model.output.stored();
     let (begin, finish) = steps(&model.output);
     let assert_output = assert_output(stored);
+    let decoder = decoder(stored);
 
     quote! {
         #(#attrs)*
@@ -246,7 +248,7 @@ fn in_place(model: &Model) -> TokenStream {
             #type_keys
             #receiver_key
             #(#arg_keys)*
-            match #site.#begin(#private::Mode::Call, #self_ty, &mut #key) {
+            match #site.#begin(#private::Mode::Call, #self_ty, &mut #key, #decoder) {
                 #private::Begin::Hit(#value) => #value,
                 #private::Begin::Compute(#pending) => {
                     let #value = #body;
@@ -324,6 +326,17 @@ fn steps(output: &Output) -> (TokenStream, TokenStream) {
             quote_spanned!(ok.span()=> finish_ok::<#ok, _>),
         ),
     }
+}
+
+/// The decoder of the stored type, chosen by autoref specialization: a bulk copy for vectors of
+/// fixed-width numbers, serde otherwise.
+fn decoder(stored: &Type) -> TokenStream {
+    quote_spanned! {stored.span()=> {
+        // Only one of the two is used, whichever method resolution picks.
+        #[allow(unused_imports)]
+        use ::joblet::__private::{ViaBulk as _, ViaSerde as _};
+        (&&::joblet::__private::Codec::<#stored>::new()).decoder()
+    }}
 }
 
 /// A check that the stored type is serializable, reported at the type.
