@@ -157,7 +157,68 @@
 /// offending token that says how to fix it.
 pub use joblet_macros::cached;
 
-pub use joblet_runtime::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, Error, ErrorKind};
+/// Runs a loop's tasks in parallel, joblib's `Parallel(n_jobs, batch_size, verbose)` as a
+/// compile-time construct over rayon. Results come back in input order.
+///
+/// ```
+/// use joblet::parallel;
+///
+/// fn my_task(n: u64) -> u64 {
+///     (0..n).sum()
+/// }
+///
+/// let out: Vec<u64> = parallel!(n_jobs = 2, batch_size = 100; for i in 0..1000 => my_task(i));
+/// assert_eq!(out, (0..1000).map(my_task).collect::<Vec<_>>());
+/// ```
+///
+/// The form is `parallel!(OPTIONS; for PATTERN in TASKS => BODY)`. `TASKS` is anything
+/// `IntoIterator`: ranges, vectors, slices and arrays are run where they are; any other
+/// iterator is collected into a vector first. `BODY` is an expression or a block, and may
+/// borrow local variables.
+///
+/// # Options
+///
+/// All optional, in any order, each at most once:
+///
+/// | option | meaning |
+/// | --- | --- |
+/// | `n_jobs = N` | workers: `N > 0` exactly, `-1` every core (the default), `-2` all but one, ... |
+/// | `backend = threads` | rayon worker threads (the default); `sequential` runs a plain loop |
+/// | `batch_size = N` | tasks handed to a worker at once; `auto` (the default) lets rayon split the work as workers run out of it |
+/// | `verbose = V` | joblib's progress lines on stderr, `0` (none) to `50`; above 10, one per batch |
+/// | `progress = true` | a live progress bar on stderr instead of lines |
+///
+/// ```
+/// # use joblet::parallel;
+/// let words = vec!["a", "bb", "ccc"];
+/// let lengths = parallel!(backend = sequential, verbose = 0; for w in &words => w.len());
+/// assert_eq!(lengths, vec![1, 2, 3]);
+/// ```
+///
+/// # Panics
+///
+/// A task that panics stops the run: tasks not yet started are not started, and the caller
+/// gets a panic whose payload is a [`TaskPanic`] holding the failed task's index and original
+/// payload. The worker threads stay usable. `n_jobs = 0` and `batch_size = 0` are refused at
+/// compile time when written as literals, and panic when computed.
+///
+/// ```
+/// # use joblet::{parallel, TaskPanic};
+/// let caught = std::panic::catch_unwind(|| {
+///     parallel!(n_jobs = 2; for i in 0..100 => if i == 42 { panic!("bad input {i}") } else { i })
+/// });
+/// let failure = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+/// assert_eq!(failure.index(), 42);
+/// assert_eq!(failure.message(), Some("bad input 42"));
+/// ```
+///
+/// # Features
+///
+/// The Cargo feature `threads` (on by default) brings rayon. Without it, every `parallel!`
+/// compiles to the sequential loop, with the same results.
+pub use joblet_macros::parallel;
+
+pub use joblet_runtime::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, Error, ErrorKind, TaskPanic};
 
 #[doc(hidden)]
 pub mod __private {

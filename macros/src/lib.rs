@@ -2,6 +2,8 @@
 //! the code they generate names `::joblet::__private`, which only exists there.
 
 mod cached;
+mod errors;
+mod parallel;
 
 use proc_macro::TokenStream;
 
@@ -9,4 +11,10 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     cached::expand(args.into(), item.into()).into()
+}
+
+/// Runs a loop's tasks in parallel. See `joblet::parallel!` for the documentation.
+#[proc_macro]
+pub fn parallel(input: TokenStream) -> TokenStream {
+    parallel::expand(input.into()).into()
 }

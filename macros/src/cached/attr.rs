@@ -2,11 +2,13 @@
 //!
 //! Parsing goes on after a bad argument so that every mistake is reported at once.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token, bracketed};
+
+use crate::errors::Errors;
 
 /// The arguments, as written.
 #[derive(Default)]
@@ -160,31 +162,5 @@ fn non_string_literal(expr: &Expr) -> Option<&'static str> {
             _ => Some("this literal"),
         },
         _ => None,
-    }
-}
-
-/// Errors gathered while checking, reported together.
-#[derive(Default)]
-pub struct Errors(Option<syn::Error>);
-
-impl Errors {
-    pub fn push(&mut self, e: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(e),
-            None => self.0 = Some(e),
-        }
-    }
-
-    pub fn error(&mut self, span: Span, message: impl std::fmt::Display) {
-        self.push(syn::Error::new(span, message));
-    }
-
-    /// An error covering all of `tokens`, from the first to the last.
-    pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
-        self.push(syn::Error::new_spanned(tokens, message));
-    }
-
-    pub fn finish(self) -> syn::Result<()> {
-        self.0.map_or(Ok(()), Err)
     }
 }

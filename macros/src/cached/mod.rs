@@ -21,7 +21,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let mut errors = attr::Errors::default();
+    let mut errors = crate::errors::Errors::default();
     let args = attr::Args::parse(args, &mut errors);
     let item = match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(item) => item,

@@ -8,7 +8,8 @@ use syn::{
     FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReceiverKind, ReturnType, Type,
 };
 
-use super::attr::{Args, Errors};
+use super::attr::Args;
+use crate::errors::Errors;
 
 /// A checked `#[cached]` function.
 pub struct Model {

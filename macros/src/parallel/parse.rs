@@ -1,0 +1,212 @@
+//! Parses `parallel!` input into a typed model that keeps every token's span, checking each
+//! option as it goes; every mistake is reported at once.
+
+use proc_macro2::TokenStream;
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, Pat, Token, UnOp};
+
+use crate::errors::Errors;
+
+/// A checked `parallel!` call.
+pub struct Model {
+    pub n_jobs: Option<Expr>,
+    pub backend: Backend,
+    pub batch_size: Option<BatchSize>,
+    pub verbose: Option<Expr>,
+    pub progress: Option<Expr>,
+    pub pat: Pat,
+    pub tasks: Expr,
+    pub body: Expr,
+}
+
+/// Where the tasks run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Threads,
+    Sequential,
+}
+
+pub enum BatchSize {
+    Auto,
+    Fixed(Expr),
+}
+
+const OPTIONS: &[&str] = &["n_jobs", "backend", "batch_size", "verbose", "progress"];
+const BACKENDS: &str = "`threads` or `sequential`";
+
+impl Model {
+    pub fn parse(input: TokenStream) -> syn::Result<Model> {
+        let mut errors = Errors::default();
+        let model = (|input: ParseStream| Model::parse_all(input, &mut errors)).parse2(input);
+        match (model, errors.finish()) {
+            (Ok(model), Ok(())) => Ok(model),
+            (Ok(_), Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(mut all)) => {
+                all.combine(e);
+                Err(all)
+            }
+        }
+    }
+
+    fn parse_all(input: ParseStream, errors: &mut Errors) -> syn::Result<Model> {
+        let mut model = Model {
+            n_jobs: None,
+            backend: Backend::Threads,
+            batch_size: None,
+            verbose: None,
+            progress: None,
+            pat: Pat::Verbatim(TokenStream::new()),
+            tasks: Expr::Verbatim(TokenStream::new()),
+            body: Expr::Verbatim(TokenStream::new()),
+        };
+        let mut seen = Vec::<String>::new();
+        // Options, up to `;`. A loop with no options may start right away with `for`.
+        if !input.peek(Token![for]) {
+            loop {
+                if input.peek(Token![;]) {
+                    input.parse::<Token![;]>()?;
+                    break;
+                }
+                if input.is_empty() {
+                    return Err(
+                        input.error("expected `; for PATTERN in TASKS => BODY` after the options")
+                    );
+                }
+                if input.peek(Token![for]) {
+                    return Err(input.error(
+                        "expected `;` between the options and `for`, as in `parallel!(n_jobs = 4; for i in 0..n => f(i))`",
+                    ));
+                }
+                model.parse_option(input, errors, &mut seen)?;
+                if input.peek(Token![,]) {
+                    input.parse::<Token![,]>()?;
+                } else if !input.peek(Token![;]) {
+                    return Err(input.error("expected `,` between options, or `;` before the loop"));
+                }
+            }
+        }
+        input
+            .parse::<Token![for]>()
+            .map_err(|e| syn::Error::new(e.span(), "expected `for PATTERN in TASKS => BODY`"))?;
+        model.pat = Pat::parse_single(input)?;
+        input.parse::<Token![in]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected `in` after the pattern, as in `for i in 0..n => f(i)`",
+            )
+        })?;
+        model.tasks = Expr::parse_without_eager_brace(input)?;
+        input.parse::<Token![=>]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected `=>` between the tasks and the body, as in `for i in 0..n => f(i)`",
+            )
+        })?;
+        model.body = input.parse()?;
+        if !input.is_empty() {
+            return Err(
+                input.error("unexpected tokens after the loop body; wrap the body in `{ }`")
+            );
+        }
+        Ok(model)
+    }
+
+    fn parse_option(
+        &mut self,
+        input: ParseStream,
+        errors: &mut Errors,
+        seen: &mut Vec<String>,
+    ) -> syn::Result<()> {
+        let key = input.call(Ident::parse_any).map_err(|e| {
+            syn::Error::new(e.span(), format!("expected an option: {}", list(OPTIONS)))
+        })?;
+        input.parse::<Token![=]>().map_err(|_| {
+            syn::Error::new(
+                key.span(),
+                format!("expected `=` after `{key}`, as in `{key} = ...`"),
+            )
+        })?;
+        let name = key.to_string();
+        if seen.contains(&name) {
+            errors.error(
+                key.span(),
+                format!("duplicate option `{key}`; give it once"),
+            );
+        }
+        seen.push(name.clone());
+        match name.as_str() {
+            "n_jobs" => {
+                let e: Expr = input.parse()?;
+                if is_zero(&e) {
+                    errors.spanned(&e, "`n_jobs = 0` would run nothing: give a number of workers, or -1 for all cores, -2 for all but one");
+                }
+                self.n_jobs = Some(e);
+            }
+            "batch_size" => {
+                if input.peek(Ident) && input.fork().parse::<Ident>().is_ok_and(|i| i == "auto") {
+                    input.parse::<Ident>()?;
+                    self.batch_size = Some(BatchSize::Auto);
+                } else {
+                    let e: Expr = input.parse()?;
+                    if is_zero(&e) {
+                        errors.spanned(&e, "`batch_size = 0` would never run a task: give a positive number, or `auto`");
+                    }
+                    self.batch_size = Some(BatchSize::Fixed(e));
+                }
+            }
+            "verbose" => self.verbose = Some(input.parse()?),
+            "progress" => self.progress = Some(input.parse()?),
+            "backend" => {
+                let backend = input.call(Ident::parse_any)?;
+                match backend.to_string().as_str() {
+                    "threads" => self.backend = Backend::Threads,
+                    "sequential" => self.backend = Backend::Sequential,
+                    "processes" | "mpi" => errors.error(
+                        backend.span(),
+                        format!(
+                            "backend `{backend}` is not available in this version of joblet; it will need joblet's Cargo feature `{backend}`. Available: {BACKENDS}"
+                        ),
+                    ),
+                    _ => errors.error(
+                        backend.span(),
+                        format!("unknown backend `{backend}`; expected {BACKENDS}"),
+                    ),
+                }
+            }
+            _ => {
+                errors.error(
+                    key.span(),
+                    format!("unknown option `{key}`; expected one of {}", list(OPTIONS)),
+                );
+                input.parse::<Expr>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A literal zero, possibly negated or parenthesized.
+fn is_zero(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_digits() == "0",
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        })
+        | Expr::Paren(syn::ExprParen { expr, .. }) => is_zero(expr),
+        _ => false,
+    }
+}

@@ -1,0 +1,713 @@
+//! The runtime of `parallel!`: worker counts, thread pools, batches, joblib-style progress
+//! output, panics and `tracing` propagation.
+//!
+//! Tasks run on rayon thread pools built once per size and kept for the life of the process.
+//! Each task runs under `catch_unwind`: the first panic records the task's index, stops the
+//! tasks that have not started, and reaches the caller as a [`TaskPanic`] holding the original
+//! payload.
+
+use std::any::Any;
+use std::fmt;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// How many tasks go to a worker at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// Adapted to the run: rayon splits the work as workers run out of it.
+    Auto,
+    /// A fixed number of tasks per batch.
+    Fixed(usize),
+}
+
+/// The options of one `parallel!` call.
+#[derive(Debug, Clone)]
+pub struct Options {
+    n_jobs: i64,
+    batch: Batch,
+    verbose: u32,
+    progress: bool,
+}
+
+impl Options {
+    /// Options with joblib's meaning of `n_jobs` (`-1` all cores, `-2` all but one, ...).
+    pub fn new(n_jobs: i64, batch: Batch, verbose: i64, progress: bool) -> Self {
+        Options {
+            n_jobs,
+            batch,
+            verbose: verbose.clamp(0, 50) as u32,
+            progress,
+        }
+    }
+
+    /// The number of workers: `n_jobs` when positive, else counted back from the cores.
+    ///
+    /// # Panics
+    /// When `n_jobs` is 0, which joblib rejects too.
+    pub fn workers(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        match self.n_jobs {
+            0 => panic!("`n_jobs = 0` is not valid: give a number of workers, or -1 for all cores"),
+            n if n > 0 => n as usize,
+            n => (cores + 1 + n).max(1) as usize,
+        }
+    }
+}
+
+/// Converts an integer of any type to an `n_jobs` value.
+pub trait NJobs {
+    /// The value as `i64`, saturated.
+    fn n_jobs(self) -> i64;
+}
+
+macro_rules! n_jobs_from {
+    ($($t:ty),*) => {$(
+        impl NJobs for $t {
+            fn n_jobs(self) -> i64 {
+                i64::try_from(self).unwrap_or(if self > 0 as $t { i64::MAX } else { i64::MIN })
+            }
+        }
+    )*};
+}
+n_jobs_from!(
+    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize
+);
+
+/// The `n_jobs` value of any integer.
+pub fn n_jobs(n: impl NJobs) -> i64 {
+    n.n_jobs()
+}
+
+/// Converts an integer of any type to a batch size.
+pub fn batch_size(n: impl NJobs) -> Batch {
+    match n.n_jobs() {
+        n if n > 0 => Batch::Fixed(usize::try_from(n).unwrap_or(usize::MAX)),
+        n => panic!("`batch_size = {n}` is not valid: give a positive number of tasks, or `auto`"),
+    }
+}
+
+/// A task panicked. The payload is what the task panicked with.
+///
+/// ```
+/// let caught = std::panic::catch_unwind(|| {
+///     joblet_runtime::__private::run_sequential(
+///         &joblet_runtime::__private::Options::new(1, joblet_runtime::__private::Batch::Auto, 0, false),
+///         0..10,
+///         |i: i32| if i == 7 { panic!("seven") } else { i },
+///     )
+/// });
+/// let failure = caught.unwrap_err().downcast::<joblet_runtime::TaskPanic>().unwrap();
+/// assert_eq!(failure.index(), 7);
+/// assert_eq!(failure.message(), Some("seven"));
+/// ```
+pub struct TaskPanic {
+    index: usize,
+    payload: Box<dyn Any + Send>,
+}
+
+impl TaskPanic {
+    /// The position of the failed task in the input.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// What the task panicked with.
+    pub fn payload(&self) -> &(dyn Any + Send) {
+        &*self.payload
+    }
+
+    /// What the task panicked with, to re-raise with `std::panic::resume_unwind`.
+    pub fn into_payload(self) -> Box<dyn Any + Send> {
+        self.payload
+    }
+
+    /// The panic message, when the payload is a string (as with `panic!("...")`).
+    pub fn message(&self) -> Option<&str> {
+        self.payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| self.payload.downcast_ref::<String>().map(String::as_str))
+    }
+}
+
+impl fmt::Debug for TaskPanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskPanic")
+            .field("index", &self.index)
+            .field("message", &self.message())
+            .finish()
+    }
+}
+
+impl fmt::Display for TaskPanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.message() {
+            Some(m) => write!(f, "task {} panicked: {m}", self.index),
+            None => write!(f, "task {} panicked", self.index),
+        }
+    }
+}
+
+impl std::error::Error for TaskPanic {}
+
+/// Unwinds the tasks that were running or queued when another task failed.
+struct Cancelled;
+
+/// The state of one run: progress, and the first failure.
+struct Run {
+    progress: Progress,
+    cancel: AtomicBool,
+    failure: Mutex<Option<TaskPanic>>,
+}
+
+impl Run {
+    fn new(opts: &Options, total: Option<usize>, workers: usize, backend: &str) -> Self {
+        Run {
+            progress: Progress::start(opts, total, workers, backend),
+            cancel: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Runs one task. A panic is recorded, and every later task is skipped.
+    #[inline]
+    fn task<T, R>(&self, index: usize, item: T, f: impl FnOnce(T) -> R) -> R {
+        if self.cancel.load(Ordering::Relaxed) {
+            panic::resume_unwind(Box::new(Cancelled));
+        }
+        match panic::catch_unwind(AssertUnwindSafe(|| f(item))) {
+            Ok(value) => {
+                self.progress.tick();
+                value
+            }
+            Err(payload) => {
+                self.cancel.store(true, Ordering::Relaxed);
+                let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+                if first.is_none() {
+                    *first = Some(TaskPanic { index, payload });
+                }
+                drop(first);
+                panic::resume_unwind(Box::new(Cancelled));
+            }
+        }
+    }
+
+    /// Hands back the results, or re-raises the first failure in the caller.
+    fn finish<R>(self, outcome: std::thread::Result<Vec<R>>) -> Vec<R> {
+        match outcome {
+            Ok(results) => {
+                self.progress.finish(results.len());
+                results
+            }
+            Err(other) => {
+                self.progress.abandon();
+                let failure = self.failure.into_inner().unwrap_or_else(|e| e.into_inner());
+                match failure {
+                    Some(failure) => {
+                        tracing::error!(task = failure.index, "{failure}");
+                        panic::resume_unwind(Box::new(failure))
+                    }
+                    None => panic::resume_unwind(other),
+                }
+            }
+        }
+    }
+}
+
+/// Runs the tasks one after the other on the calling thread: `backend = sequential`, a single
+/// worker, or a build without the `threads` feature.
+pub fn run_sequential<I, F, R>(opts: &Options, tasks: I, f: F) -> Vec<R>
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> R,
+{
+    let iter = tasks.into_iter();
+    let total = match iter.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
+    };
+    let run = Run::new(opts, total, 1, "SequentialBackend");
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        iter.enumerate()
+            .map(|(i, item)| run.task(i, item, &f))
+            .collect()
+    }));
+    run.finish(outcome)
+}
+
+#[cfg(feature = "threads")]
+pub use threads::{run_indexed, run_iter};
+
+#[cfg(feature = "threads")]
+mod threads {
+    use std::collections::HashMap;
+    use std::panic::{self, AssertUnwindSafe};
+    use std::sync::{Mutex, OnceLock};
+
+    use rayon::prelude::*;
+
+    use super::{Batch, Options, Run};
+
+    /// The pool of `n` workers, built at its first use and kept.
+    fn pool(n: usize) -> &'static rayon::ThreadPool {
+        static POOLS: OnceLock<Mutex<HashMap<usize, &'static rayon::ThreadPool>>> = OnceLock::new();
+        let mut pools = POOLS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        pools.entry(n).or_insert_with(|| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(move |i| format!("joblet-{n}-{i}"))
+                .build()
+                .expect("cannot start worker threads");
+            Box::leak(Box::new(pool))
+        })
+    }
+
+    /// Runs the tasks of an indexed collection (range, vector, slice) on `n_jobs` threads,
+    /// without copying it; results come back in input order.
+    pub fn run_indexed<P, F, R>(opts: &Options, tasks: P, f: F) -> Vec<R>
+    where
+        P: IntoParallelIterator,
+        P::Iter: IndexedParallelIterator,
+        F: Fn(P::Item) -> R + Sync + Send,
+        R: Send,
+    {
+        let iter = tasks.into_par_iter();
+        let total = iter.len();
+        // Inside a worker (a nested `parallel!`), the tasks join the current pool: no new
+        // threads, and no worker blocks waiting for a pool it occupies.
+        let nested = rayon::current_thread_index().is_some();
+        let workers = if nested {
+            rayon::current_num_threads()
+        } else {
+            opts.workers()
+        };
+        let run = Run::new(opts, Some(total), workers, "ThreadingBackend");
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let propagate = !dispatch.is::<tracing::subscriber::NoSubscriber>();
+        let job = || {
+            let tasks = iter.enumerate();
+            let with_batches = |min: usize, max: usize| {
+                tasks
+                    .with_min_len(min)
+                    .with_max_len(max)
+                    // Each rayon job runs under the caller's subscriber, also a scoped one.
+                    .map_init(
+                        || propagate.then(|| tracing::dispatcher::set_default(&dispatch)),
+                        |_, (i, item)| run.task(i, item, &f),
+                    )
+                    .collect::<Vec<R>>()
+            };
+            match opts.batch {
+                Batch::Fixed(b) => with_batches(b, b),
+                Batch::Auto => with_batches(1, usize::MAX),
+            }
+        };
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            if nested || workers == 1 {
+                job()
+            } else {
+                pool(workers).install(job)
+            }
+        }));
+        run.finish(outcome)
+    }
+
+    /// Runs the tasks of any other iterable: it is collected first, then run as a vector.
+    pub fn run_iter<I, F, R>(opts: &Options, tasks: I, f: F) -> Vec<R>
+    where
+        I: IntoIterator,
+        I::Item: Send,
+        F: Fn(I::Item) -> R + Sync + Send,
+        R: Send,
+    {
+        run_indexed(opts, tasks.into_iter().collect::<Vec<_>>(), f)
+    }
+}
+
+/// Without the `threads` feature, every run is sequential.
+#[cfg(not(feature = "threads"))]
+pub fn run_iter<I, F, R>(opts: &Options, tasks: I, f: F) -> Vec<R>
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> R,
+{
+    run_sequential(opts, tasks, f)
+}
+
+/// Progress output: joblib's `[Parallel(n_jobs=N)]: Done ...` lines on stderr, or a live bar.
+struct Progress {
+    verbose: u32,
+    workers: usize,
+    total: Option<usize>,
+    batch: usize,
+    start: Instant,
+    done: AtomicUsize,
+    lines: Mutex<usize>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn start(opts: &Options, total: Option<usize>, workers: usize, backend: &str) -> Self {
+        let bar = opts.progress.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                total.map(|t| t as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "[Parallel(n_jobs={prefix})] {bar:40} {pos}/{len} tasks | elapsed: {elapsed} | remaining: {eta}",
+                )
+                .expect("a valid template"),
+            );
+            bar.set_prefix(workers.to_string());
+            bar
+        });
+        let verbose = if bar.is_some() { 0 } else { opts.verbose };
+        let batch = match opts.batch {
+            Batch::Fixed(b) => b,
+            // joblib reports per batch; with adaptive batches, report about 2 lines per worker
+            // early on and fewer as the run goes (the verbosity filter thins them out).
+            Batch::Auto => total.map_or(1, |t| (t / (workers * 8)).max(1)),
+        };
+        let progress = Progress {
+            verbose,
+            workers,
+            total,
+            batch,
+            start: Instant::now(),
+            done: AtomicUsize::new(0),
+            lines: Mutex::new(0),
+            bar,
+        };
+        if verbose > 0 {
+            progress.print(&format!(
+                "Using backend {backend} with {workers} concurrent workers."
+            ));
+        }
+        progress
+    }
+
+    fn enabled(&self) -> bool {
+        self.verbose > 0 || self.bar.is_some()
+    }
+
+    #[inline]
+    fn tick(&self) {
+        if !self.enabled() {
+            return;
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            return;
+        }
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if done % self.batch == 0 && Some(done) != self.total {
+            let mut batches = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+            let index = done / self.batch;
+            if !skip_line(index - 1, self.verbose) {
+                self.print(&format!(
+                    "Done {done:>5} tasks      | elapsed: {}",
+                    short_time(self.start.elapsed().as_secs_f64())
+                ));
+            }
+            *batches += 1;
+        }
+    }
+
+    fn finish(&self, count: usize) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        } else if self.verbose > 0 {
+            self.print(&format!(
+                "Done {count:>5} out of {count:>5} | elapsed: {} finished",
+                short_time(self.start.elapsed().as_secs_f64())
+            ));
+        }
+    }
+
+    fn abandon(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+
+    fn print(&self, line: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "[Parallel(n_jobs={})]: {line}", self.workers);
+    }
+}
+
+/// joblib's `_verbosity_filter`: whether to skip the line of batch `index` at `verbose`.
+/// Every batch is reported above 10; below, lines thin out as the square root of the count.
+fn skip_line(index: usize, verbose: u32) -> bool {
+    if verbose == 0 {
+        return true;
+    }
+    if verbose > 10 || index == 0 {
+        return false;
+    }
+    let scale = 0.5 * f64::from(11 - verbose).powi(2);
+    let now = (index as f64 / scale).sqrt();
+    let next = ((index + 1) as f64 / scale).sqrt();
+    next.floor() == now.floor()
+}
+
+/// joblib's `short_format_time`.
+fn short_time(secs: f64) -> String {
+    if secs > 60.0 {
+        format!("{:4.1}min", secs / 60.0)
+    } else {
+        format!("{secs:5.1}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_jobs_follows_joblib() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let w = |n| Options::new(n, Batch::Auto, 0, false).workers();
+        assert_eq!(w(3), 3);
+        assert_eq!(w(-1), cores);
+        assert_eq!(w(-2), (cores - 1).max(1));
+        assert_eq!(w(-1000), 1);
+        assert!(panic::catch_unwind(|| w(0)).is_err());
+    }
+
+    #[test]
+    fn the_verbosity_filter_thins_lines_like_joblib() {
+        let shown = |v| (0..100).filter(|&i| !skip_line(i, v)).count();
+        assert_eq!(shown(0), 0);
+        assert_eq!(shown(11), 100);
+        assert!(shown(10) < 20 && shown(10) > 5, "{}", shown(10));
+        assert!(shown(5) < shown(10));
+        assert_eq!(short_time(0.123), "  0.1s");
+        assert_eq!(short_time(125.0), " 2.1min");
+    }
+}
+
+/// Picks how a `parallel!` input is run, by autoref specialization on its type: indexed
+/// collections (ranges, vectors, slices, arrays) go to rayon as they are; anything else is
+/// collected into a vector first.
+///
+/// ```
+/// use joblet_runtime::__private::{Options, Batch, TaskKind, ViaCollect as _, ViaIndexed as _};
+///
+/// let opts = Options::new(2, Batch::Auto, 0, false);
+/// let tasks = (0..10).filter(|x| x % 2 == 0);
+/// let kind = (&&TaskKind::of(&tasks)).kind();
+/// assert_eq!(kind.run(&opts, tasks, |x| x * 10), vec![0, 20, 40, 60, 80]);
+/// ```
+pub struct TaskKind<I>(std::marker::PhantomData<fn() -> I>);
+
+impl<I> TaskKind<I> {
+    /// The selector for the type of `tasks`.
+    pub fn of(_tasks: &I) -> Self {
+        TaskKind(std::marker::PhantomData)
+    }
+}
+
+/// Types a task closure from its input: `Fn(I::Item) -> R`. Typed this way, the body can
+/// settle the input's type (`0..n` with `n` untyped becomes `Range<u64>` when the body passes
+/// the item to a function taking `u64`) before the input kind is picked.
+pub fn task_fn<I, F, R>(_tasks: &I, f: F) -> F
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> R,
+{
+    f
+}
+
+/// An indexed input.
+pub struct Indexed;
+
+/// Any other input: collected first.
+pub struct Collected;
+
+/// Selects [`Indexed`]; tried first.
+pub trait ViaIndexed {
+    /// The kind.
+    fn kind(&self) -> Indexed;
+}
+
+/// Selects [`Collected`]; tried one dereference later.
+pub trait ViaCollect {
+    /// The kind.
+    fn kind(&self) -> Collected;
+}
+
+#[cfg(feature = "threads")]
+impl<I: IndexedTasks> ViaIndexed for &TaskKind<I> {
+    fn kind(&self) -> Indexed {
+        Indexed
+    }
+}
+
+impl<I> ViaCollect for TaskKind<I> {
+    fn kind(&self) -> Collected {
+        Collected
+    }
+}
+
+#[cfg(feature = "threads")]
+impl Indexed {
+    /// Runs the tasks.
+    pub fn run<P, F, R>(self, opts: &Options, tasks: P, f: F) -> Vec<R>
+    where
+        P: IndexedTasks,
+        F: Fn(P::Item) -> R + Sync + Send,
+        R: Send,
+    {
+        tasks.run(opts, f)
+    }
+}
+
+/// Inputs that run in place, without being collected: vectors, slices, arrays and ranges.
+#[cfg(feature = "threads")]
+pub trait IndexedTasks: Sized {
+    /// What one task receives.
+    type Item;
+    /// Runs one task per item.
+    fn run<F, R>(self, opts: &Options, f: F) -> Vec<R>
+    where
+        F: Fn(Self::Item) -> R + Sync + Send,
+        R: Send;
+}
+
+#[cfg(feature = "threads")]
+macro_rules! indexed_as_is {
+    ($([$($gen:tt)*] $ty:ty => $item:ty),* $(,)?) => {$(
+        impl<$($gen)*> IndexedTasks for $ty {
+            type Item = $item;
+            fn run<F, R>(self, opts: &Options, f: F) -> Vec<R>
+            where
+                F: Fn(Self::Item) -> R + Sync + Send,
+                R: Send,
+            {
+                run_indexed(opts, self, f)
+            }
+        }
+    )*};
+}
+
+#[cfg(feature = "threads")]
+indexed_as_is!(
+    [T: Send] Vec<T> => T,
+    ['a, T: Sync] &'a [T] => &'a T,
+    ['a, T: Sync] &'a Vec<T> => &'a T,
+    [T: Send, const N: usize] [T; N] => T,
+    ['a, T: Sync, const N: usize] &'a [T; N] => &'a T,
+);
+
+/// Ranges of any integer type, run as a `usize` index range mapped to the values (rayon
+/// indexes only the ranges whose length always fits a `usize`).
+#[cfg(feature = "threads")]
+macro_rules! indexed_ranges {
+    ($($t:ty),*) => {$(
+        impl IndexedTasks for std::ops::Range<$t> {
+            type Item = $t;
+            fn run<F, R>(self, opts: &Options, f: F) -> Vec<R>
+            where
+                F: Fn($t) -> R + Sync + Send,
+                R: Send,
+            {
+                let len = if self.end > self.start { self.end.abs_diff(self.start) } else { 0 };
+                run_range(opts, self.start, len, f)
+            }
+        }
+
+        impl IndexedTasks for std::ops::RangeInclusive<$t> {
+            type Item = $t;
+            fn run<F, R>(self, opts: &Options, f: F) -> Vec<R>
+            where
+                F: Fn($t) -> R + Sync + Send,
+                R: Send,
+            {
+                let (start, end) = self.into_inner();
+                if end < start {
+                    return Vec::new();
+                }
+                let len = end.abs_diff(start).checked_add(1).expect("a range of more than usize::MAX tasks");
+                run_range(opts, start, len, f)
+            }
+        }
+    )*};
+}
+
+#[cfg(feature = "threads")]
+indexed_ranges!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);
+
+/// Runs `len` tasks on `start`, `start + 1`, ... The offset is added with wrapping arithmetic
+/// on the truncated index: the true value is always in the type's range, so the wrap is exact.
+#[cfg(feature = "threads")]
+fn run_range<T, L, F, R>(opts: &Options, start: T, len: L, f: F) -> Vec<R>
+where
+    T: WrappingFrom + Send + Sync + Copy,
+    L: TryInto<usize>,
+    F: Fn(T) -> R + Sync + Send,
+    R: Send,
+{
+    let len: usize = len
+        .try_into()
+        .unwrap_or_else(|_| panic!("a range of more than usize::MAX tasks"));
+    run_indexed(opts, 0..len, move |i| f(start.wrapping_offset(i)))
+}
+
+/// `start + i` for a range's element type.
+#[cfg(feature = "threads")]
+trait WrappingFrom {
+    fn wrapping_offset(self, i: usize) -> Self;
+}
+
+#[cfg(feature = "threads")]
+macro_rules! wrapping_from {
+    ($($t:ty),*) => {$(
+        impl WrappingFrom for $t {
+            #[inline]
+            fn wrapping_offset(self, i: usize) -> Self {
+                self.wrapping_add(i as $t)
+            }
+        }
+    )*};
+}
+
+#[cfg(feature = "threads")]
+wrapping_from!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);
+
+#[cfg(feature = "threads")]
+impl Collected {
+    /// Runs the tasks.
+    pub fn run<I, F, R>(self, opts: &Options, tasks: I, f: F) -> Vec<R>
+    where
+        I: IntoIterator,
+        I::Item: Send,
+        F: Fn(I::Item) -> R + Sync + Send,
+        R: Send,
+    {
+        run_iter(opts, tasks, f)
+    }
+}
+
+#[cfg(not(feature = "threads"))]
+impl Collected {
+    /// Runs the tasks, one after the other (this build has no `threads` feature).
+    pub fn run<I, F, R>(self, opts: &Options, tasks: I, f: F) -> Vec<R>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R,
+    {
+        run_sequential(opts, tasks, f)
+    }
+}
