@@ -467,33 +467,6 @@ fn short_time(secs: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn n_jobs_follows_joblib() {
-        let cores = std::thread::available_parallelism().unwrap().get();
-        let w = |n| Options::new(n, Batch::Auto, 0, false).workers();
-        assert_eq!(w(3), 3);
-        assert_eq!(w(-1), cores);
-        assert_eq!(w(-2), (cores - 1).max(1));
-        assert_eq!(w(-1000), 1);
-        assert!(panic::catch_unwind(|| w(0)).is_err());
-    }
-
-    #[test]
-    fn the_verbosity_filter_thins_lines_like_joblib() {
-        let shown = |v| (0..100).filter(|&i| !skip_line(i, v)).count();
-        assert_eq!(shown(0), 0);
-        assert_eq!(shown(11), 100);
-        assert!(shown(10) < 20 && shown(10) > 5, "{}", shown(10));
-        assert!(shown(5) < shown(10));
-        assert_eq!(short_time(0.123), "  0.1s");
-        assert_eq!(short_time(125.0), " 2.1min");
-    }
-}
-
 /// Picks how a `parallel!` input is run, by autoref specialization on its type: indexed
 /// collections (ranges, vectors, slices, arrays) go to rayon as they are; anything else is
 /// collected into a vector first.
@@ -709,5 +682,32 @@ impl Collected {
         F: Fn(I::Item) -> R,
     {
         run_sequential(opts, tasks, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_jobs_follows_joblib() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let w = |n| Options::new(n, Batch::Auto, 0, false).workers();
+        assert_eq!(w(3), 3);
+        assert_eq!(w(-1), cores);
+        assert_eq!(w(-2), (cores - 1).max(1));
+        assert_eq!(w(-1000), 1);
+        assert!(panic::catch_unwind(|| w(0)).is_err());
+    }
+
+    #[test]
+    fn the_verbosity_filter_thins_lines_like_joblib() {
+        let shown = |v| (0..100).filter(|&i| !skip_line(i, v)).count();
+        assert_eq!(shown(0), 0);
+        assert_eq!(shown(11), 100);
+        assert!(shown(10) < 20 && shown(10) > 5, "{}", shown(10));
+        assert!(shown(5) < shown(10));
+        assert_eq!(short_time(0.123), "  0.1s");
+        assert_eq!(short_time(125.0), " 2.1min");
     }
 }
