@@ -608,7 +608,8 @@ macro_rules! indexed_ranges {
                 if end < start {
                     return Vec::new();
                 }
-                let len = end.abs_diff(start).checked_add(1).expect("a range of more than usize::MAX tasks");
+                // Widened first: `0..=255u8` has 256 values, more than a `u8` counts.
+                let len = (end.abs_diff(start) as u128) + 1;
                 run_range(opts, start, len, f)
             }
         }

@@ -53,13 +53,19 @@ fn files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
 /// Runs `f` with a tracing subscriber on this thread and returns its result and what was
 /// logged at warn level or above.
 pub fn warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
+    logs(tracing::Level::WARN, f)
+}
+
+/// Runs `f` with a tracing subscriber on this thread (a scoped one, not the global default)
+/// and returns its result and what was logged at `level` or above.
+pub fn logs<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
     let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
     let writer = {
         let buf = buf.clone();
         move || Capture(buf.clone())
     };
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(level)
         .with_ansi(false)
         .with_writer(writer)
         .finish();

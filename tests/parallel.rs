@@ -1,0 +1,269 @@
+//! `parallel!`: results in input order for every kind of input, exact worker counts, panics,
+//! nesting, logging and progress output. Run with and without the `threads` feature.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hint::black_box;
+use std::panic;
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use joblet::{TaskPanic, parallel};
+
+/// The seed notebook's task: the sum of `0..n`, kept real with `black_box`.
+fn my_task(n: u64) -> u64 {
+    let mut sum = 0u64;
+    for m in 0..n {
+        sum += black_box(m);
+    }
+    sum
+}
+
+#[test]
+fn results_come_back_in_input_order_for_every_kind_of_input() {
+    let expected: Vec<u64> = (0..3000).map(my_task).collect();
+    for n_jobs in [1, 2, 3, 4, -1] {
+        // A range whose type the body settles (u64).
+        let out = parallel!(n_jobs = n_jobs; for i in 0..3000 => my_task(i));
+        assert_eq!(out, expected);
+        let out = parallel!(n_jobs = n_jobs, batch_size = 7; for i in 0..3000 => my_task(i));
+        assert_eq!(out, expected);
+
+        // A vector by value, by reference, a slice and an array.
+        let inputs: Vec<u64> = (0..3000).collect();
+        let by_ref = parallel!(n_jobs = n_jobs, batch_size = 100; for &i in &inputs => my_task(i));
+        let by_slice = parallel!(n_jobs = n_jobs; for i in &inputs[..] => my_task(*i));
+        let by_value = parallel!(n_jobs = n_jobs; for i in inputs => my_task(i));
+        assert_eq!(
+            (&by_ref, &by_slice, &by_value),
+            (&expected, &expected, &expected)
+        );
+        let array = parallel!(n_jobs = n_jobs; for (a, b) in [(1, 2), (3, 4), (5, 6)] => a * b);
+        assert_eq!(array, vec![2, 12, 30]);
+
+        // Iterators without an index: collected, then run in their order.
+        let evens =
+            parallel!(n_jobs = n_jobs; for i in (0..3000u64).filter(|i| i % 2 == 0) => my_task(i));
+        let sequential: Vec<u64> = (0..3000u64).filter(|i| i % 2 == 0).map(my_task).collect();
+        assert_eq!(evens, sequential);
+
+        let map: HashMap<String, u64> = (0..500).map(|i| (format!("k{i}"), i)).collect();
+        let out = parallel!(n_jobs = n_jobs; for (k, v) in &map => format!("{k}={}", my_task(*v)));
+        let sequential: Vec<String> = map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", my_task(*v)))
+            .collect();
+        assert_eq!(out, sequential);
+        let sorted: BTreeMap<u64, u64> = (0..100).map(|i| (i, i * i)).collect();
+        let out = parallel!(n_jobs = n_jobs; for (k, v) in sorted => k + v);
+        assert_eq!(out, (0..100).map(|i| i + i * i).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn ranges_of_every_integer_type_cover_exactly_their_values() {
+    let all_i8 = parallel!(n_jobs = 2; for x in i8::MIN..=i8::MAX => i16::from(x));
+    assert_eq!(all_i8, (-128i16..=127).collect::<Vec<_>>());
+    let wide = parallel!(n_jobs = 2; for x in (u64::MAX - 5)..u64::MAX => x);
+    assert_eq!(wide, ((u64::MAX - 5)..u64::MAX).collect::<Vec<_>>());
+    let signed = parallel!(n_jobs = 3; for x in -1000i64..1000 => x * 2);
+    assert_eq!(signed, (-1000i64..1000).map(|x| x * 2).collect::<Vec<_>>());
+    let empty = parallel!(n_jobs = 2; for x in 5u32..5 => x);
+    assert!(empty.is_empty());
+    #[allow(clippy::reversed_empty_ranges)]
+    let backwards = parallel!(n_jobs = 2; for x in 5i32..=4 => x);
+    assert!(backwards.is_empty());
+}
+
+#[test]
+fn bodies_borrow_locals_and_blocks_are_bodies() {
+    let offset = 10u64;
+    let names = vec!["a".to_string(), "bb".to_string()];
+    let out = parallel!(n_jobs = 2; for i in 0..4u64 => {
+        let extra = names[(i % 2) as usize].len() as u64;
+        i + offset + extra
+    });
+    assert_eq!(out, vec![11, 13, 13, 15]);
+}
+
+#[test]
+fn the_sequential_backend_gives_the_same_results() {
+    let seq = parallel!(backend = sequential, n_jobs = 4; for i in 0..2000 => my_task(i));
+    let par = parallel!(backend = threads, n_jobs = 4; for i in 0..2000 => my_task(i));
+    assert_eq!(seq, par);
+}
+
+/// The distinct threads that ran `tasks` tasks of ~2 ms each.
+fn threads_used(n_jobs: i64) -> HashSet<ThreadId> {
+    let seen = Mutex::new(HashSet::new());
+    parallel!(n_jobs = n_jobs, batch_size = 1; for _ in 0..60 => {
+        std::thread::sleep(Duration::from_millis(2));
+        seen.lock().unwrap().insert(std::thread::current().id());
+    });
+    seen.into_inner().unwrap()
+}
+
+#[cfg(feature = "threads")]
+#[test]
+fn exactly_n_jobs_worker_threads_run_the_tasks() {
+    // More workers than this machine's cores is allowed, as in joblib.
+    for n in [2, 3, 4] {
+        let threads = threads_used(n);
+        assert_eq!(threads.len(), n as usize, "n_jobs = {n}");
+        assert!(!threads.contains(&std::thread::current().id()));
+    }
+    // Pools are kept: the same threads serve a second call.
+    assert_eq!(threads_used(3), threads_used(3));
+}
+
+#[cfg(not(feature = "threads"))]
+#[test]
+fn without_the_threads_feature_tasks_run_on_the_calling_thread() {
+    let threads = threads_used(4);
+    assert_eq!(threads, HashSet::from([std::thread::current().id()]));
+}
+
+#[test]
+fn a_panicking_task_reaches_the_caller_with_its_index_and_payload() {
+    let started = AtomicUsize::new(0);
+    let caught = panic::catch_unwind(|| {
+        parallel!(n_jobs = 2, batch_size = 1; for i in 0..2000usize => {
+            started.fetch_add(1, SeqCst);
+            std::thread::sleep(Duration::from_micros(200));
+            if i == 17 {
+                panic!("task {i} failed");
+            }
+            i
+        })
+    });
+    let failure = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+    assert_eq!(failure.index(), 17);
+    assert_eq!(failure.message(), Some("task 17 failed"));
+    assert_eq!(failure.to_string(), "task 17 panicked: task 17 failed");
+    assert_eq!(
+        *failure.into_payload().downcast::<String>().unwrap(),
+        "task 17 failed"
+    );
+    // The batches after the failure were not started. (How many started before the flag was
+    // seen depends on the panic hook: printing a backtrace takes milliseconds.)
+    let started = started.load(SeqCst);
+    assert!(started < 1000, "{started} of 2000 tasks started");
+    // The workers are still usable.
+    let out = parallel!(n_jobs = 2, batch_size = 1; for i in 0..100usize => i);
+    assert_eq!(out, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_sequential_backend_reports_panics_the_same_way() {
+    let caught = panic::catch_unwind(
+        || parallel!(backend = sequential; for i in 0..10 => if i == 3 { panic!("three") } else { i }),
+    );
+    let failure = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+    assert_eq!((failure.index(), failure.message()), (3, Some("three")));
+}
+
+#[test]
+fn nested_calls_finish_without_more_threads_than_the_outer_call() {
+    let seen = Mutex::new(HashSet::new());
+    let out = parallel!(n_jobs = 2; for i in 0..8u64 => {
+        let inner = parallel!(n_jobs = 4; for j in 0..50u64 => {
+            seen.lock().unwrap().insert(std::thread::current().id());
+            my_task(i * 50 + j)
+        });
+        inner.iter().sum::<u64>()
+    });
+    let expected: Vec<u64> = (0..8u64)
+        .map(|i| (0..50).map(|j| my_task(i * 50 + j)).sum())
+        .collect();
+    assert_eq!(out, expected);
+    let threads = seen.into_inner().unwrap().len();
+    assert!(threads <= 2, "{threads} threads ran nested tasks");
+}
+
+#[test]
+fn tracing_events_in_tasks_reach_the_callers_scoped_subscriber() {
+    let (out, logged) = common::logs(tracing::Level::INFO, || {
+        parallel!(n_jobs = 3, batch_size = 2; for i in 0..40 => {
+            tracing::info!(task = i, "working on it");
+            i * 2
+        })
+    });
+    assert_eq!(out, (0..40).map(|i| i * 2).collect::<Vec<_>>());
+    for i in 0..40 {
+        let field = format!("task={i}");
+        assert!(
+            logged.lines().any(|l| l.ends_with(&field)),
+            "task {i} not logged:\n{logged}"
+        );
+    }
+}
+
+const VERBOSE_CHILD: &str = "JOBLET_TEST_VERBOSE_CHILD";
+
+#[test]
+fn verbose_child() {
+    if std::env::var_os(VERBOSE_CHILD).is_none() {
+        return;
+    }
+    let out = parallel!(n_jobs = 2, batch_size = 100, verbose = 11; for i in 0..1000 => my_task(i));
+    assert_eq!(out.len(), 1000);
+    let out = parallel!(n_jobs = 2, backend = sequential, verbose = 10; for i in 0..300 => i);
+    assert_eq!(out.len(), 300);
+}
+
+#[test]
+fn verbose_output_follows_joblibs_format() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "verbose_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(VERBOSE_CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("[Parallel"))
+        .collect();
+    let workers = if cfg!(feature = "threads") { 2 } else { 1 };
+    let backend = if cfg!(feature = "threads") {
+        "ThreadingBackend"
+    } else {
+        "SequentialBackend"
+    };
+    assert_eq!(
+        lines[0],
+        format!(
+            "[Parallel(n_jobs={workers})]: Using backend {backend} with {workers} concurrent workers."
+        )
+    );
+    // Above verbose 10, one line per batch of 100, then the closing line.
+    let done = lines[..11]
+        .iter()
+        .filter(|l| l.contains("tasks      | elapsed:"))
+        .count();
+    assert_eq!(done, 9, "{stderr}");
+    assert!(lines[1].starts_with(&format!(
+        "[Parallel(n_jobs={workers})]: Done   100 tasks      | elapsed:   "
+    )));
+    assert!(lines[10].starts_with(&format!(
+        "[Parallel(n_jobs={workers})]: Done  1000 out of  1000 | elapsed:"
+    )));
+    assert!(lines[10].ends_with("s finished"), "{}", lines[10]);
+    // The sequential backend reports too.
+    assert!(lines[11].contains("Using backend SequentialBackend with 1 concurrent workers."));
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains("Done   300 out of   300 | elapsed:")
+    );
+}
