@@ -82,7 +82,7 @@ fn ranges_of_every_integer_type_cover_exactly_their_values() {
 #[test]
 fn bodies_borrow_locals_and_blocks_are_bodies() {
     let offset = 10u64;
-    let names = vec!["a".to_string(), "bb".to_string()];
+    let names = ["a".to_string(), "bb".to_string()];
     let out = parallel!(n_jobs = 2; for i in 0..4u64 => {
         let extra = names[(i % 2) as usize].len() as u64;
         i + offset + extra
