@@ -5,4 +5,6 @@ fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/cached/*.rs");
     t.pass("tests/ui/cached/pass/*.rs");
+    t.compile_fail("tests/ui/parallel/*.rs");
+    t.pass("tests/ui/parallel/pass/*.rs");
 }

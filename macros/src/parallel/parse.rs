@@ -82,6 +82,10 @@ impl Model {
                 model.parse_option(input, errors, &mut seen)?;
                 if input.peek(Token![,]) {
                     input.parse::<Token![,]>()?;
+                } else if input.peek(Token![for]) {
+                    return Err(input.error(
+                        "expected `;` between the options and `for`, as in `parallel!(n_jobs = 4; for i in 0..n => f(i))`",
+                    ));
                 } else if !input.peek(Token![;]) {
                     return Err(input.error("expected `,` between options, or `;` before the loop"));
                 }
@@ -91,6 +95,14 @@ impl Model {
             .parse::<Token![for]>()
             .map_err(|e| syn::Error::new(e.span(), "expected `for PATTERN in TASKS => BODY`"))?;
         model.pat = Pat::parse_single(input)?;
+        if let Some(what) = refutable(&model.pat) {
+            errors.spanned(
+                &model.pat,
+                format!(
+                    "the pattern of `parallel!` must match every item, but {what}; filter the items first, as in `for x in items.into_iter().flatten() => ...`"
+                ),
+            );
+        }
         input.parse::<Token![in]>().map_err(|e| {
             syn::Error::new(
                 e.span(),
@@ -184,6 +196,31 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+/// Why a pattern cannot match every item, for the patterns that plainly cannot. Others that
+/// cannot (a variant of the user's own enum) are reported by rustc at the pattern.
+fn refutable(pat: &Pat) -> Option<String> {
+    match pat {
+        Pat::Lit(_) => Some("a literal matches only itself".into()),
+        Pat::Range(_) => Some("a range pattern matches only part of the values".into()),
+        Pat::Or(_) => Some("`|` patterns are for `match`".into()),
+        Pat::TupleStruct(syn::PatTupleStruct { path, .. })
+        | Pat::Path(syn::ExprPath { path, .. }) => {
+            let last = path.segments.last()?.ident.to_string();
+            let other = match last.as_str() {
+                "Some" => "None",
+                "None" => "Some(_)",
+                "Ok" => "Err(_)",
+                "Err" => "Ok(_)",
+                _ => return None,
+            };
+            Some(format!("`{last}` does not match `{other}`"))
+        }
+        Pat::Paren(p) => refutable(&p.pat),
+        Pat::Reference(r) => refutable(&r.pat),
+        _ => None,
     }
 }
 
