@@ -1,1 +1,81 @@
-fn main() {}
+//! `parallel!` against the same loop written directly with rayon and against a sequential
+//! loop, on 2 threads: the seed notebook's workload, and 100,000 trivial tasks.
+//!
+//!     cargo bench --bench parallel
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::Criterion;
+use joblet::parallel;
+use rayon::prelude::*;
+
+/// The seed notebook's task, kept real with `black_box`.
+fn my_task(n: u64) -> u64 {
+    let mut sum = 0;
+    for m in 0..n {
+        sum += black_box(m);
+    }
+    sum
+}
+
+fn seed(c: &mut Criterion) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("seed workload, 40000 tasks, 2 threads");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    g.bench_function("parallel! batch_size = 1000", |b| {
+        b.iter(|| parallel!(n_jobs = 2, batch_size = 1000; for i in 0..40000 => my_task(i)))
+    });
+    g.bench_function("parallel! batch_size = auto", |b| {
+        b.iter(|| parallel!(n_jobs = 2; for i in 0..40000 => my_task(i)))
+    });
+    g.bench_function("rayon into_par_iter().map().collect()", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                (0..40000u64)
+                    .into_par_iter()
+                    .map(my_task)
+                    .collect::<Vec<_>>()
+            })
+        })
+    });
+    g.bench_function("sequential loop", |b| {
+        b.iter(|| (0..40000u64).map(my_task).collect::<Vec<_>>())
+    });
+    g.finish();
+}
+
+fn trivial(c: &mut Criterion) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("100000 trivial tasks, 2 threads");
+    g.bench_function("parallel!", |b| {
+        b.iter(|| parallel!(n_jobs = 2; for i in 0..100_000u64 => black_box(i)))
+    });
+    g.bench_function("rayon into_par_iter().map().collect()", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                (0..100_000u64)
+                    .into_par_iter()
+                    .map(black_box)
+                    .collect::<Vec<_>>()
+            })
+        })
+    });
+    g.bench_function("sequential loop", |b| {
+        b.iter(|| (0..100_000u64).map(black_box).collect::<Vec<_>>())
+    });
+    g.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    seed(&mut c);
+    trivial(&mut c);
+    c.final_summary();
+}

@@ -48,13 +48,19 @@ impl Options {
     /// # Panics
     /// When `n_jobs` is 0, which joblib rejects too.
     pub fn workers(&self) -> usize {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
         match self.n_jobs {
             0 => panic!("`n_jobs = 0` is not valid: give a number of workers, or -1 for all cores"),
-            n if n > 0 => n as usize,
-            n => (cores + 1 + n).max(1) as usize,
+            n if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+            n => (cores() as i64 + 1 + n).max(1) as usize,
         }
     }
+}
+
+/// The number of cores, read once: on Linux, `available_parallelism` reads cgroup files at
+/// every call.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Converts an integer of any type to an `n_jobs` value.
@@ -172,27 +178,39 @@ impl Run {
         }
     }
 
-    /// Runs one task. A panic is recorded, and every later task is skipped.
+    /// Called as a batch starts: after a failure, the batches not yet started never start.
+    #[cfg_attr(not(feature = "threads"), allow(dead_code))]
     #[inline]
-    fn task<T, R>(&self, index: usize, item: T, f: impl FnOnce(T) -> R) -> R {
+    fn batch_start(&self) {
         if self.cancel.load(Ordering::Relaxed) {
             panic::resume_unwind(Box::new(Cancelled));
         }
+    }
+
+    /// Runs one task; `COUNT` says whether progress output counts it (a constant, so that a
+    /// silent run pays nothing). A panic is recorded and cancels the batches not started.
+    #[inline(always)]
+    fn task<T, R, const COUNT: bool>(&self, index: usize, item: T, f: impl FnOnce(T) -> R) -> R {
         match panic::catch_unwind(AssertUnwindSafe(|| f(item))) {
             Ok(value) => {
-                self.progress.tick();
+                if COUNT {
+                    self.progress.count_one();
+                }
                 value
             }
-            Err(payload) => {
-                self.cancel.store(true, Ordering::Relaxed);
-                let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-                if first.is_none() {
-                    *first = Some(TaskPanic { index, payload });
-                }
-                drop(first);
-                panic::resume_unwind(Box::new(Cancelled));
-            }
+            Err(payload) => self.fail(index, payload),
         }
+    }
+
+    #[cold]
+    fn fail(&self, index: usize, payload: Box<dyn Any + Send>) -> ! {
+        self.cancel.store(true, Ordering::Relaxed);
+        let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(TaskPanic { index, payload });
+        }
+        drop(first);
+        panic::resume_unwind(Box::new(Cancelled));
     }
 
     /// Hands back the results, or re-raises the first failure in the caller.
@@ -232,7 +250,7 @@ where
     let run = Run::new(opts, total, 1, "SequentialBackend");
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         iter.enumerate()
-            .map(|(i, item)| run.task(i, item, &f))
+            .map(|(i, item)| run.task::<_, _, true>(i, item, &f))
             .collect()
     }));
     run.finish(outcome)
@@ -290,22 +308,30 @@ mod threads {
         let run = Run::new(opts, Some(total), workers, "ThreadingBackend");
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let propagate = !dispatch.is::<tracing::subscriber::NoSubscriber>();
+        let (min, max) = match opts.batch {
+            Batch::Fixed(b) => (b, b),
+            Batch::Auto => (1, usize::MAX),
+        };
+        let tasks = iter.enumerate().with_min_len(min).with_max_len(max);
+        // Each rayon job is a batch: it checks for a failure before it starts, and runs under
+        // the caller's subscriber, also a scoped one.
+        let start_batch = || {
+            run.batch_start();
+            propagate.then(|| tracing::dispatcher::set_default(&dispatch))
+        };
         let job = || {
-            let tasks = iter.enumerate();
-            let with_batches = |min: usize, max: usize| {
+            if run.progress.enabled {
                 tasks
-                    .with_min_len(min)
-                    .with_max_len(max)
-                    // Each rayon job runs under the caller's subscriber, also a scoped one.
-                    .map_init(
-                        || propagate.then(|| tracing::dispatcher::set_default(&dispatch)),
-                        |_, (i, item)| run.task(i, item, &f),
-                    )
+                    .map_init(start_batch, |_, (i, item)| {
+                        run.task::<_, _, true>(i, item, &f)
+                    })
                     .collect::<Vec<R>>()
-            };
-            match opts.batch {
-                Batch::Fixed(b) => with_batches(b, b),
-                Batch::Auto => with_batches(1, usize::MAX),
+            } else {
+                tasks
+                    .map_init(start_batch, |_, (i, item)| {
+                        run.task::<_, _, false>(i, item, &f)
+                    })
+                    .collect::<Vec<R>>()
             }
         };
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -348,8 +374,11 @@ struct Progress {
     batch: usize,
     start: Instant,
     done: AtomicUsize,
-    lines: Mutex<usize>,
+    printing: Mutex<()>,
     bar: Option<indicatif::ProgressBar>,
+    /// Lines or a bar are shown: tasks are counted.
+    #[cfg_attr(not(feature = "threads"), allow(dead_code))]
+    enabled: bool,
 }
 
 impl Progress {
@@ -382,7 +411,8 @@ impl Progress {
             batch,
             start: Instant::now(),
             done: AtomicUsize::new(0),
-            lines: Mutex::new(0),
+            printing: Mutex::new(()),
+            enabled: verbose > 0 || bar.is_some(),
             bar,
         };
         if verbose > 0 {
@@ -393,30 +423,22 @@ impl Progress {
         progress
     }
 
-    fn enabled(&self) -> bool {
-        self.verbose > 0 || self.bar.is_some()
-    }
-
-    #[inline]
-    fn tick(&self) {
-        if !self.enabled() {
-            return;
-        }
+    /// Counts a finished task, and shows the progress.
+    fn count_one(&self) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
             return;
         }
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if done % self.batch == 0 && Some(done) != self.total {
-            let mut batches = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-            let index = done / self.batch;
-            if !skip_line(index - 1, self.verbose) {
+            // Lines from several workers must not interleave.
+            let _printing = self.printing.lock().unwrap_or_else(|e| e.into_inner());
+            if !skip_line(done / self.batch - 1, self.verbose) {
                 self.print(&format!(
                     "Done {done:>5} tasks      | elapsed: {}",
                     short_time(self.start.elapsed().as_secs_f64())
                 ));
             }
-            *batches += 1;
         }
     }
 
