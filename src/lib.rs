@@ -187,6 +187,24 @@ pub use joblet_macros::cached;
 /// | `batch_size = N` | tasks handed to a worker at once; `auto` (the default) lets rayon split the work as workers run out of it |
 /// | `verbose = V` | joblib's progress lines on stderr, `0` (none) to `50`; above 10, one per batch |
 /// | `progress = true` | a live progress bar on stderr instead of lines |
+/// | `return_as = unordered` | an iterator ([`Unordered`]) yielding results as their tasks complete, instead of a `Vec` in input order (`list`, the default) |
+///
+/// The unordered form runs in the background while you consume it, so its body is a `move`
+/// closure and what it uses must be owned (`'static`); dropping the iterator cancels the tasks
+/// that have not started.
+///
+/// ```
+/// # use joblet::parallel;
+/// let sizes = vec![3usize, 1, 2];
+/// let mut done: Vec<usize> = parallel!(n_jobs = 3, return_as = unordered;
+///     for n in sizes => {
+///         std::thread::sleep(std::time::Duration::from_millis(10 * n as u64));
+///         n
+///     })
+/// .collect();
+/// done.sort();
+/// assert_eq!(done, vec![1, 2, 3]);
+/// ```
 ///
 /// ```
 /// # use joblet::parallel;
@@ -218,7 +236,9 @@ pub use joblet_macros::cached;
 /// compiles to the sequential loop, with the same results.
 pub use joblet_macros::parallel;
 
-pub use joblet_runtime::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, Error, ErrorKind, TaskPanic};
+pub use joblet_runtime::{
+    CACHE_DIR_ENV, DEFAULT_CACHE_DIR, Error, ErrorKind, TaskPanic, Unordered,
+};
 
 #[doc(hidden)]
 pub mod __private {

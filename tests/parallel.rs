@@ -267,3 +267,55 @@ fn verbose_output_follows_joblibs_format() {
             .contains("Done   300 out of   300 | elapsed:")
     );
 }
+
+#[test]
+fn unordered_results_come_as_their_tasks_complete() {
+    // Task i sleeps the longer the smaller i is: with a worker each, the last finishes first.
+    let out: Vec<u64> = parallel!(n_jobs = 6, batch_size = 1, return_as = unordered;
+    for i in 0..6u64 => {
+        std::thread::sleep(Duration::from_millis((6 - i) * 40));
+        i
+    })
+    .collect();
+    let mut sorted = out.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![0, 1, 2, 3, 4, 5]);
+    if cfg!(feature = "threads") {
+        assert_eq!(out.first(), Some(&5), "{out:?}");
+        assert_eq!(out.last(), Some(&0), "{out:?}");
+    } else {
+        assert_eq!(out, sorted);
+    }
+}
+
+#[test]
+fn unordered_panics_reach_the_consumer_and_dropping_cancels_the_rest() {
+    let caught = panic::catch_unwind(|| {
+        parallel!(n_jobs = 2, return_as = unordered; for i in 0..10u32 => {
+            if i == 4 { panic!("four") }
+            i
+        })
+        .count()
+    });
+    let failure = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+    assert_eq!((failure.index(), failure.message()), (4, Some("four")));
+
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+    let mut results = parallel!(n_jobs = 2, batch_size = 1, return_as = unordered;
+    for i in 0..1000u32 => {
+        RAN.fetch_add(1, SeqCst);
+        std::thread::sleep(Duration::from_millis(1));
+        i
+    });
+    assert!(results.next().is_some());
+    drop(results);
+    std::thread::sleep(Duration::from_millis(50));
+    let ran = RAN.load(SeqCst);
+    assert!(ran < 200, "{ran} tasks ran after the consumer left");
+}
+
+#[test]
+fn a_progress_bar_run_gives_the_same_results() {
+    let out = parallel!(n_jobs = 2, progress = true; for i in 0..5000 => my_task(i));
+    assert_eq!(out, (0..5000).map(my_task).collect::<Vec<_>>());
+}

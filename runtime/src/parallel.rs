@@ -257,7 +257,7 @@ where
 }
 
 #[cfg(feature = "threads")]
-pub use threads::{run_indexed, run_iter};
+pub use threads::{run_indexed, run_iter, run_unordered};
 
 #[cfg(feature = "threads")]
 mod threads {
@@ -344,6 +344,63 @@ mod threads {
         run.finish(outcome)
     }
 
+    /// Starts the tasks in the background and returns their results as they complete
+    /// (`return_as = unordered`). The tasks own what they use, since they outlive the call.
+    pub fn run_unordered<I, F, R>(opts: &Options, tasks: I, f: F) -> super::Unordered<R>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> R + Sync + Send + 'static,
+        R: Send + 'static,
+    {
+        let items: Vec<I::Item> = tasks.into_iter().collect();
+        let total = items.len();
+        let workers = opts.workers();
+        let run = std::sync::Arc::new(Run::new(opts, Some(total), workers, "ThreadingBackend"));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let background = run.clone();
+        let (min, max) = match opts.batch {
+            Batch::Fixed(b) => (b, b),
+            Batch::Auto => (1, usize::MAX),
+        };
+        pool(workers).spawn(move || {
+            let _subscriber = tracing::dispatcher::set_default(&dispatch);
+            items
+                .into_par_iter()
+                .enumerate()
+                .with_min_len(min)
+                .with_max_len(max)
+                .for_each_with(sender, |sender, (i, item)| {
+                    // After a failure, or once the consumer is gone, the rest is skipped.
+                    if background.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                        let _subscriber = tracing::dispatcher::set_default(&dispatch);
+                        f(item)
+                    }));
+                    if outcome.is_err() {
+                        background
+                            .cancel
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    } else {
+                        background.progress.count_one_if_enabled();
+                    }
+                    if sender.send((i, outcome)).is_err() {
+                        background
+                            .cancel
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+        });
+        super::Unordered {
+            inner: super::UnorderedInner::Background { receiver, run },
+            received: 0,
+            total,
+        }
+    }
+
     /// Runs the tasks of any other iterable: it is collected first, then run as a vector.
     pub fn run_iter<I, F, R>(opts: &Options, tasks: I, f: F) -> Vec<R>
     where
@@ -354,6 +411,101 @@ mod threads {
     {
         run_indexed(opts, tasks.into_iter().collect::<Vec<_>>(), f)
     }
+}
+
+/// Results in the order their tasks complete: what `parallel!(return_as = unordered; ...)`
+/// returns. A panicking task re-raises as a [`TaskPanic`] from `next`; dropping the iterator
+/// cancels the tasks that have not started.
+pub struct Unordered<R> {
+    inner: UnorderedInner<R>,
+    received: usize,
+    total: usize,
+}
+
+type Outcome<R> = (usize, std::thread::Result<R>);
+
+enum UnorderedInner<R> {
+    #[cfg(feature = "threads")]
+    Background {
+        receiver: std::sync::mpsc::Receiver<Outcome<R>>,
+        run: std::sync::Arc<Run>,
+    },
+    /// Tasks run one by one as results are asked for.
+    Lazy(Box<dyn Iterator<Item = Outcome<R>> + Send>),
+}
+
+impl<R> Iterator for Unordered<R> {
+    type Item = R;
+
+    fn next(&mut self) -> Option<R> {
+        let (index, outcome) = match &mut self.inner {
+            #[cfg(feature = "threads")]
+            UnorderedInner::Background { receiver, .. } => receiver.recv().ok()?,
+            UnorderedInner::Lazy(tasks) => tasks.next()?,
+        };
+        self.received += 1;
+        #[cfg(feature = "threads")]
+        if let (UnorderedInner::Background { run, .. }, true) =
+            (&self.inner, self.received == self.total)
+        {
+            run.progress.finish(self.total);
+        }
+        match outcome {
+            Ok(value) => Some(value),
+            Err(payload) => {
+                self.total = self.received;
+                panic::resume_unwind(Box::new(TaskPanic { index, payload }))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.total.saturating_sub(self.received);
+        (0, Some(left))
+    }
+}
+
+impl<R> Drop for Unordered<R> {
+    fn drop(&mut self) {
+        #[cfg(feature = "threads")]
+        if let UnorderedInner::Background { run, .. } = &self.inner {
+            run.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs each task when its result is asked for, in input order: the unordered form of the
+/// sequential backend, and of every backend without the `threads` feature.
+pub fn run_lazy<I, F, R>(opts: &Options, tasks: I, f: F) -> Unordered<R>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    F: Fn(I::Item) -> R + Send + 'static,
+    R: 'static,
+{
+    let _ = opts;
+    let iter = tasks.into_iter();
+    let total = iter.size_hint().0;
+    let lazy = iter
+        .enumerate()
+        .map(move |(i, item)| (i, panic::catch_unwind(AssertUnwindSafe(|| f(item)))));
+    Unordered {
+        inner: UnorderedInner::Lazy(Box::new(lazy)),
+        received: 0,
+        total,
+    }
+}
+
+/// Without the `threads` feature, the unordered form is the lazy one.
+#[cfg(not(feature = "threads"))]
+pub fn run_unordered<I, F, R>(opts: &Options, tasks: I, f: F) -> Unordered<R>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    F: Fn(I::Item) -> R + Send + 'static,
+    R: 'static,
+{
+    run_lazy(opts, tasks, f)
 }
 
 /// Without the `threads` feature, every run is sequential.
@@ -421,6 +573,14 @@ impl Progress {
             ));
         }
         progress
+    }
+
+    /// Counts a finished task when progress is shown.
+    #[cfg_attr(not(feature = "threads"), allow(dead_code))]
+    fn count_one_if_enabled(&self) {
+        if self.enabled {
+            self.count_one();
+        }
     }
 
     /// Counts a finished task, and shows the progress.

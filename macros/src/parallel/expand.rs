@@ -42,11 +42,18 @@ pub fn expand(model: &Model) -> TokenStream {
         None => quote!(false),
     };
     let (pat, task_expr, body) = (&model.pat, &model.tasks, &model.body);
-    let run = match model.backend {
-        Backend::Sequential => quote! {
+    let run = match (model.backend, model.unordered) {
+        // The tasks outlive the call, consumed as they complete: they must own their data.
+        (Backend::Threads, true) => quote! {
+            #private::run_unordered(&#opts, #task_expr, move |#pat| #body)
+        },
+        (Backend::Sequential, true) => quote! {
+            #private::run_lazy(&#opts, #task_expr, move |#pat| #body)
+        },
+        (Backend::Sequential, false) => quote! {
             #private::run_sequential(&#opts, #task_expr, |#pat| #body)
         },
-        Backend::Threads => quote! {{
+        (Backend::Threads, false) => quote! {{
             let #tasks = #task_expr;
             // Typed from the input first, so that the body settles the input's type before
             // the input kind is picked from it.

@@ -15,6 +15,8 @@ pub struct Model {
     pub batch_size: Option<BatchSize>,
     pub verbose: Option<Expr>,
     pub progress: Option<Expr>,
+    /// `return_as = unordered`: an iterator in completion order instead of a `Vec`.
+    pub unordered: bool,
     pub pat: Pat,
     pub tasks: Expr,
     pub body: Expr,
@@ -32,7 +34,14 @@ pub enum BatchSize {
     Fixed(Expr),
 }
 
-const OPTIONS: &[&str] = &["n_jobs", "backend", "batch_size", "verbose", "progress"];
+const OPTIONS: &[&str] = &[
+    "n_jobs",
+    "backend",
+    "batch_size",
+    "verbose",
+    "progress",
+    "return_as",
+];
 const BACKENDS: &str = "`threads` or `sequential`";
 
 impl Model {
@@ -57,6 +66,7 @@ impl Model {
             batch_size: None,
             verbose: None,
             progress: None,
+            unordered: false,
             pat: Pat::Verbatim(TokenStream::new()),
             tasks: Expr::Verbatim(TokenStream::new()),
             body: Expr::Verbatim(TokenStream::new()),
@@ -169,6 +179,19 @@ impl Model {
                 }
             }
             "verbose" => self.verbose = Some(input.parse()?),
+            "return_as" => {
+                let how = input.call(Ident::parse_any)?;
+                match how.to_string().as_str() {
+                    "list" => self.unordered = false,
+                    "unordered" => self.unordered = true,
+                    _ => errors.error(
+                        how.span(),
+                        format!(
+                            "unknown `return_as = {how}`; expected `list` (a `Vec` in input order, the default) or `unordered` (an iterator in completion order)"
+                        ),
+                    ),
+                }
+            }
             "progress" => self.progress = Some(input.parse()?),
             "backend" => {
                 let backend = input.call(Ident::parse_any)?;
