@@ -10,7 +10,9 @@ use criterion::Criterion;
 use joblet::parallel;
 use rayon::prelude::*;
 
-/// The seed notebook's task, kept real with `black_box`.
+/// The seed notebook's task, kept real with `black_box`. Never inlined, so that every variant
+/// runs the same machine code for it and only the scheduling differs.
+#[inline(never)]
 fn my_task(n: u64) -> u64 {
     let mut sum = 0;
     for m in 0..n {
@@ -38,6 +40,16 @@ fn seed(c: &mut Criterion) {
                 (0..40000u64)
                     .into_par_iter()
                     .map(my_task)
+                    .collect::<Vec<_>>()
+            })
+        })
+    });
+    g.bench_function("rayon, usize range (indexed)", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                (0..40000usize)
+                    .into_par_iter()
+                    .map(|i| my_task(i as u64))
                     .collect::<Vec<_>>()
             })
         })
