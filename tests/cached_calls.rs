@@ -74,6 +74,24 @@ fn zero<T: Default + Serialize + for<'de> Deserialize<'de>>() -> T {
     T::default()
 }
 
+/// A free function with an `impl` block of its own inside: still a free function.
+#[cached(dir = common::dir("generic"))]
+fn with_local_impl(x: u32) -> u32 {
+    struct Local(u32);
+    impl Local {
+        fn get(&self) -> Self {
+            Local(self.0 + 1)
+        }
+    }
+    Local(x).get().0
+}
+
+#[test]
+fn a_local_impl_block_does_not_make_a_method() {
+    assert_eq!(with_local_impl(1), 2);
+    assert!(with_local_impl::is_cached(1));
+}
+
 #[test]
 fn generic_functions_key_on_their_concrete_types() {
     let a = describe(1u32);
@@ -106,6 +124,14 @@ impl Model {
         Model { weight }
     }
 
+    /// Names `Self` only in its body.
+    #[cached(dir = common::dir("method"))]
+    fn doubled(weight: f64) -> Model {
+        Self {
+            weight: 2.0 * weight,
+        }
+    }
+
     #[cached(dir = common::dir("method"), ignore = [self])]
     fn constant(&self, x: u32) -> u32 {
         PREDICTED.fetch_add(100, SeqCst);
@@ -123,6 +149,7 @@ fn methods_key_on_self() {
     assert_eq!(PREDICTED.load(SeqCst), 2);
     assert_eq!(Model::with_weight(4.0), Model { weight: 4.0 });
     assert_eq!(Model::with_weight(4.0), Model { weight: 4.0 });
+    assert_eq!(Model::doubled(4.0), Model { weight: 8.0 });
     // `ignore = [self]`: the receiver is left out of the key.
     assert_eq!(two.constant(1), 1);
     assert_eq!(three.constant(1), 1);

@@ -16,8 +16,8 @@ pub struct Model {
     pub args: Args,
     pub item: ItemFn,
     pub params: Vec<Param>,
-    /// The function has a `self` receiver, or names `Self` in its signature: it sits in an
-    /// `impl` block, where no companion item can be added beside it.
+    /// The function has a `self` receiver, or names `Self`: it sits in an `impl` block, where
+    /// no companion item can be added beside it.
     pub in_impl: bool,
     /// The receiver is part of the key (it is, unless listed in `ignore`).
     pub hash_self: bool,
@@ -83,7 +83,10 @@ pub fn check(args: Args, item: ItemFn, mut errors: Errors) -> syn::Result<Model>
         ReturnType::Type(_, ty) => output_of(ty, &mut errors),
     };
 
-    let mut in_impl = mentions_self(&sig.to_token_stream());
+    // `Self` anywhere, signature or body, means an `impl` block. (An associated function that
+    // never names `Self` cannot be told apart from a free function.)
+    let mut in_impl =
+        mentions_self(&sig.to_token_stream()) || mentions_self(&item.block.to_token_stream());
     let mut hash_self = false;
     let mut params = Vec::new();
     let mut names = Vec::new();
@@ -228,10 +231,26 @@ fn is_mut_ref(ty: &Type) -> bool {
     }
 }
 
+/// Whether `Self` appears, leaving out the blocks of nested `impl` and `trait` items, whose
+/// `Self` is their own.
 fn mentions_self(tokens: &TokenStream) -> bool {
+    let mut nested_item = false;
     tokens.clone().into_iter().any(|tt| match tt {
-        TokenTree::Ident(i) => i == "Self",
+        TokenTree::Ident(i) => {
+            if i == "impl" || i == "trait" {
+                nested_item = true;
+            }
+            i == "Self" && !nested_item
+        }
+        TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Brace && nested_item => {
+            nested_item = false;
+            false
+        }
         TokenTree::Group(g) => mentions_self(&g.stream()),
+        TokenTree::Punct(p) if p.as_char() == ';' => {
+            nested_item = false;
+            false
+        }
         _ => false,
     })
 }
