@@ -43,6 +43,15 @@ impl Options {
         }
     }
 
+    /// The least and most tasks a rayon job takes: a fixed batch, or anything rayon chooses.
+    #[cfg_attr(not(feature = "threads"), allow(dead_code))]
+    fn batch_bounds(&self) -> (usize, usize) {
+        match self.batch {
+            Batch::Fixed(b) => (b, b),
+            Batch::Auto => (1, usize::MAX),
+        }
+    }
+
     /// The number of workers: `n_jobs` when positive, else counted back from the cores.
     ///
     /// # Panics
@@ -308,10 +317,7 @@ mod threads {
         let run = Run::new(opts, Some(total), workers, "ThreadingBackend");
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let propagate = !dispatch.is::<tracing::subscriber::NoSubscriber>();
-        let (min, max) = match opts.batch {
-            Batch::Fixed(b) => (b, b),
-            Batch::Auto => (1, usize::MAX),
-        };
+        let (min, max) = opts.batch_bounds();
         let tasks = iter.enumerate().with_min_len(min).with_max_len(max);
         // Each rayon job is a batch: it checks for a failure before it starts, and runs under
         // the caller's subscriber, also a scoped one.
@@ -360,10 +366,7 @@ mod threads {
         let (sender, receiver) = std::sync::mpsc::channel();
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let background = run.clone();
-        let (min, max) = match opts.batch {
-            Batch::Fixed(b) => (b, b),
-            Batch::Auto => (1, usize::MAX),
-        };
+        let (min, max) = opts.batch_bounds();
         pool(workers).spawn(move || {
             let _subscriber = tracing::dispatcher::set_default(&dispatch);
             items
