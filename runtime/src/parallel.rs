@@ -276,7 +276,7 @@ mod threads {
 
     use rayon::prelude::*;
 
-    use super::{Batch, Options, Run};
+    use super::{Options, Run};
 
     /// The pool of `n` workers, built at its first use and kept.
     fn pool(n: usize) -> &'static rayon::ThreadPool {
