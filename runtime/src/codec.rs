@@ -19,6 +19,8 @@
 
 use std::marker::PhantomData;
 
+use serde::de::DeserializeOwned;
+
 use crate::entry::Entry;
 use crate::error::ErrorKind;
 use crate::site::CacheOutput;
@@ -78,7 +80,8 @@ macro_rules! bulk {
                     // Verified first, in one shot: xxh3 hashes a contiguous buffer about twice
                     // as fast as its streaming form would, interleaved with the copy.
                     entry.verify()?;
-                    let (_, numbers) = numbers(entry.payload, N)?;
+                    let payload = entry.raw_payload()?;
+                    let (_, numbers) = numbers(&payload, N)?;
                     // Monomorphic, so that the conversion inlines into a vectorized copy.
                     // (A `memcpy` into the vector's spare capacity measured slower here.)
                     Ok(numbers
@@ -96,16 +99,38 @@ bulk!(f64, f32, u8, i8);
 /// Verifies the checksum, then decodes through serde; the payload must be consumed exactly.
 /// Verification comes first: a `Deserialize` implementation is user code, and it sees only
 /// bytes that this crate wrote.
-pub(crate) fn serde_decode<T: CacheOutput>(entry: &Entry<'_>) -> Result<T, ErrorKind> {
+pub(crate) fn serde_decode<T: DeserializeOwned>(entry: &Entry<'_>) -> Result<T, ErrorKind> {
     entry.verify()?;
-    decode_payload(entry.payload)
+    decode_payload(&entry.raw_payload()?)
 }
 
-pub(crate) fn decode_payload<T: CacheOutput>(payload: &[u8]) -> Result<T, ErrorKind> {
+pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ErrorKind> {
     match postcard::take_from_bytes::<T>(payload) {
         Ok((value, [])) => Ok(value),
         Ok(_) => Err(ErrorKind::Corrupt("payload has trailing bytes")),
         Err(e) => Err(ErrorKind::Decode(e.to_string())),
+    }
+}
+
+/// The decoder of `T` for code that only knows `T` generically (`load`): the bulk copy for the
+/// vectors that have one, found by `TypeId`, serde otherwise.
+pub(crate) fn decode_any<T: DeserializeOwned + 'static>(entry: &Entry<'_>) -> Result<T, ErrorKind> {
+    use std::any::{Any, TypeId};
+    fn via<V: 'static, T: 'static>(decode: DecodeFn<V>, entry: &Entry<'_>) -> Result<T, ErrorKind> {
+        let value: Box<dyn Any> = Box::new(decode(entry)?);
+        Ok(*value.downcast::<T>().expect("the TypeId matched"))
+    }
+    let id = TypeId::of::<T>();
+    if id == TypeId::of::<Vec<f64>>() {
+        via((&&Codec::<Vec<f64>>::new()).decoder(), entry)
+    } else if id == TypeId::of::<Vec<f32>>() {
+        via((&&Codec::<Vec<f32>>::new()).decoder(), entry)
+    } else if id == TypeId::of::<Vec<u8>>() {
+        via((&&Codec::<Vec<u8>>::new()).decoder(), entry)
+    } else if id == TypeId::of::<Vec<i8>>() {
+        via((&&Codec::<Vec<i8>>::new()).decoder(), entry)
+    } else {
+        serde_decode(entry)
     }
 }
 
@@ -132,7 +157,13 @@ mod tests {
     use serde::Serialize;
 
     fn entry_bytes<T: Serialize>(value: &T) -> Vec<u8> {
-        encode(value, std::any::type_name::<T>(), std::time::Duration::ZERO).unwrap()
+        encode(
+            value,
+            std::any::type_name::<T>(),
+            std::time::Duration::ZERO,
+            crate::entry::Compression::None,
+        )
+        .unwrap()
     }
 
     fn both<T: CacheOutput + PartialEq + std::fmt::Debug>(value: &T, bulk: DecodeFn<T>) {

@@ -70,7 +70,9 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
     value: &T,
     type_name: &str,
     compute: Duration,
+    compression: Compression,
 ) -> Result<Vec<u8>, ErrorKind> {
+    let type_name = canonical_type_name(type_name);
     let name = type_name.as_bytes();
     let name_len =
         u16::try_from(name.len()).map_err(|_| ErrorKind::Encode("type name too long".into()))?;
@@ -78,7 +80,24 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
     buf.extend_from_slice(&[0; HEADER_LEN]);
     buf.extend_from_slice(name);
     let body = buf.len();
-    let mut buf = postcard::to_extend(value, buf).map_err(|e| ErrorKind::Encode(e.to_string()))?;
+    let encode_err = |e: postcard::Error| ErrorKind::Encode(e.to_string());
+    let mut buf = match compression {
+        // Uncompressed, the payload is serialized straight after the header: no copy.
+        Compression::None => postcard::to_extend(value, buf).map_err(encode_err)?,
+        Compression::Lz4 | Compression::Zstd(_) => {
+            let raw = postcard::to_allocvec(value).map_err(encode_err)?;
+            buf[40..48].copy_from_slice(&(raw.len() as u64).to_le_bytes());
+            match compression {
+                Compression::Zstd(level) => {
+                    let packed = zstd::bulk::compress(&raw, level)
+                        .map_err(|e| ErrorKind::Encode(format!("zstd: {e}")))?;
+                    buf.extend_from_slice(&packed);
+                }
+                _ => buf.extend_from_slice(&lz4_flex::block::compress(&raw)),
+            }
+            buf
+        }
+    };
     let payload_len = (buf.len() - body) as u64;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -87,11 +106,13 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
     let h = &mut buf[..HEADER_LEN];
     h[0..8].copy_from_slice(&MAGIC);
     h[16..18].copy_from_slice(&VERSION.to_le_bytes());
-    h[18..20].copy_from_slice(&0u16.to_le_bytes());
+    h[18..20].copy_from_slice(&u16::from(compression.codec()).to_le_bytes());
     h[20..22].copy_from_slice(&name_len.to_le_bytes());
     h[24..28].copy_from_slice(&0u32.to_le_bytes());
     h[32..40].copy_from_slice(&payload_len.to_le_bytes());
-    h[40..48].copy_from_slice(&payload_len.to_le_bytes());
+    if compression == Compression::None {
+        h[40..48].copy_from_slice(&payload_len.to_le_bytes());
+    }
     h[48..56].copy_from_slice(&(compute.as_nanos().min(u64::MAX as u128) as u64).to_le_bytes());
     h[56..64].copy_from_slice(&created.to_le_bytes());
     let sum = xxh3_64(&buf[16..]);
@@ -99,13 +120,68 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
     Ok(buf)
 }
 
+/// The stored form of a type's name: a reference, a slice and a `str` are stored as what they
+/// are read back as (the value, a `Vec`, a `String`), since serde encodes them alike.
+pub(crate) fn canonical_type_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let name = name.trim_start_matches("&mut ").trim_start_matches('&');
+    if name == "str" {
+        "alloc::string::String".into()
+    } else if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        if inner.contains(';') {
+            name.into() // an array `[T; N]` is its own type
+        } else {
+            format!("alloc::vec::Vec<{inner}>").into()
+        }
+    } else {
+        name.into()
+    }
+}
+
+/// How a payload is compressed. Recorded in the file, so reading needs no option.
+///
+/// ```
+/// use joblet_runtime::Compression;
+///
+/// let fast = Compression::Lz4;
+/// let small = Compression::Zstd(9);
+/// assert_ne!(fast, small);
+/// assert_eq!(Compression::default(), Compression::None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Stored as is (the default): the fastest to write and read.
+    #[default]
+    None,
+    /// LZ4 (lz4_flex): fast, modest compression.
+    Lz4,
+    /// Zstandard at a level from 1 (fast) to 22 (small); 3 is zstd's default.
+    Zstd(i32),
+}
+
+impl Compression {
+    fn codec(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Lz4 => 1,
+            Compression::Zstd(_) => 2,
+        }
+    }
+}
+
+/// LZ4 cannot expand data by more than this: a header claiming more is forged or damaged.
+const LZ4_MAX_RATIO: u64 = 255;
+
 /// Writes `bytes` to `path` atomically: into a temporary file in the same folder, then renamed
 /// over `path`, so that readers in any thread or process see the old entry or the new one,
-/// never a part of one. The folder is created if missing.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+/// never a part of one. The folder is created if missing and `create_dirs` is set.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], create_dirs: bool) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let mut tmp = match temp_in(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Err(e) if create_dirs && e.kind() == io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir)?;
             temp_in(dir)?
         }
@@ -208,7 +284,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         return Err(ErrorKind::Truncated);
     }
     if bytes.len() < HEADER_LEN {
-        return Err(if MAGIC.starts_with(bytes) {
+        return Err(if MAGIC.starts_with(bytes) || bytes.starts_with(&MAGIC) {
             ErrorKind::Truncated
         } else {
             ErrorKind::NotAnEntry
@@ -245,10 +321,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         payload: &bytes[name_end + meta_len as usize..],
         bytes,
     };
-    if type_name.is_err() || flags != 0 {
+    if type_name.is_err() || flags > 2 {
         // Say "checksum mismatch" when that is the cause: it is the likelier one.
         entry.verify()?;
-        return Err(ErrorKind::Corrupt(if flags != 0 {
+        return Err(ErrorKind::Corrupt(if flags > 2 {
             "unknown flags or compression codec"
         } else {
             "type name is not UTF-8"
@@ -292,13 +368,55 @@ impl Entry<'_> {
     /// Fails unless the entry was written as a `T`.
     pub(crate) fn expect_type<T: ?Sized>(&self) -> Result<(), ErrorKind> {
         let expected = std::any::type_name::<T>();
-        if self.type_name == expected {
+        if self.type_name == canonical_type_name(expected) {
             Ok(())
         } else {
             Err(ErrorKind::WrongType {
                 expected,
                 found: self.type_name.to_owned(),
             })
+        }
+    }
+
+    /// The payload as serialized: the stored bytes, decompressed if they were compressed. Call
+    /// it after [`Entry::verify`]; a forged size cannot make it allocate more than the codec
+    /// could produce.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] when the payload does not decompress to its recorded size.
+    pub fn raw_payload(&self) -> Result<std::borrow::Cow<'_, [u8]>, ErrorKind> {
+        let raw_len = u64_at(self.bytes, 40);
+        let bad = || ErrorKind::Corrupt("payload does not decompress to its recorded size");
+        match u16_at(self.bytes, 18) {
+            0 => Ok(std::borrow::Cow::Borrowed(self.payload)),
+            1 => {
+                let stored = self.payload.len() as u64;
+                if raw_len > stored.saturating_mul(LZ4_MAX_RATIO) + 16 {
+                    return Err(bad());
+                }
+                let mut out = vec![0; usize::try_from(raw_len).map_err(|_| bad())?];
+                match lz4_flex::block::decompress_into(self.payload, &mut out) {
+                    Ok(n) if n == out.len() => Ok(std::borrow::Cow::Owned(out)),
+                    _ => Err(bad()),
+                }
+            }
+            _ => {
+                // Streamed into a buffer that grows with what the data really holds, stopping
+                // one byte past the recorded size.
+                let hint = raw_len.min(self.payload.len() as u64 * 8) as usize;
+                let mut out = Vec::with_capacity(hint);
+                let decoder =
+                    zstd::stream::read::Decoder::with_buffer(self.payload).map_err(|_| bad())?;
+                decoder
+                    .take(raw_len.saturating_add(1))
+                    .read_to_end(&mut out)
+                    .map_err(|_| bad())?;
+                if out.len() as u64 == raw_len {
+                    Ok(std::borrow::Cow::Owned(out))
+                } else {
+                    Err(bad())
+                }
+            }
         }
     }
 
@@ -332,7 +450,13 @@ mod tests {
     use crate::codec::serde_decode;
 
     fn entry<T: Serialize>(v: &T) -> Vec<u8> {
-        encode(v, std::any::type_name::<T>(), Duration::from_millis(3)).unwrap()
+        encode(
+            v,
+            std::any::type_name::<T>(),
+            Duration::from_millis(3),
+            Compression::None,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -371,6 +495,28 @@ mod tests {
             err.to_string(),
             "expected alloc::vec::Vec<u32>, file holds alloc::vec::Vec<f64>"
         );
+    }
+
+    #[test]
+    fn a_forged_decompressed_size_allocates_nothing_unjustified() {
+        for compression in [Compression::Lz4, Compression::Zstd(3)] {
+            let mut bytes = encode(
+                &vec![7u8; 4096],
+                "alloc::vec::Vec<u8>",
+                Duration::ZERO,
+                compression,
+            )
+            .unwrap();
+            // Claim a terabyte, and re-sign the file so that the checksum holds.
+            bytes[40..48].copy_from_slice(&(1u64 << 40).to_le_bytes());
+            let sum = xxh3_64(&bytes[16..]);
+            bytes[8..16].copy_from_slice(&sum.to_le_bytes());
+            let entry = check(&bytes).unwrap();
+            assert!(
+                matches!(entry.raw_payload(), Err(ErrorKind::Corrupt(_))),
+                "{compression:?}"
+            );
+        }
     }
 
     #[test]

@@ -280,13 +280,18 @@ impl Site {
     fn store<T: Serialize>(&self, pending: Pending, value: &T) {
         let Some(path) = pending.path else { return };
         let took = pending.start.elapsed();
-        let result = entry::encode(value, std::any::type_name::<T>(), took)
-            .map_err(|kind| Error::new(&path, kind))
-            .and_then(|bytes| {
-                entry::write_atomic(&path, &bytes)
-                    .map_err(|e| Error::new(&path, ErrorKind::from_io(e)))
-                    .map(|()| bytes.len())
-            });
+        let result = entry::encode(
+            value,
+            std::any::type_name::<T>(),
+            took,
+            entry::Compression::None,
+        )
+        .map_err(|kind| Error::new(&path, kind))
+        .and_then(|bytes| {
+            entry::write_atomic(&path, &bytes, true)
+                .map_err(|e| Error::new(&path, ErrorKind::from_io(e)))
+                .map(|()| bytes.len())
+        });
         match result {
             Ok(bytes) => {
                 tracing::debug!(function = self.name, path = %path.display(), bytes, ?took, "stored");

@@ -1,0 +1,204 @@
+//! `dump` and `load`: every shape of data through every compression, and each error with a
+//! real damaged file.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::PathBuf;
+
+use joblet::{Compression, ErrorKind, dump, dump_with, load};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Experiment {
+    name: String,
+    seed: u64,
+    weights: Vec<f64>,
+    tags: BTreeMap<String, Vec<u32>>,
+    parent: Option<Box<Experiment>>,
+    kind: Kind,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+enum Kind {
+    Baseline,
+    Tuned { rate: f32 },
+}
+
+fn experiment() -> Experiment {
+    let child = Experiment {
+        name: "child".into(),
+        seed: 7,
+        weights: vec![0.5; 10],
+        tags: BTreeMap::new(),
+        parent: None,
+        kind: Kind::Baseline,
+    };
+    Experiment {
+        name: "ünïcode run".into(),
+        seed: u64::MAX,
+        weights: (0..5000).map(|i| (i as f64).sin()).collect(),
+        tags: [("a".to_string(), vec![1, 2, 3])].into(),
+        parent: Some(Box::new(child)),
+        kind: Kind::Tuned { rate: 0.25 },
+    }
+}
+
+const ALL: [Compression; 4] = [
+    Compression::None,
+    Compression::Lz4,
+    Compression::Zstd(1),
+    Compression::Zstd(19),
+];
+
+fn file(name: &str) -> PathBuf {
+    let dir = common::dir("persist");
+    fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn every_shape_of_data_round_trips_through_every_compression() {
+    for (i, c) in ALL.into_iter().enumerate() {
+        let p = file(&format!("shapes-{i}.jbl"));
+        dump_with(&42u8, &p, c).unwrap();
+        assert_eq!(load::<u8>(&p).unwrap(), 42);
+        dump_with(&-1.5e300f64, &p, c).unwrap();
+        assert_eq!(load::<f64>(&p).unwrap(), -1.5e300);
+        dump_with("a string", &p, c).unwrap();
+        assert_eq!(load::<String>(&p).unwrap(), "a string");
+        dump_with(&experiment(), &p, c).unwrap();
+        assert_eq!(load::<Experiment>(&p).unwrap(), experiment());
+        let map: HashMap<String, Vec<u64>> =
+            (0..300).map(|i| (i.to_string(), vec![i; 3])).collect();
+        dump_with(&map, &p, c).unwrap();
+        assert_eq!(load::<HashMap<String, Vec<u64>>>(&p).unwrap(), map);
+        let floats: Vec<f64> = (0..100_000).map(|i| f64::from(i) * 0.25).collect();
+        dump_with(&floats, &p, c).unwrap();
+        assert_eq!(load::<Vec<f64>>(&p).unwrap(), floats);
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        dump_with(&bytes[..], &p, c).unwrap(); // a slice reads back as a Vec
+        assert_eq!(load::<Vec<u8>>(&p).unwrap(), bytes);
+        dump_with(&Vec::<f32>::new(), &p, c).unwrap();
+        assert!(load::<Vec<f32>>(&p).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn compression_is_recorded_and_pays_off_on_compressible_data() {
+    let smooth: Vec<f64> = (0..200_000).map(|i| f64::from(i / 100)).collect();
+    let size = |c| {
+        let p = file(&format!("size-{c:?}.jbl"));
+        dump_with(&smooth, &p, c).unwrap();
+        assert_eq!(load::<Vec<f64>>(&p).unwrap(), smooth);
+        fs::metadata(&p).unwrap().len()
+    };
+    let plain = size(Compression::None);
+    assert!(plain > 1_600_000);
+    assert!(size(Compression::Lz4) < plain / 4);
+    assert!(size(Compression::Zstd(3)) < plain / 20);
+}
+
+fn kind_of(err: &joblet::Error) -> &ErrorKind {
+    err.kind()
+}
+
+#[test]
+fn a_missing_file_is_named_in_the_error() {
+    let p = file("never-written.jbl");
+    let err = load::<u32>(&p).unwrap_err();
+    assert!(matches!(kind_of(&err), ErrorKind::NotFound));
+    assert!(err.to_string().contains("never-written.jbl"), "{err}");
+    assert!(err.to_string().ends_with("no such file"), "{err}");
+}
+
+#[test]
+fn a_truncated_file_is_an_error_for_every_compression() {
+    for (i, c) in ALL.into_iter().enumerate() {
+        let p = file(&format!("truncated-{i}.jbl"));
+        dump_with(&experiment(), &p, c).unwrap();
+        let bytes = fs::read(&p).unwrap();
+        for len in [0, 10, 63, 64, bytes.len() / 2, bytes.len() - 1] {
+            fs::write(&p, &bytes[..len]).unwrap();
+            let err = load::<Experiment>(&p).unwrap_err();
+            assert!(
+                matches!(kind_of(&err), ErrorKind::Truncated),
+                "{len}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_damaged_file_fails_its_checksum_for_every_compression() {
+    for (i, c) in ALL.into_iter().enumerate() {
+        let p = file(&format!("flipped-{i}.jbl"));
+        dump_with(&experiment(), &p, c).unwrap();
+        let bytes = fs::read(&p).unwrap();
+        for at in [70, bytes.len() / 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x04;
+            fs::write(&p, damaged).unwrap();
+            let err = load::<Experiment>(&p).unwrap_err();
+            assert!(
+                err.to_string().contains("checksum mismatch"),
+                "{c:?} at {at}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn loading_as_another_type_says_which_types() {
+    let p = file("wrong-type.jbl");
+    dump(&vec![1.0f64, 2.0], &p).unwrap();
+    let err = load::<Vec<u32>>(&p).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("expected alloc::vec::Vec<u32>, file holds alloc::vec::Vec<f64>"),
+        "{err}"
+    );
+    assert!(matches!(kind_of(&err), ErrorKind::WrongType { .. }));
+}
+
+#[test]
+fn a_file_of_a_future_format_version_is_refused() {
+    let p = file("future.jbl");
+    dump(&1u32, &p).unwrap();
+    let mut bytes = fs::read(&p).unwrap();
+    bytes[16] = 2;
+    fs::write(&p, bytes).unwrap();
+    let err = load::<u32>(&p).unwrap_err();
+    assert!(
+        matches!(kind_of(&err), ErrorKind::UnsupportedVersion(2)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("version 2 is not supported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn io_errors_are_reported_and_leave_no_partial_file() {
+    let dir = file("a-directory.jbl");
+    fs::create_dir_all(&dir).unwrap();
+    let err = load::<u32>(&dir).unwrap_err();
+    assert!(matches!(kind_of(&err), ErrorKind::Io(_)), "{err}");
+    // Writing over a folder fails, and the temporary file is removed.
+    let err = dump(&1u32, &dir).unwrap_err();
+    assert!(matches!(kind_of(&err), ErrorKind::Io(_)), "{err}");
+    assert!(common::temp_files(dir.parent().unwrap()).is_empty());
+    // A missing folder is not created behind the user's back.
+    let err = dump(&1u32, file("no-such-folder").join("x.jbl")).unwrap_err();
+    assert!(matches!(kind_of(&err), ErrorKind::NotFound), "{err}");
+}
+
+#[test]
+fn garbage_is_not_a_joblet_file() {
+    let p = file("garbage.jbl");
+    fs::write(&p, vec![0x5a; 500]).unwrap();
+    let err = load::<u32>(&p).unwrap_err();
+    assert!(matches!(kind_of(&err), ErrorKind::NotAnEntry), "{err}");
+}
