@@ -1,0 +1,71 @@
+//! `dump`/`load` of an 80 MB `f64` array (10,000,000 values, nearly incompressible), with each
+//! compression, measured as joblib's figures were: before each timed run, 240 MB is touched
+//! and freed (untimed), so that first-touch page faults of this VM do not land at random in
+//! the timings.
+//!
+//!     cargo bench --bench persist
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{BatchSize, Criterion};
+use joblet::{Compression, dump_with, load};
+
+const N: usize = 10_000_000;
+
+/// Pseudo-random normal-ish floats (a sum of uniforms), cheap to make and incompressible.
+fn data() -> Vec<f64> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..N)
+        .map(|_| (0..4).map(|_| uniform()).sum::<f64>() - 2.0)
+        .collect()
+}
+
+fn touch_and_free() {
+    let mut v = vec![0u8; 240 << 20];
+    for page in v.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    black_box(&v);
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let dir = std::env::temp_dir().join(format!("joblet-persist-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let array = data();
+    let mut g = c.benchmark_group("80 MB f64 array");
+    g.sample_size(10);
+    for (name, compression) in [
+        ("none", Compression::None),
+        ("lz4", Compression::Lz4),
+        ("zstd 3", Compression::Zstd(3)),
+    ] {
+        let path: PathBuf = dir.join(format!("{name}.jbl"));
+        g.bench_function(format!("dump, {name}"), |b| {
+            b.iter_batched(
+                touch_and_free,
+                |()| dump_with(&array, &path, compression).unwrap(),
+                BatchSize::PerIteration,
+            )
+        });
+        // Read once untimed: the file is in the page cache ("warm"), as in joblib's figures.
+        assert_eq!(load::<Vec<f64>>(&path).unwrap().len(), N);
+        g.bench_function(format!("load into Vec<f64>, {name}"), |b| {
+            b.iter_batched(
+                touch_and_free,
+                |()| load::<Vec<f64>>(&path).unwrap(),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+    c.final_summary();
+    let _ = std::fs::remove_dir_all(dir);
+}
