@@ -4,7 +4,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic  b"\x89JBL\r\n\x1a\n"
-//!      8     8  checksum: xxh3-64 of every byte from offset 16 to the end of the file
+//!      8     8  checksum: xxh3-64 of the 16 bytes `xxh3-64(bytes 16..64) ++ xxh3-64(bytes 64..)`
 //!     16     2  format version (1)
 //!     18     2  flags: bits 0-3 compression codec (0 = none); other bits zero
 //!     20     2  length of the stored type's name
@@ -20,7 +20,9 @@
 //!
 //! Every integer is little-endian. Because the checksum covers the whole file, a torn write, a
 //! truncation or a flipped bit is detected before anything is decoded, so writers need no
-//! `fsync`: an entry lost in a crash is only a miss.
+//! `fsync`: an entry lost in a crash is only a miss. It combines a hash of the header fields
+//! with a hash of the body so that readers hash each in one pass over contiguous memory, and
+//! writers can hash the body while they stream it out, before the header's lengths are known.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -115,9 +117,94 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
     }
     h[48..56].copy_from_slice(&(compute.as_nanos().min(u64::MAX as u128) as u64).to_le_bytes());
     h[56..64].copy_from_slice(&created.to_le_bytes());
-    let sum = xxh3_64(&buf[16..]);
+    let sum = checksum(&buf[16..HEADER_LEN], xxh3_64(&buf[HEADER_LEN..]));
     buf[8..16].copy_from_slice(&sum.to_le_bytes());
     Ok(buf)
+}
+
+/// The checksum of an entry, from its header fields (bytes 16..64) and the hash of its body.
+fn checksum(fields: &[u8], body_hash: u64) -> u64 {
+    let mut both = [0u8; 16];
+    both[..8].copy_from_slice(&xxh3_64(fields).to_le_bytes());
+    both[8..].copy_from_slice(&body_hash.to_le_bytes());
+    xxh3_64(&both)
+}
+
+/// Serializes `value` uncompressed straight into a new entry file at `path`, hashing the body
+/// as it goes: no buffer the size of the value, and one pass over it. The header is written
+/// last, over a placeholder, once the lengths are known; the file is renamed into place only
+/// then, so readers never see it unfinished.
+pub(crate) fn write_streaming<T: ?Sized + Serialize>(
+    path: &Path,
+    value: &T,
+    type_name: &str,
+    compute: Duration,
+    create_dirs: bool,
+) -> Result<u64, ErrorKind> {
+    let type_name = canonical_type_name(type_name);
+    let name = type_name.as_bytes();
+    let name_len =
+        u16::try_from(name.len()).map_err(|_| ErrorKind::Encode("type name too long".into()))?;
+    let mut tmp = temp_for(path, create_dirs).map_err(ErrorKind::from_io)?;
+    let io = |e: io::Error| ErrorKind::Io(e);
+    tmp.write_all(&[0; HEADER_LEN]).map_err(io)?;
+    let mut out = io::BufWriter::with_capacity(
+        256 * 1024,
+        HashingWriter {
+            inner: tmp.as_file_mut(),
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            written: 0,
+        },
+    );
+    out.write_all(name).map_err(io)?;
+    postcard::to_io(value, &mut out).map_err(|e| match e {
+        postcard::Error::SerializeBufferFull => ErrorKind::Io(io::Error::other("write failed")),
+        e => ErrorKind::Encode(e.to_string()),
+    })?;
+    let body = out
+        .into_inner()
+        .map_err(|e| ErrorKind::Io(e.into_error()))?;
+    let payload_len = body.written - name.len() as u64;
+    let body_hash = body.hasher.digest();
+
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[16..18].copy_from_slice(&VERSION.to_le_bytes());
+    h[20..22].copy_from_slice(&name_len.to_le_bytes());
+    h[32..40].copy_from_slice(&payload_len.to_le_bytes());
+    h[40..48].copy_from_slice(&payload_len.to_le_bytes());
+    h[48..56].copy_from_slice(&(compute.as_nanos().min(u64::MAX as u128) as u64).to_le_bytes());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    h[56..64].copy_from_slice(&created.to_le_bytes());
+    let sum = checksum(&h[16..HEADER_LEN], body_hash);
+    h[8..16].copy_from_slice(&sum.to_le_bytes());
+    use std::io::{Seek, SeekFrom};
+    let file = tmp.as_file_mut();
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(&h).map_err(io)?;
+    tmp.persist(path).map_err(|e| ErrorKind::Io(e.error))?;
+    Ok(HEADER_LEN as u64 + name.len() as u64 + payload_len)
+}
+
+/// Passes writes through, hashing and counting them.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The stored form of a type's name: a reference, a slice and a `str` are stored as what they
@@ -176,20 +263,26 @@ const LZ4_MAX_RATIO: u64 = 255;
 /// over `path`, so that readers in any thread or process see the old entry or the new one,
 /// never a part of one. The folder is created if missing and `create_dirs` is set.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], create_dirs: bool) -> io::Result<()> {
+    let mut tmp = temp_for(path, create_dirs)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A temporary file in the folder of `path`, which is created if missing and `create_dirs` is
+/// set. Dropped without being persisted, it is removed.
+fn temp_for(path: &Path, create_dirs: bool) -> io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = match temp_in(dir) {
+    match temp_in(dir) {
         Err(e) if create_dirs && e.kind() == io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir)?;
-            temp_in(dir)?
+            temp_in(dir)
         }
-        other => other?,
-    };
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+        other => other,
+    }
 }
 
 /// Prefix of temporary files, so that tools can recognise (and clean up) those of a crashed writer.
@@ -343,7 +436,8 @@ impl Entry<'_> {
     /// # Errors
     /// [`ErrorKind::Corrupt`] when it does not match.
     pub fn verify(&self) -> Result<(), ErrorKind> {
-        if xxh3_64(&self.bytes[16..]) == self.stored_checksum() {
+        let body_hash = xxh3_64(&self.bytes[HEADER_LEN..]);
+        if checksum(&self.bytes[16..HEADER_LEN], body_hash) == self.stored_checksum() {
             Ok(())
         } else {
             Err(ErrorKind::Corrupt("checksum mismatch"))
@@ -509,7 +603,7 @@ mod tests {
             .unwrap();
             // Claim a terabyte, and re-sign the file so that the checksum holds.
             bytes[40..48].copy_from_slice(&(1u64 << 40).to_le_bytes());
-            let sum = xxh3_64(&bytes[16..]);
+            let sum = checksum(&bytes[16..HEADER_LEN], xxh3_64(&bytes[HEADER_LEN..]));
             bytes[8..16].copy_from_slice(&sum.to_le_bytes());
             let entry = check(&bytes).unwrap();
             assert!(

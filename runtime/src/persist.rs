@@ -53,13 +53,14 @@ pub fn dump_with<T: Serialize + ?Sized>(
     compression: Compression,
 ) -> Result<(), Error> {
     let path = path.as_ref();
-    let bytes = entry::encode(
-        value,
-        std::any::type_name::<T>(),
-        Duration::ZERO,
-        compression,
-    )
-    .map_err(|kind| Error::new(path, kind))?;
+    let type_name = std::any::type_name::<T>();
+    if compression == Compression::None {
+        return entry::write_streaming(path, value, type_name, Duration::ZERO, false)
+            .map(drop)
+            .map_err(|kind| Error::new(path, kind));
+    }
+    let bytes = entry::encode(value, type_name, Duration::ZERO, compression)
+        .map_err(|kind| Error::new(path, kind))?;
     entry::write_atomic(path, &bytes, false).map_err(|e| Error::new(path, ErrorKind::from_io(e)))
 }
 
