@@ -111,7 +111,7 @@ fn threads_used(n_jobs: i64) -> HashSet<ThreadId> {
 #[test]
 fn exactly_n_jobs_worker_threads_run_the_tasks() {
     // More workers than this machine's cores is allowed, as in joblib.
-    for n in [2, 3, 4] {
+    for n in [1, 2, 3, 4] {
         let threads = threads_used(n);
         assert_eq!(threads.len(), n as usize, "n_jobs = {n}");
         assert!(!threads.contains(&std::thread::current().id()));
@@ -318,4 +318,30 @@ fn unordered_panics_reach_the_consumer_and_dropping_cancels_the_rest() {
 fn a_progress_bar_run_gives_the_same_results() {
     let out = parallel!(n_jobs = 2, progress = true; for i in 0..5000 => my_task(i));
     assert_eq!(out, (0..5000).map(my_task).collect::<Vec<_>>());
+}
+
+#[test]
+fn unordered_inside_a_task_does_not_deadlock() {
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let sums = parallel!(n_jobs = 2; for i in 0..4u32 => {
+            parallel!(n_jobs = 2, return_as = unordered; for j in 0..3u32 => j + i).sum::<u32>()
+        });
+        done.send(sums).unwrap();
+    });
+    let sums = wait
+        .recv_timeout(Duration::from_secs(20))
+        .expect("deadlocked");
+    assert_eq!(sums, vec![3, 6, 9, 12]);
+}
+
+#[cfg(feature = "threads")]
+#[test]
+fn n_jobs_holds_inside_the_users_own_rayon_pool() {
+    let theirs = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let used = theirs.install(|| threads_used(2));
+    assert_eq!(used.len(), 2);
 }

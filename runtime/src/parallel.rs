@@ -278,7 +278,18 @@ mod threads {
 
     use super::{Options, Run};
 
-    /// The pool of `n` workers, built at its first use and kept.
+    std::thread_local! {
+        /// Set on joblet's own worker threads: a `parallel!` run there is nested.
+        static IN_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Whether this thread is one of joblet's workers, running a task.
+    pub(super) fn in_worker() -> bool {
+        IN_WORKER.with(std::cell::Cell::get)
+    }
+
+    /// The pool of `n` workers, built at its first use and kept for the life of the process
+    /// (one pool, and `n` threads, per distinct `n_jobs` a program uses).
     fn pool(n: usize) -> &'static rayon::ThreadPool {
         static POOLS: OnceLock<Mutex<HashMap<usize, &'static rayon::ThreadPool>>> = OnceLock::new();
         let mut pools = POOLS
@@ -289,6 +300,7 @@ mod threads {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .thread_name(move |i| format!("joblet-{n}-{i}"))
+                .start_handler(|_| IN_WORKER.with(|w| w.set(true)))
                 .build()
                 .expect("cannot start worker threads");
             Box::leak(Box::new(pool))
@@ -307,8 +319,9 @@ mod threads {
         let iter = tasks.into_par_iter();
         let total = iter.len();
         // Inside a worker (a nested `parallel!`), the tasks join the current pool: no new
-        // threads, and no worker blocks waiting for a pool it occupies.
-        let nested = rayon::current_thread_index().is_some();
+        // threads, and no worker blocks waiting for a pool it occupies. (A thread of the
+        // user's own rayon pool is not a joblet worker: `n_jobs` holds there too.)
+        let nested = in_worker();
         let workers = if nested {
             rayon::current_num_threads()
         } else {
@@ -341,9 +354,10 @@ mod threads {
             }
         };
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            if nested || workers == 1 {
+            if nested {
                 job()
             } else {
+                // Also for one worker: outside `install`, rayon would use its global pool.
                 pool(workers).install(job)
             }
         }));
@@ -359,6 +373,11 @@ mod threads {
         F: Fn(I::Item) -> R + Sync + Send + 'static,
         R: Send + 'static,
     {
+        if in_worker() {
+            // Consumed inside a worker, background tasks on this pool could wait forever for
+            // the worker that waits for them: run lazily, in place, instead.
+            return super::run_lazy(opts, tasks.into_iter().collect::<Vec<_>>(), f);
+        }
         let items: Vec<I::Item> = tasks.into_iter().collect();
         let total = items.len();
         let workers = opts.workers();
