@@ -94,6 +94,25 @@
 /// assert_eq!(extract_features("a bb ccc"), vec![1, 2, 3]);
 /// ```
 ///
+/// ## `controls`
+///
+/// `controls = false` leaves out the companion described below. An associated function that
+/// never names `Self` needs it: nothing can be added beside a function in an `impl` block, and
+/// without `self` or `Self` it cannot be told apart from a free function.
+///
+/// ```
+/// # use joblet::cached;
+/// struct Units;
+///
+/// impl Units {
+///     #[cached(dir = "target/doc-cache", controls = false)]
+///     fn to_meters(feet: f64) -> f64 {
+///         feet * 0.3048
+///     }
+/// }
+/// assert_eq!(Units::to_meters(10.0), 3.048);
+/// ```
+///
 /// # Controls
 ///
 /// A free function `f` gets a companion of the same name in the type namespace (where no
@@ -174,7 +193,8 @@ pub use joblet_macros::cached;
 /// The form is `parallel!(OPTIONS; for PATTERN in TASKS => BODY)`. `TASKS` is anything
 /// `IntoIterator`: ranges, vectors, slices and arrays are run where they are; any other
 /// iterator is collected into a vector first. `BODY` is an expression or a block, and may
-/// borrow local variables.
+/// borrow local variables. Each task runs the body as a closure: `return` and `?` end the task
+/// (its result is what they give), not the enclosing function.
 ///
 /// # Options
 ///

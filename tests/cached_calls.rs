@@ -124,6 +124,12 @@ impl Model {
         Model { weight }
     }
 
+    /// An associated function that never names `Self`: it must say `controls = false`.
+    #[cached(dir = common::dir("method"), controls = false)]
+    fn scaled(weight: f64, by: f64) -> f64 {
+        weight * by
+    }
+
     /// Names `Self` only in its body.
     #[cached(dir = common::dir("method"))]
     fn doubled(weight: f64) -> Model {
@@ -139,6 +145,57 @@ impl Model {
     }
 }
 
+trait Describe<T> {
+    fn describe(&self) -> String;
+}
+
+trait Named {
+    const NAME: &'static str;
+}
+
+struct First;
+struct Second;
+impl Named for First {
+    const NAME: &'static str = "first";
+}
+impl Named for Second {
+    const NAME: &'static str = "second";
+}
+
+#[derive(Serialize)]
+struct Thing;
+
+impl<T: Named> Describe<T> for Thing {
+    #[cached(dir = common::dir("trait-generics"))]
+    fn describe(&self) -> String {
+        T::NAME.to_string()
+    }
+}
+
+#[test]
+fn methods_key_on_the_generics_of_their_impl_and_trait() {
+    assert_eq!(<Thing as Describe<First>>::describe(&Thing), "first");
+    assert_eq!(<Thing as Describe<Second>>::describe(&Thing), "second");
+    assert_eq!(<Thing as Describe<First>>::describe(&Thing), "first");
+}
+
+static BOUNDED: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("impl-bounds"))]
+fn with_bounds(value: impl Serialize + Clone, tag: &str) -> String {
+    BOUNDED.fetch_add(1, SeqCst);
+    let _ = value.clone();
+    tag.to_uppercase()
+}
+
+#[test]
+fn impl_trait_arguments_with_several_bounds() {
+    assert_eq!(with_bounds(3u8, "a"), "A");
+    assert_eq!(with_bounds(3u8, "a"), "A");
+    assert_eq!(with_bounds(3u16, "a"), "A"); // another concrete type: another key
+    assert_eq!(BOUNDED.load(SeqCst), 2);
+}
+
 #[test]
 fn methods_key_on_self() {
     let two = Model { weight: 2.0 };
@@ -150,6 +207,8 @@ fn methods_key_on_self() {
     assert_eq!(Model::with_weight(4.0), Model { weight: 4.0 });
     assert_eq!(Model::with_weight(4.0), Model { weight: 4.0 });
     assert_eq!(Model::doubled(4.0), Model { weight: 8.0 });
+    assert_eq!(Model::scaled(2.0, 3.0), 6.0);
+    assert_eq!(Model::scaled(2.0, 3.0), 6.0);
     // `ignore = [self]`: the receiver is left out of the key.
     assert_eq!(two.constant(1), 1);
     assert_eq!(three.constant(1), 1);

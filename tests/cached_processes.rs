@@ -122,3 +122,41 @@ fn the_environment_variable_overrides_the_default_folder() {
     assert_eq!(common::entries(&cache).len(), 1);
     assert!(!cwd.join(joblet::DEFAULT_CACHE_DIR).exists());
 }
+
+const CHDIR_CHILD: &str = "JOBLET_TEST_CHDIR_CHILD";
+
+#[cached(dir = "relative-cache")]
+fn relative(x: u32) -> u32 {
+    x * 2
+}
+
+#[test]
+fn chdir_child() {
+    let Some(elsewhere) = std::env::var_os(CHDIR_CHILD) else {
+        return;
+    };
+    assert_eq!(relative(3), 6);
+    assert!(relative::is_cached(3));
+    // The folder was resolved at the first call: changing directory does not move it.
+    std::env::set_current_dir(elsewhere).unwrap();
+    assert!(relative::is_cached(3));
+    relative::clear().unwrap();
+    assert!(!relative::is_cached(3));
+    println!("chdir child ok");
+}
+
+#[test]
+fn a_relative_dir_stays_where_it_was_resolved() {
+    let cwd = common::dir("chdir-cwd");
+    let elsewhere = common::dir("chdir-elsewhere");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "chdir_child", "--nocapture", "--test-threads=1"])
+        .env(CHDIR_CHILD, &elsewhere)
+        .current_dir(&cwd);
+    let out = output_of(cmd);
+    assert!(out.contains("chdir child ok"), "{out}");
+    assert!(common::entries(&cwd.join("relative-cache")).is_empty());
+    assert!(!elsewhere.join("relative-cache").exists());
+}

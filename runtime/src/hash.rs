@@ -198,7 +198,6 @@ fn is_unordered<I>() -> bool {
 // and an unknown-length sequence are written as a digest, not element by element).
 const TAG_UNORDERED: u8 = 0xA5;
 const TAG_UNSIZED_SEQ: u8 = 0x5A;
-const SKIPPED_FIELD: u128 = 0x8f3c_1d6e_52a7_b904_e6d1_7c28_3b95_fa41;
 
 impl<'a> ser::Serializer for &'a mut KeyHasher {
     type Ok = ();
@@ -469,6 +468,14 @@ impl<'a> Compound<'a> {
         }
     }
 
+    /// Marks a struct field present or skipped. Structs always serialize `Ordered`.
+    #[inline]
+    fn present(&mut self, present: bool) {
+        if let Compound::Ordered(h) = self {
+            h.put(&[u8::from(present)]);
+        }
+    }
+
     fn add(&mut self, digest: u128) {
         if let Compound::Unordered { sum, count, .. } = self {
             *sum = sum.wrapping_add(digest);
@@ -575,6 +582,8 @@ forward_compound!(
     SerializeTupleVariant::serialize_field,
 );
 
+// Every struct field carries a presence byte: with `skip_serializing_if`, a skipped field
+// must not let the fields after it pass for its value.
 impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = HashError;
@@ -584,15 +593,12 @@ impl ser::SerializeStruct for Compound<'_> {
         _key: &'static str,
         value: &T,
     ) -> Result<(), HashError> {
+        self.present(true);
         self.element(value)
     }
     #[inline]
     fn skip_field(&mut self, _key: &'static str) -> Result<(), HashError> {
-        // A skipped field must not let the fields after it pass for its value. A fixed random
-        // 128-bit marker collides with a real value's encoding as rarely as the hash itself.
-        if let Compound::Ordered(h) = self {
-            h.u128(SKIPPED_FIELD);
-        }
+        self.present(false);
         Ok(())
     }
     #[inline]
@@ -610,7 +616,13 @@ impl ser::SerializeStructVariant for Compound<'_> {
         _key: &'static str,
         value: &T,
     ) -> Result<(), HashError> {
+        self.present(true);
         self.element(value)
+    }
+    #[inline]
+    fn skip_field(&mut self, _key: &'static str) -> Result<(), HashError> {
+        self.present(false);
+        Ok(())
     }
     #[inline]
     fn end(self) -> Result<(), HashError> {

@@ -106,8 +106,10 @@ pub struct Site {
     fingerprint: u128,
     version: &'static str,
     dir: Option<fn() -> PathBuf>,
-    /// The folder of this code version, resolved at the first call.
-    base: OnceLock<Option<PathBuf>>,
+    /// The cache folder, resolved at the first call.
+    root: OnceLock<PathBuf>,
+    /// The folder of this code version, for a free function; resolved at the first call.
+    base: OnceLock<PathBuf>,
 }
 
 /// What the first step of a call decided.
@@ -142,6 +144,7 @@ impl Site {
             fingerprint,
             version,
             dir,
+            root: OnceLock::new(),
             base: OnceLock::new(),
         }
     }
@@ -166,49 +169,58 @@ impl Site {
         }
     }
 
+    /// The cache folder, resolved once, at the first call: a relative `dir` stays where it
+    /// pointed then, whatever the current directory becomes.
+    fn root(&self) -> &Path {
+        self.root.get_or_init(|| {
+            let root = match self.dir {
+                Some(dir) => dir(),
+                None => std::env::var_os(CACHE_DIR_ENV)
+                    .filter(|v| !v.is_empty())
+                    .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from),
+            };
+            std::path::absolute(&root).unwrap_or(root)
+        })
+    }
+
     /// The folder holding this function's entries, for every version of its code.
     fn function_dir(&self, self_ty: Option<&'static str>) -> PathBuf {
-        let root = match self.dir {
-            Some(dir) => dir(),
-            None => std::env::var_os(CACHE_DIR_ENV)
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from),
-        };
-        // Resolve a relative folder once, so that a later change of directory does not move it.
-        let root = std::path::absolute(&root).unwrap_or(root);
-        root.join(folder_name(&self.identity(self_ty)))
+        self.root().join(folder_name(&self.identity(self_ty)))
     }
 
     fn identity(&self, self_ty: Option<&'static str>) -> String {
         match (self.rename, self_ty) {
             (Some(name), _) => name.to_owned(),
-            // A method lives under its type; generic arguments are left out of the folder name
-            // (they are in the key), so one folder serves every instantiation.
-            (None, Some(ty)) => {
-                let ty = ty.split('<').next().unwrap_or(ty);
-                format!("{ty}::{}", self.name)
-            }
+            // A method is named by the path of its body (`<Ty as Trait>::method`), generic
+            // arguments left out (they are in the key), so one folder serves every
+            // instantiation.
+            (None, Some(path)) => strip_generic_args(path.trim_end_matches("::{{closure}}")),
             (None, None) => format!("{}::{}", self.module, self.name),
         }
     }
 
-    fn base(&self, self_ty: Option<&'static str>) -> Option<&Path> {
-        self.base
-            .get_or_init(|| {
-                let mut code = Vec::with_capacity(16 + self.version.len());
-                code.extend_from_slice(&self.fingerprint.to_le_bytes());
-                code.extend_from_slice(self.version.as_bytes());
-                let dir = self
-                    .function_dir(self_ty)
-                    .join(format!("{:016x}", xxh3_64(&code)));
-                Some(dir)
-            })
-            .as_deref()
+    /// The folder of this version of the function's code.
+    fn base(&self, self_ty: Option<&'static str>) -> Option<PathBuf> {
+        let code = || {
+            let mut code = Vec::with_capacity(16 + self.version.len());
+            code.extend_from_slice(&self.fingerprint.to_le_bytes());
+            code.extend_from_slice(self.version.as_bytes());
+            self.function_dir(self_ty)
+                .join(format!("{:016x}", xxh3_64(&code)))
+        };
+        match self_ty {
+            // A free function's folder never changes: resolved once.
+            None => Some(self.base.get_or_init(code).clone()),
+            // A method's site is shared by every `Self` it is instantiated for (a static in a
+            // generic function is not monomorphized), so its folder is derived at each call.
+            Some(_) => Some(code()),
+        }
     }
 
     fn entry_path(&self, self_ty: Option<&'static str>, key: Key) -> Option<PathBuf> {
         let hex = key.to_string();
-        let mut path = self.base(self_ty)?.join(&hex[..2]);
+        let mut path = self.base(self_ty)?;
+        path.push(&hex[..2]);
         path.push(hex);
         path.set_extension("jbl");
         Some(path)
@@ -371,6 +383,24 @@ impl CallKey {
     }
 }
 
+/// `a::B<T>::m<U>` becomes `a::B::m`; a qualified `<X as Tr<T>>::m` becomes `<X as Tr>::m`.
+fn strip_generic_args(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    for c in path.chars() {
+        match c {
+            // Generic arguments open right after a name; a qualified path opens elsewhere.
+            '<' if depth > 0 || prev.is_alphanumeric() || prev == '_' => depth += 1,
+            '>' if depth > 0 => depth -= 1,
+            _ if depth > 0 => {}
+            _ => out.push(c),
+        }
+        prev = c;
+    }
+    out
+}
+
 /// A folder name for a function identity: `a::b::f` becomes `a.b.f`; anything but ASCII
 /// letters, digits, `_`, `-` and `.` becomes `_`.
 fn folder_name(identity: &str) -> String {
@@ -390,6 +420,17 @@ fn folder_name(identity: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::folder_name;
+
+    #[test]
+    fn generic_arguments_are_left_out_of_method_paths() {
+        use super::strip_generic_args as s;
+        assert_eq!(s("a::W<u8>::m<&str>"), "a::W::m");
+        assert_eq!(
+            s("<a::Thing as a::Describe<a::A>>::describe"),
+            "<a::Thing as a::Describe>::describe"
+        );
+        assert_eq!(s("a::f<alloc::vec::Vec<u8>>"), "a::f");
+    }
 
     #[test]
     fn folder_names_are_portable() {

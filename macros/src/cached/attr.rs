@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token, bracketed};
+use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitStr, Token, bracketed};
 
 use crate::errors::Errors;
 
@@ -21,9 +21,12 @@ pub struct Args {
     pub name: Option<LitStr>,
     /// `ignore = [a, b]`: parameters left out of the key.
     pub ignore: Vec<Ident>,
+    /// `controls = false`: no companion with `is_cached`/`refresh`/`clear`, which an
+    /// associated function needs, since nothing can be added beside it in an `impl` block.
+    pub controls: Option<LitBool>,
 }
 
-const KEYS: &[&str] = &["dir", "ignore", "name", "version"];
+const KEYS: &[&str] = &["controls", "dir", "ignore", "name", "version"];
 
 impl Args {
     /// Parses what it can; every mistake goes to `errors`.
@@ -49,7 +52,7 @@ impl Args {
         let key = input.call(Ident::parse_any).map_err(|e| {
             syn::Error::new(
                 e.span(),
-                "expected an argument such as `dir = \"cache\"`; arguments are `dir`, `ignore`, `name` and `version`",
+                "expected an argument such as `dir = \"cache\"`; arguments are `controls`, `dir`, `ignore`, `name` and `version`",
             )
         })?;
         if !input.peek(Token![=]) {
@@ -65,6 +68,7 @@ impl Args {
             "version" => self.version.is_some(),
             "name" => self.name.is_some(),
             "ignore" => !self.ignore.is_empty(),
+            "controls" => self.controls.is_some(),
             _ => false,
         };
         if duplicate {
@@ -93,6 +97,20 @@ impl Args {
                     "version" => self.version.get_or_insert(lit),
                     _ => self.name.get_or_insert(lit),
                 };
+            }
+            "controls" => {
+                let expr: Expr = input.parse()?;
+                match expr {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(b), ..
+                    }) => {
+                        self.controls.get_or_insert(b);
+                    }
+                    other => errors.spanned(
+                        other,
+                        "`controls` takes `true` or `false`, as in `controls = false`",
+                    ),
+                }
             }
             "ignore" => {
                 if !input.peek(syn::token::Bracket) {

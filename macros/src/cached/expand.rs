@@ -83,7 +83,11 @@ fn with_companion(model: &Model) -> TokenStream {
     let plain_params = params(&model.params, false);
     let key_params = hashed.iter().map(|p| {
         let (name, ty) = (&p.name, &p.ty);
-        quote!(#name: &#ty)
+        match ty {
+            // Parenthesized: `&impl A + B` would not parse.
+            Type::ImplTrait(_) | Type::TraitObject(_) => quote!(#name: &(#ty)),
+            _ => quote!(#name: &#ty),
+        }
     });
     let key_args = hashed.iter().map(|p| hash_arg(&key, &p.name, &p.ty, false));
     let type_keys = generic_keys(sig, &key);
@@ -191,7 +195,7 @@ fn with_companion(model: &Model) -> TokenStream {
 //     impl Model {
 //         fn predict(&self, x: f64) -> f64 {
 //             let __site: &'static Site = { static __SITE: Site = Site::new(...); &__SITE };
-//             let __self_ty = Some(type_name::<Self>());
+//             let __self_ty = Some(type_name_of_val(&|| ())); // `<Model>::predict::{{closure}}`
 //             let mut __key = __site.key(__self_ty);
 //             __key.arg(&self);
 //             __key.arg::<f64>(&x);
@@ -243,7 +247,9 @@ fn in_place(model: &Model) -> TokenStream {
                 &__SITE
             };
             #assert_output
-            let #self_ty = ::core::option::Option::Some(::core::any::type_name::<Self>());
+            // The path of a closure in the body names every generic in force: the impl's, a
+            // trait's, the method's. `type_name::<Self>()` would miss the impl's and trait's.
+            let #self_ty = ::core::option::Option::Some(::core::any::type_name_of_val(&|| ()));
             let mut #key = #site.key(#self_ty);
             #type_keys
             #receiver_key

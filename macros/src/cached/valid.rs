@@ -175,6 +175,9 @@ pub fn check(args: Args, item: ItemFn, mut errors: Errors) -> syn::Result<Model>
         }
     }
 
+    if args.controls.as_ref().is_some_and(|c| !c.value) {
+        in_impl = true;
+    }
     errors.finish()?;
     let fingerprint = super::fingerprint::of(&item);
     Ok(Model {
