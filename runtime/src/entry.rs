@@ -101,25 +101,66 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
         }
     };
     let payload_len = (buf.len() - body) as u64;
+    let raw_len = match compression {
+        Compression::None => payload_len,
+        _ => u64_at(&buf, 40),
+    };
+    let header = header(
+        name_len,
+        payload_len,
+        raw_len,
+        compression,
+        compute,
+        &buf[HEADER_LEN..],
+    );
+    buf[..HEADER_LEN].copy_from_slice(&header);
+    Ok(buf)
+}
+
+/// The 64-byte header of an entry, checksum included, for its body (type name, metadata,
+/// payload).
+fn header(
+    name_len: u16,
+    payload_len: u64,
+    raw_len: u64,
+    compression: Compression,
+    compute: Duration,
+    body: &[u8],
+) -> [u8; HEADER_LEN] {
+    header_with_hash(
+        name_len,
+        payload_len,
+        raw_len,
+        compression,
+        compute,
+        xxh3_64(body),
+    )
+}
+
+/// As [`header`], from the hash of the body (a streaming writer has no body in memory).
+fn header_with_hash(
+    name_len: u16,
+    payload_len: u64,
+    raw_len: u64,
+    compression: Compression,
+    compute: Duration,
+    body_hash: u64,
+) -> [u8; HEADER_LEN] {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-
-    let h = &mut buf[..HEADER_LEN];
+    let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(&MAGIC);
     h[16..18].copy_from_slice(&VERSION.to_le_bytes());
     h[18..20].copy_from_slice(&u16::from(compression.codec()).to_le_bytes());
     h[20..22].copy_from_slice(&name_len.to_le_bytes());
-    h[24..28].copy_from_slice(&0u32.to_le_bytes());
     h[32..40].copy_from_slice(&payload_len.to_le_bytes());
-    if compression == Compression::None {
-        h[40..48].copy_from_slice(&payload_len.to_le_bytes());
-    }
+    h[40..48].copy_from_slice(&raw_len.to_le_bytes());
     h[48..56].copy_from_slice(&(compute.as_nanos().min(u64::MAX as u128) as u64).to_le_bytes());
     h[56..64].copy_from_slice(&created.to_le_bytes());
-    let sum = checksum(&buf[16..HEADER_LEN], xxh3_64(&buf[HEADER_LEN..]));
-    buf[8..16].copy_from_slice(&sum.to_le_bytes());
-    Ok(buf)
+    let sum = checksum(&h[16..HEADER_LEN], body_hash);
+    h[8..16].copy_from_slice(&sum.to_le_bytes());
+    h
 }
 
 /// The checksum of an entry, from its header fields (bytes 16..64) and the hash of its body.
@@ -167,19 +208,14 @@ pub(crate) fn write_streaming<T: ?Sized + Serialize>(
     let payload_len = body.written - name.len() as u64;
     let body_hash = body.hasher.digest();
 
-    let mut h = [0u8; HEADER_LEN];
-    h[0..8].copy_from_slice(&MAGIC);
-    h[16..18].copy_from_slice(&VERSION.to_le_bytes());
-    h[20..22].copy_from_slice(&name_len.to_le_bytes());
-    h[32..40].copy_from_slice(&payload_len.to_le_bytes());
-    h[40..48].copy_from_slice(&payload_len.to_le_bytes());
-    h[48..56].copy_from_slice(&(compute.as_nanos().min(u64::MAX as u128) as u64).to_le_bytes());
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    h[56..64].copy_from_slice(&created.to_le_bytes());
-    let sum = checksum(&h[16..HEADER_LEN], body_hash);
-    h[8..16].copy_from_slice(&sum.to_le_bytes());
+    let h = header_with_hash(
+        name_len,
+        payload_len,
+        payload_len,
+        Compression::None,
+        compute,
+        body_hash,
+    );
     use std::io::{Seek, SeekFrom};
     let file = tmp.as_file_mut();
     file.seek(SeekFrom::Start(0)).map_err(io)?;
