@@ -158,6 +158,20 @@ fn a_panicking_task_reaches_the_caller_with_its_index_and_payload() {
 }
 
 #[test]
+fn a_panic_in_a_nested_call_keeps_its_message() {
+    let caught = panic::catch_unwind(|| {
+        parallel!(n_jobs = 2; for i in 0..4u32 => {
+            parallel!(n_jobs = 2; for j in 0..4u32 => if i == 2 && j == 3 { panic!("deep") } else { j })
+        })
+    });
+    let outer = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+    assert_eq!(outer.index(), 2);
+    assert_eq!(outer.message(), Some("deep"));
+    let inner = outer.into_payload().downcast::<TaskPanic>().unwrap();
+    assert_eq!(inner.index(), 3);
+}
+
+#[test]
 fn the_sequential_backend_reports_panics_the_same_way() {
     let caught = panic::catch_unwind(
         || parallel!(backend = sequential; for i in 0..10 => if i == 3 { panic!("three") } else { i }),

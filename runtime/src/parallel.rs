@@ -139,12 +139,14 @@ impl TaskPanic {
         self.payload
     }
 
-    /// The panic message, when the payload is a string (as with `panic!("...")`).
+    /// The panic message, when the payload is a string (as with `panic!("...")`), or the
+    /// message of the inner task when this task failed in a nested `parallel!`.
     pub fn message(&self) -> Option<&str> {
         self.payload
             .downcast_ref::<&str>()
             .copied()
             .or_else(|| self.payload.downcast_ref::<String>().map(String::as_str))
+            .or_else(|| self.payload.downcast_ref::<TaskPanic>()?.message())
     }
 }
 
