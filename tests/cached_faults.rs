@@ -253,3 +253,32 @@ fn damaged_large_entries_read_through_a_map_are_misses_too() {
         assert!(wide::is_cached(seed), "{damage}: not rewritten");
     }
 }
+
+#[cached(dir = common::dir("bulk"))]
+fn floats(n: u32) -> Vec<f64> {
+    (0..n).map(f64::from).collect()
+}
+
+/// The code `#[cached]` generates decodes a `Vec<f64>` with the bulk copy, not serde: both
+/// read a valid entry alike, so this tells them apart by a length prefix that promises more
+/// numbers than the payload holds, in an entry re-signed so that its checksum holds.
+#[test]
+fn a_cached_number_vector_is_decoded_in_bulk() {
+    assert_eq!(floats(100).len(), 100);
+    let path = common::entries(&common::dir("bulk")).pop().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let name_len = u16::from_le_bytes([bytes[20], bytes[21]]) as usize;
+    let payload = 64 + name_len;
+    assert_eq!(bytes[payload], 100, "the varint length of 100 floats");
+    bytes[payload] = 101;
+    // Re-sign: checksum = xxh3(xxh3(bytes 16..64) ++ xxh3(bytes 64..)).
+    let mut both = [0u8; 16];
+    both[..8].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&bytes[16..64]).to_le_bytes());
+    both[8..].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&bytes[64..]).to_le_bytes());
+    let sum = xxhash_rust::xxh3::xxh3_64(&both);
+    bytes[8..16].copy_from_slice(&sum.to_le_bytes());
+    fs::write(&path, bytes).unwrap();
+    let (value, logged) = common::warnings(|| floats(100));
+    assert_eq!(value.len(), 100);
+    assert!(logged.contains("a sequence of 101 8-byte numbers in 800 bytes"), "{logged}");
+}
