@@ -280,5 +280,8 @@ fn a_cached_number_vector_is_decoded_in_bulk() {
     fs::write(&path, bytes).unwrap();
     let (value, logged) = common::warnings(|| floats(100));
     assert_eq!(value.len(), 100);
-    assert!(logged.contains("a sequence of 101 8-byte numbers in 800 bytes"), "{logged}");
+    assert!(
+        logged.contains("a sequence of 101 8-byte numbers in 800 bytes"),
+        "{logged}"
+    );
 }
