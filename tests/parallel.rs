@@ -216,6 +216,25 @@ fn tracing_events_in_tasks_reach_the_callers_scoped_subscriber() {
     }
 }
 
+#[test]
+fn tracing_events_in_unordered_tasks_reach_the_callers_subscriber() {
+    let (count, logged) = common::logs(tracing::Level::INFO, || {
+        parallel!(n_jobs = 2, batch_size = 3, return_as = unordered; for i in 0..20u32 => {
+            tracing::info!(task = i, "in the background");
+            i
+        })
+        .count()
+    });
+    assert_eq!(count, 20);
+    for i in 0..20 {
+        let field = format!("task={i}");
+        assert!(
+            logged.lines().any(|l| l.ends_with(&field)),
+            "task {i}:\n{logged}"
+        );
+    }
+}
+
 const VERBOSE_CHILD: &str = "JOBLET_TEST_VERBOSE_CHILD";
 
 #[test]

@@ -173,20 +173,32 @@ impl std::error::Error for TaskPanic {}
 /// Unwinds the tasks that were running or queued when another task failed.
 struct Cancelled;
 
-/// The state of one run: progress, and the first failure.
+/// The state of one run: progress, the first failure, and the caller's subscriber.
 struct Run {
     progress: Progress,
     cancel: AtomicBool,
     failure: Mutex<Option<TaskPanic>>,
+    /// The `tracing` subscriber active where `parallel!` was called (also a scoped one), for
+    /// the workers to log to; `None` when there is none to pass on.
+    caller: Option<tracing::Dispatch>,
 }
 
 impl Run {
     fn new(opts: &Options, total: Option<usize>, workers: usize, backend: &str) -> Self {
+        let caller = tracing::dispatcher::get_default(Clone::clone);
         Run {
             progress: Progress::start(opts, total, workers, backend),
             cancel: AtomicBool::new(false),
             failure: Mutex::new(None),
+            caller: (!caller.is::<tracing::subscriber::NoSubscriber>()).then_some(caller),
         }
+    }
+
+    /// Makes the caller's subscriber this thread's default until the guard drops: entered
+    /// once per batch on a worker.
+    #[cfg_attr(not(feature = "threads"), allow(dead_code))]
+    fn enter_caller(&self) -> Option<tracing::dispatcher::DefaultGuard> {
+        self.caller.as_ref().map(tracing::dispatcher::set_default)
     }
 
     /// Called as a batch starts: after a failure, the batches not yet started never start.
@@ -260,9 +272,16 @@ where
     };
     let run = Run::new(opts, total, 1, "SequentialBackend");
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        iter.enumerate()
-            .map(|(i, item)| run.task::<_, _, true>(i, item, &f))
-            .collect()
+        let tasks = iter.enumerate();
+        if run.progress.enabled {
+            tasks
+                .map(|(i, item)| run.task::<_, _, true>(i, item, &f))
+                .collect()
+        } else {
+            tasks
+                .map(|(i, item)| run.task::<_, _, false>(i, item, &f))
+                .collect()
+        }
     }));
     run.finish(outcome)
 }
@@ -330,15 +349,13 @@ mod threads {
             opts.workers()
         };
         let run = Run::new(opts, Some(total), workers, "ThreadingBackend");
-        let dispatch = tracing::dispatcher::get_default(Clone::clone);
-        let propagate = !dispatch.is::<tracing::subscriber::NoSubscriber>();
         let (min, max) = opts.batch_bounds();
         let tasks = iter.enumerate().with_min_len(min).with_max_len(max);
         // Each rayon job is a batch: it checks for a failure before it starts, and runs under
-        // the caller's subscriber, also a scoped one.
+        // the caller's subscriber.
         let start_batch = || {
             run.batch_start();
-            propagate.then(|| tracing::dispatcher::set_default(&dispatch))
+            run.enter_caller()
         };
         let job = || {
             if run.progress.enabled {
@@ -385,38 +402,34 @@ mod threads {
         let workers = opts.workers();
         let run = std::sync::Arc::new(Run::new(opts, Some(total), workers, "ThreadingBackend"));
         let (sender, receiver) = std::sync::mpsc::channel();
-        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let background = run.clone();
         let (min, max) = opts.batch_bounds();
         pool(workers).spawn(move || {
-            let _subscriber = tracing::dispatcher::set_default(&dispatch);
+            let run = &background;
             items
                 .into_par_iter()
                 .enumerate()
                 .with_min_len(min)
                 .with_max_len(max)
-                .for_each_with(sender, |sender, (i, item)| {
-                    // After a failure, or once the consumer is gone, the rest is skipped.
-                    if background.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                        return;
-                    }
-                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                        let _subscriber = tracing::dispatcher::set_default(&dispatch);
-                        f(item)
-                    }));
-                    if outcome.is_err() {
-                        background
-                            .cancel
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                    } else {
-                        background.progress.count_one_if_enabled();
-                    }
-                    if sender.send((i, outcome)).is_err() {
-                        background
-                            .cancel
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                });
+                // Per batch, as in `run_indexed`: a sender and the caller's subscriber.
+                .for_each_init(
+                    || (sender.clone(), run.enter_caller()),
+                    |(sender, _), (i, item)| {
+                        // After a failure, or once the consumer is gone, the rest is skipped.
+                        if run.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
+                        let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(item)));
+                        if outcome.is_err() {
+                            run.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                        } else {
+                            run.progress.count_one_if_enabled();
+                        }
+                        if sender.send((i, outcome)).is_err() {
+                            run.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    },
+                );
         });
         super::Unordered {
             inner: super::UnorderedInner::Background { receiver, run },
