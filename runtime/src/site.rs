@@ -110,6 +110,8 @@ pub struct Site {
     root: OnceLock<PathBuf>,
     /// The folder of this code version, for a free function; resolved at the first call.
     base: OnceLock<PathBuf>,
+    /// The name of this code version's folder; computed at the first call.
+    code_version: OnceLock<String>,
 }
 
 /// What the first step of a call decided.
@@ -146,6 +148,7 @@ impl Site {
             dir,
             root: OnceLock::new(),
             base: OnceLock::new(),
+            code_version: OnceLock::new(),
         }
     }
 
@@ -199,30 +202,34 @@ impl Site {
         }
     }
 
-    /// The folder of this version of the function's code.
-    fn base(&self, self_ty: Option<&'static str>) -> Option<PathBuf> {
-        let code = || {
+    /// The folder name of this version of the function's code: its fingerprint and `version`.
+    fn code_version(&self) -> &str {
+        self.code_version.get_or_init(|| {
             let mut code = Vec::with_capacity(16 + self.version.len());
             code.extend_from_slice(&self.fingerprint.to_le_bytes());
             code.extend_from_slice(self.version.as_bytes());
-            self.function_dir(self_ty)
-                .join(format!("{:016x}", xxh3_64(&code)))
-        };
+            format!("{:016x}", xxh3_64(&code))
+        })
+    }
+
+    /// The folder of this version of the function's code.
+    fn base(&self, self_ty: Option<&'static str>) -> PathBuf {
+        let base = || self.function_dir(self_ty).join(self.code_version());
         match self_ty {
             // A free function's folder never changes: resolved once.
-            None => Some(self.base.get_or_init(code).clone()),
+            None => self.base.get_or_init(base).clone(),
             // A method's site is shared by every `Self` it is instantiated for (a static in a
             // generic function is not monomorphized), so its folder is derived at each call.
-            Some(_) => Some(code()),
+            Some(_) => base(),
         }
     }
 
-    fn entry_path(&self, self_ty: Option<&'static str>, key: Key) -> Option<PathBuf> {
-        let hex = key.to_string();
-        let mut path = self.base(self_ty)?;
+    /// The entry file of a call, or `None` when its arguments could not be hashed.
+    fn path_for(&self, self_ty: Option<&'static str>, key: &mut CallKey) -> Option<PathBuf> {
+        let hex = key.finish(self.name)?.to_string();
+        let mut path = self.base(self_ty);
         path.push(&hex[..2]);
-        path.push(hex);
-        path.set_extension("jbl");
+        path.push(hex + ".jbl");
         Some(path)
     }
 
@@ -234,9 +241,7 @@ impl Site {
         key: &mut CallKey,
         decode: DecodeFn<T>,
     ) -> Begin<T> {
-        let path = key
-            .finish(self.name)
-            .and_then(|key| self.entry_path(self_ty, key));
+        let path = self.path_for(self_ty, key);
         if let (Mode::Call, Some(path)) = (mode, &path) {
             match entry::load(path, decode) {
                 Ok(value) => {
@@ -316,13 +321,8 @@ impl Site {
 
     /// Whether a call with this key has a valid stored result of type `T`, without computing.
     pub fn contains<T>(&self, self_ty: Option<&'static str>, key: &mut CallKey) -> bool {
-        let Some(path) = key
-            .finish(self.name)
-            .and_then(|key| self.entry_path(self_ty, key))
-        else {
-            return false;
-        };
-        entry::probe::<T>(&path).is_ok()
+        self.path_for(self_ty, key)
+            .is_some_and(|path| entry::probe::<T>(&path).is_ok())
     }
 
     /// Removes every stored result of this function, for every version of its code.
