@@ -71,8 +71,30 @@ pub trait ViaBulk<T> {
     fn decoder(&self) -> DecodeFn<T>;
 }
 
+/// The one list of types with a bulk decoder: it makes both the autoref impls that generated
+/// code resolves to and the `TypeId` dispatch of `decode_any`, so the two cannot drift apart.
 macro_rules! bulk {
-    ($($t:ty),*) => {$(
+    ($($t:ty),*) => {
+        $(bulk!(@impl $t);)*
+
+        /// The bulk decoder of `T`, found by `TypeId`, for code that knows `T` only
+        /// generically; `None` for types without one.
+        fn bulk_by_type_id<T: 'static>(entry: &Entry<'_>) -> Option<Result<T, ErrorKind>> {
+            use std::any::{Any, TypeId};
+            let id = TypeId::of::<T>();
+            $(
+                if id == TypeId::of::<Vec<$t>>() {
+                    let decoded = (&&Codec::<Vec<$t>>::new()).decoder()(entry);
+                    return Some(decoded.map(|v| {
+                        let boxed: Box<dyn Any> = Box::new(v);
+                        *boxed.downcast::<T>().expect("the TypeId matched")
+                    }));
+                }
+            )*
+            None
+        }
+    };
+    (@impl $t:ty) => {
         impl ViaBulk<Vec<$t>> for &Codec<Vec<$t>> {
             fn decoder(&self) -> DecodeFn<Vec<$t>> {
                 |entry| {
@@ -91,7 +113,7 @@ macro_rules! bulk {
                 }
             }
         }
-    )*};
+    };
 }
 
 bulk!(f64, f32, u8, i8);
@@ -113,25 +135,9 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, E
 }
 
 /// The decoder of `T` for code that only knows `T` generically (`load`): the bulk copy for the
-/// vectors that have one, found by `TypeId`, serde otherwise.
+/// vectors that have one, serde otherwise.
 pub(crate) fn decode_any<T: DeserializeOwned + 'static>(entry: &Entry<'_>) -> Result<T, ErrorKind> {
-    use std::any::{Any, TypeId};
-    fn via<V: 'static, T: 'static>(decode: DecodeFn<V>, entry: &Entry<'_>) -> Result<T, ErrorKind> {
-        let value: Box<dyn Any> = Box::new(decode(entry)?);
-        Ok(*value.downcast::<T>().expect("the TypeId matched"))
-    }
-    let id = TypeId::of::<T>();
-    if id == TypeId::of::<Vec<f64>>() {
-        via((&&Codec::<Vec<f64>>::new()).decoder(), entry)
-    } else if id == TypeId::of::<Vec<f32>>() {
-        via((&&Codec::<Vec<f32>>::new()).decoder(), entry)
-    } else if id == TypeId::of::<Vec<u8>>() {
-        via((&&Codec::<Vec<u8>>::new()).decoder(), entry)
-    } else if id == TypeId::of::<Vec<i8>>() {
-        via((&&Codec::<Vec<i8>>::new()).decoder(), entry)
-    } else {
-        serde_decode(entry)
-    }
+    bulk_by_type_id(entry).unwrap_or_else(|| serde_decode(entry))
 }
 
 /// Splits postcard's encoding of a `Vec` of `n`-byte numbers into its varint length and the
@@ -222,6 +228,14 @@ mod tests {
             Err(ErrorKind::Decode(m)) => m.contains("-byte numbers"),
             _ => false,
         }
+    }
+
+    #[test]
+    fn decode_any_picks_bulk_for_number_vectors_only() {
+        assert!(picks_bulk(decode_any::<Vec<f64>>));
+        assert!(picks_bulk(decode_any::<Vec<i8>>));
+        assert!(!picks_bulk(decode_any::<Vec<u64>>));
+        assert!(!picks_bulk(decode_any::<String>));
     }
 
     #[test]
