@@ -29,8 +29,8 @@ pub mod __private {
     #[cfg(feature = "threads")]
     pub use crate::parallel::IndexedTasks;
     pub use crate::parallel::{
-        Batch, Collected, Indexed, NJobs, Options, TaskKind, ViaCollect, ViaIndexed, batch_size,
-        n_jobs, run_iter, run_lazy, run_sequential, run_unordered, task_fn,
+        Batch, Collected, Indexed, Integer, Options, TaskKind, ViaCollect, ViaIndexed, batch_size,
+        integer, run_iter, run_lazy, run_sequential, run_unordered, task_fn,
     };
     pub use crate::site::{
         Begin, CacheArg, CacheDir, CacheOutput, CallKey, Mode, Pending, Site, assert_arg,

@@ -72,33 +72,34 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Converts an integer of any type to an `n_jobs` value.
-pub trait NJobs {
+/// An integer of any type, as the `i64` that `n_jobs`, `batch_size` and `verbose` take: the
+/// options are any integer expression, whatever its type.
+pub trait Integer {
     /// The value as `i64`, saturated.
-    fn n_jobs(self) -> i64;
+    fn to_i64(self) -> i64;
 }
 
-macro_rules! n_jobs_from {
+macro_rules! integer {
     ($($t:ty),*) => {$(
-        impl NJobs for $t {
-            fn n_jobs(self) -> i64 {
+        impl Integer for $t {
+            fn to_i64(self) -> i64 {
                 i64::try_from(self).unwrap_or(if self > 0 as $t { i64::MAX } else { i64::MIN })
             }
         }
     )*};
 }
-n_jobs_from!(
+integer!(
     i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize
 );
 
-/// The `n_jobs` value of any integer.
-pub fn n_jobs(n: impl NJobs) -> i64 {
-    n.n_jobs()
+/// Any integer as an `i64`, saturated.
+pub fn integer(n: impl Integer) -> i64 {
+    n.to_i64()
 }
 
 /// Converts an integer of any type to a batch size.
-pub fn batch_size(n: impl NJobs) -> Batch {
-    match n.n_jobs() {
+pub fn batch_size(n: impl Integer) -> Batch {
+    match n.to_i64() {
         n if n > 0 => Batch::Fixed(usize::try_from(n).unwrap_or(usize::MAX)),
         n => panic!("`batch_size = {n}` is not valid: give a positive number of tasks, or `auto`"),
     }

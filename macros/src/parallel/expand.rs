@@ -12,7 +12,7 @@ use super::parse::{Backend, BatchSize, Model};
 //
 // Output:
 //     {
-//         let __opts = Options::new(n_jobs(4), batch_size(1000), 10, false);
+//         let __opts = Options::new(integer(4), batch_size(1000), integer(10), false);
 //         let __tasks = 0..40000;
 //         let __task = task_fn(&__tasks, |i| my_task(i)); // settles `i: u64`
 //         let __kind = (&&TaskKind::of(&__tasks)).kind(); // `Indexed` for a range
@@ -26,7 +26,7 @@ pub fn expand(model: &Model) -> TokenStream {
     let task = Ident::new("__task", Span::mixed_site());
 
     let n_jobs = match &model.n_jobs {
-        Some(e) => quote_spanned!(e.span()=> #private::n_jobs(#e)),
+        Some(e) => quote_spanned!(e.span()=> #private::integer(#e)),
         None => quote!(-1),
     };
     let batch = match &model.batch_size {
@@ -34,7 +34,7 @@ pub fn expand(model: &Model) -> TokenStream {
         Some(BatchSize::Auto) | None => quote!(#private::Batch::Auto),
     };
     let verbose = match &model.verbose {
-        Some(e) => quote_spanned!(e.span()=> #private::n_jobs(#e)),
+        Some(e) => quote_spanned!(e.span()=> #private::integer(#e)),
         None => quote!(0),
     };
     let progress = match &model.progress {
