@@ -63,7 +63,6 @@ fn with_companion(model: &Model) -> TokenStream {
     let key = Ident::new("__key", Span::mixed_site());
     let site = Ident::new("__site", Span::mixed_site());
     let mode = Ident::new("__mode", Span::mixed_site());
-    let (value, pending) = outcome_idents();
 
     let turbofish = turbofish(sig);
     let generics = &sig.generics;
@@ -93,11 +92,16 @@ fn with_companion(model: &Model) -> TokenStream {
     let type_keys = generic_keys(sig, &key);
 
     let site_init = site_init(model);
-    let body = compute(model, &ret);
     let stored = model.output.stored();
-    let (begin, finish) = steps(&model.output);
     let assert_output = assert_output(stored);
-    let decoder = decoder(stored);
+    let load_or_compute = load_or_compute(
+        model,
+        &site,
+        &key,
+        &quote!(#mode),
+        &quote!(::core::option::Option::None),
+        &ret,
+    );
     let call_unsafe = |call: TokenStream| match unsafety {
         Some(_) => quote!(#[allow(unused_unsafe)] unsafe { #call }),
         None => call,
@@ -150,13 +154,7 @@ fn with_companion(model: &Model) -> TokenStream {
                 #assert_output
                 let #site = Self::__site();
                 let mut #key = Self::__key #turbofish (#(&#hashed_names),*);
-                match #site.#begin(#mode, ::core::option::Option::None, &mut #key, #decoder) {
-                    #private::Begin::Hit(#value) => #value,
-                    #private::Begin::Compute(#pending) => {
-                        let #value = #body;
-                        #site.#finish(#pending, #value)
-                    }
-                }
+                #load_or_compute
             }
 
             /// Whether a call with these arguments has a valid stored result. Computes nothing.
@@ -217,7 +215,6 @@ fn in_place(model: &Model) -> TokenStream {
     let key = Ident::new("__key", Span::mixed_site());
     let site = Ident::new("__site", Span::mixed_site());
     let self_ty = Ident::new("__self_ty", Span::mixed_site());
-    let (value, pending) = outcome_idents();
 
     let main_sig = rewrite_sig(sig, &model.params, true);
     let ret = return_type(sig);
@@ -232,11 +229,15 @@ fn in_place(model: &Model) -> TokenStream {
         .iter()
         .filter(|p| p.hashed)
         .map(|p| hash_arg(&key, &p.name, &p.ty, true));
-    let body = compute(model, &ret);
-    let stored = model.output.stored();
-    let (begin, finish) = steps(&model.output);
-    let assert_output = assert_output(stored);
-    let decoder = decoder(stored);
+    let assert_output = assert_output(model.output.stored());
+    let load_or_compute = load_or_compute(
+        model,
+        &site,
+        &key,
+        &quote!(#private::Mode::Call),
+        &quote!(#self_ty),
+        &ret,
+    );
 
     quote! {
         #(#attrs)*
@@ -254,23 +255,37 @@ fn in_place(model: &Model) -> TokenStream {
             #type_keys
             #receiver_key
             #(#arg_keys)*
-            match #site.#begin(#private::Mode::Call, #self_ty, &mut #key, #decoder) {
-                #private::Begin::Hit(#value) => #value,
-                #private::Begin::Compute(#pending) => {
-                    let #value = #body;
-                    #site.#finish(#pending, #value)
-                }
-            }
+            #load_or_compute
         }
     }
 }
 
-/// Locals that hold the outcome of a call, invisible to the user's tokens.
-fn outcome_idents() -> (Ident, Ident) {
-    (
-        Ident::new("__value", Span::mixed_site()),
-        Ident::new("__pending", Span::mixed_site()),
-    )
+/// The load-or-compute-and-store step both expansions end with: a hit returns the stored
+/// value; a miss runs the body and stores its value.
+fn load_or_compute(
+    model: &Model,
+    site: &Ident,
+    key: &Ident,
+    mode: &TokenStream,
+    self_ty: &TokenStream,
+    ret: &TokenStream,
+) -> TokenStream {
+    let private = quote!(::joblet::__private);
+    // Locals that hold the outcome, invisible to the user's tokens.
+    let value = Ident::new("__value", Span::mixed_site());
+    let pending = Ident::new("__pending", Span::mixed_site());
+    let (begin, finish) = steps(&model.output);
+    let decoder = decoder(model.output.stored());
+    let body = compute(model, ret);
+    quote! {
+        match #site.#begin(#mode, #self_ty, &mut #key, #decoder) {
+            #private::Begin::Hit(#value) => #value,
+            #private::Begin::Compute(#pending) => {
+                let #value = #body;
+                #site.#finish(#pending, #value)
+            }
+        }
+    }
 }
 
 /// `Site::new(...)` for this function.
