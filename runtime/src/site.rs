@@ -320,8 +320,9 @@ impl Site {
     }
 
     /// Whether a call with this key has a valid stored result of type `T`, without computing.
-    pub fn contains<T>(&self, self_ty: Option<&'static str>, key: &mut CallKey) -> bool {
-        self.path_for(self_ty, key)
+    /// (Only free functions have this control, so there is no `Self` to name.)
+    pub fn contains<T>(&self, key: &mut CallKey) -> bool {
+        self.path_for(None, key)
             .is_some_and(|path| entry::probe::<T>(&path).is_ok())
     }
 
@@ -329,8 +330,8 @@ impl Site {
     ///
     /// # Errors
     /// Fails when the folder exists but cannot be removed.
-    pub fn clear(&self, self_ty: Option<&'static str>) -> Result<(), Error> {
-        let dir = self.function_dir(self_ty);
+    pub fn clear(&self) -> Result<(), Error> {
+        let dir = self.function_dir(None);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

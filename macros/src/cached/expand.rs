@@ -51,7 +51,7 @@ pub fn expand(model: Model) -> TokenStream {
 //         }
 //         pub fn is_cached(x: u64, __arg1: (u8, u8)) -> bool { ... }
 //         pub fn refresh(x: u64, __arg1: (u8, u8)) -> u64 { Self::__run(Mode::Refresh, x, __arg1) }
-//         pub fn clear() -> Result<(), Error> { Self::__site().clear(None) }
+//         pub fn clear() -> Result<(), Error> { Self::__site().clear() }
 //     }
 fn with_companion(model: &Model) -> TokenStream {
     let item = &model.item;
@@ -160,10 +160,7 @@ fn with_companion(model: &Model) -> TokenStream {
             /// Whether a call with these arguments has a valid stored result. Computes nothing.
             #[allow(unused_variables)]
             pub fn is_cached #generics (#(#plain_params),*) -> bool #where_clause {
-                Self::__site().contains::<#stored>(
-                    ::core::option::Option::None,
-                    &mut Self::__key #turbofish (#(&#hashed_names),*),
-                )
+                Self::__site().contains::<#stored>(&mut Self::__key #turbofish (#(&#hashed_names),*))
             }
 
             /// Calls the function bypassing the cache: computes, stores the result in place of
@@ -177,7 +174,7 @@ fn with_companion(model: &Model) -> TokenStream {
             /// # Errors
             /// Fails when the function's cache folder exists but cannot be removed.
             pub fn clear() -> ::core::result::Result<(), #private::Error> {
-                Self::__site().clear(::core::option::Option::None)
+                Self::__site().clear()
             }
         }
     }
