@@ -74,10 +74,8 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
     compute: Duration,
     compression: Compression,
 ) -> Result<Vec<u8>, ErrorKind> {
-    let type_name = canonical_type_name(type_name);
+    let (type_name, name_len) = stored_type_name(type_name)?;
     let name = type_name.as_bytes();
-    let name_len =
-        u16::try_from(name.len()).map_err(|_| ErrorKind::Encode("type name too long".into()))?;
     let mut buf = Vec::with_capacity(HEADER_LEN + name.len() + 64);
     buf.extend_from_slice(&[0; HEADER_LEN]);
     buf.extend_from_slice(name);
@@ -182,10 +180,8 @@ pub(crate) fn write_streaming<T: ?Sized + Serialize>(
     compute: Duration,
     create_dirs: bool,
 ) -> Result<u64, ErrorKind> {
-    let type_name = canonical_type_name(type_name);
+    let (type_name, name_len) = stored_type_name(type_name)?;
     let name = type_name.as_bytes();
-    let name_len =
-        u16::try_from(name.len()).map_err(|_| ErrorKind::Encode("type name too long".into()))?;
     let mut tmp = temp_for(path, create_dirs).map_err(ErrorKind::from_io)?;
     let io = |e: io::Error| ErrorKind::Io(e);
     tmp.write_all(&[0; HEADER_LEN]).map_err(io)?;
@@ -241,6 +237,14 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The type name as stored, and its length as the header records it.
+fn stored_type_name(type_name: &str) -> Result<(std::borrow::Cow<'_, str>, u16), ErrorKind> {
+    let name = canonical_type_name(type_name);
+    let len =
+        u16::try_from(name.len()).map_err(|_| ErrorKind::Encode("type name too long".into()))?;
+    Ok((name, len))
 }
 
 /// The stored form of a type's name: a reference, a slice and a `str` are stored as what they
