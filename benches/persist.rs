@@ -1,5 +1,5 @@
-//! `dump`/`load` of an 80 MB `f64` array (10,000,000 values, nearly incompressible), with each
-//! compression, measured as joblib's figures were: before each timed run, 240 MB is touched
+//! `dump`/`load` of an 80 MB `f64` array (10,000,000 values, nearly incompressible): as a
+//! `Vec<f64>` with each compression, and as a zero-copy `Array<f64>`, measured as joblib's figures were: before each timed run, 240 MB is touched
 //! and freed (untimed), so that first-touch page faults of this VM do not land at random in
 //! the timings.
 //!
@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{BatchSize, Criterion};
-use joblet::{Compression, dump_with, load};
+use joblet::{Array, Compression, dump, dump_with, load};
 
 const N: usize = 10_000_000;
 
@@ -39,7 +39,8 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let dir = std::env::temp_dir().join(format!("joblet-persist-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let array = data();
+    let vec = data();
+    let array = Array::from(vec.clone());
     let mut g = c.benchmark_group("80 MB f64 array");
     g.sample_size(10);
     for (name, compression) in [
@@ -48,10 +49,10 @@ fn main() {
         ("zstd 3", Compression::Zstd(3)),
     ] {
         let path: PathBuf = dir.join(format!("{name}.jbl"));
-        g.bench_function(format!("dump, {name}"), |b| {
+        g.bench_function(format!("dump Vec<f64>, {name}"), |b| {
             b.iter_batched(
                 touch_and_free,
-                |()| dump_with(&array, &path, compression).unwrap(),
+                |()| dump_with(&vec, &path, compression).unwrap(),
                 BatchSize::PerIteration,
             )
         });
@@ -65,6 +66,29 @@ fn main() {
             )
         });
     }
+    let path = dir.join("array.jbl");
+    g.bench_function("dump Array<f64>", |b| {
+        b.iter_batched(
+            touch_and_free,
+            |()| dump(&array, &path).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    assert_eq!(load::<Array<f64>>(&path).unwrap().to_vec(), vec);
+    g.bench_function("load Array<f64>, zero-copy", |b| {
+        b.iter_batched(
+            touch_and_free,
+            |()| load::<Array<f64>>(&path).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("load Array<f64> into Vec<f64>", |b| {
+        b.iter_batched(
+            touch_and_free,
+            |()| load::<Array<f64>>(&path).unwrap().into_vec(),
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
     c.final_summary();
     let _ = std::fs::remove_dir_all(dir);

@@ -5,7 +5,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use joblet::cached;
+use joblet::{Array, cached};
 use serde::{Deserialize, Serialize};
 
 static SQUARES: AtomicUsize = AtomicUsize::new(0);
@@ -422,4 +422,65 @@ fn eight_threads_calling_at_once_get_correct_values() {
     let dir = common::dir("threads");
     assert_eq!(common::entries(&dir).len(), 205);
     assert!(common::temp_files(&dir).is_empty());
+}
+
+static RAMPS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("ramp"))]
+fn ramp(n: usize) -> Array<f64> {
+    RAMPS.fetch_add(1, SeqCst);
+    (0..n).map(|i| i as f64).collect()
+}
+
+/// Kibibytes of the file at `path` that this process's mappings hold in memory (Linux).
+#[cfg(target_os = "linux")]
+fn resident_kib(path: &std::path::Path) -> u64 {
+    let path = std::fs::canonicalize(path).unwrap();
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut in_file = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let is_mapping = fields.next().is_some_and(|range| {
+            range.contains('-') && range.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+        });
+        if is_mapping {
+            in_file = fields
+                .nth(4)
+                .is_some_and(|name| std::path::Path::new(name) == path);
+        }
+        if in_file && let Some(kib) = line.strip_prefix("Rss:") {
+            total += kib.trim().trim_end_matches(" kB").parse::<u64>().unwrap();
+        }
+    }
+    total
+}
+
+#[test]
+fn a_cached_array_hits_as_a_view_without_reading_its_pages() {
+    let n = 2 << 20; // 16 MiB of f64
+    let computed = ramp(n);
+    assert!(!computed.is_mapped());
+    let hit = ramp(n);
+    assert_eq!(RAMPS.load(SeqCst), 1, "the second call computed");
+    assert!(hit.is_mapped());
+    #[cfg(target_os = "linux")]
+    {
+        let entry = &common::entries(&common::dir("ramp"))[0];
+        // The hit read the header and the payload, in the first page: with the kernel's
+        // fault-around (16 pages), 64 KiB of the 16 MiB file.
+        assert!(
+            resident_kib(entry) <= 128,
+            "{} KiB read",
+            resident_kib(entry)
+        );
+        assert_eq!(hit[n - 1], (n - 1) as f64);
+        assert_eq!(hit.iter().sum::<f64>(), computed.iter().sum::<f64>());
+        assert!(
+            resident_kib(entry) >= 16 << 10,
+            "{} KiB",
+            resident_kib(entry)
+        );
+    }
+    assert!(hit.verify());
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::PathBuf;
 
-use joblet::{Compression, ErrorKind, dump, dump_with, load};
+use joblet::{Array, Compression, ErrorKind, dump, dump_with, load};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
@@ -167,22 +167,23 @@ fn a_file_of_a_future_format_version_is_refused() {
     let p = file("future.jbl");
     dump(&1u32, &p).unwrap();
     let mut bytes = fs::read(&p).unwrap();
-    bytes[16] = 2;
+    bytes[16] = 3;
     fs::write(&p, bytes).unwrap();
     let err = load::<u32>(&p).unwrap_err();
     assert!(
-        matches!(kind_of(&err), ErrorKind::UnsupportedVersion(2)),
+        matches!(kind_of(&err), ErrorKind::UnsupportedVersion(3)),
         "{err}"
     );
     assert!(
-        err.to_string().contains("version 2 is not supported"),
+        err.to_string().contains("version 3 is not supported"),
         "{err}"
     );
 }
 
 #[test]
 fn io_errors_are_reported_and_leave_no_partial_file() {
-    let dir = file("a-directory.jbl");
+    // A folder of its own: other tests' temporary files come and go in the shared one.
+    let dir = file("io-errors").join("a-directory.jbl");
     fs::create_dir_all(&dir).unwrap();
     let err = load::<u32>(&dir).unwrap_err();
     assert!(matches!(kind_of(&err), ErrorKind::Io(_)), "{err}");
@@ -201,4 +202,115 @@ fn garbage_is_not_a_joblet_file() {
     fs::write(&p, vec![0x5a; 500]).unwrap();
     let err = load::<u32>(&p).unwrap_err();
     assert!(matches!(kind_of(&err), ErrorKind::NotAnEntry), "{err}");
+}
+
+/// A result with arrays among other fields: the shape `Array` exists for.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Fit {
+    name: String,
+    coefficients: Array<f64>,
+    labels: Array<u8>,
+    residuals: Option<Array<f32>>,
+    per_fold: Vec<Array<i64>>,
+}
+
+fn fit(n: usize) -> Fit {
+    Fit {
+        name: "ridge".into(),
+        coefficients: (0..n).map(|i| (i as f64).sqrt()).collect(),
+        // An odd number of bytes, so that the next section needs padding to stay aligned.
+        labels: (0..n * 3 + 1).map(|i| (i % 251) as u8).collect(),
+        residuals: Some((0..n).map(|i| i as f32 * -0.5).collect()),
+        per_fold: vec![
+            Array::new(),
+            (0..7).collect(),
+            Array::from(vec![i64::MIN; n]),
+        ],
+    }
+}
+
+#[test]
+fn arrays_inside_structs_round_trip_through_every_compression() {
+    for (i, c) in ALL.into_iter().enumerate() {
+        // The last holds more than 1 MiB of arrays: not checked on load.
+        for n in [0, 5, 50_000] {
+            let p = file(&format!("arrays-{i}-{n}.jbl"));
+            dump_with(&fit(n), &p, c).unwrap();
+            let back = load::<Fit>(&p).unwrap();
+            assert_eq!(back, fit(n), "{c:?}, {n}");
+            // Uncompressed arrays are views into the file; compressed ones were decompressed.
+            assert_eq!(back.coefficients.is_mapped(), c == Compression::None);
+            assert!(back.per_fold.iter().all(Array::verify));
+        }
+    }
+    let p = file("array-alone.jbl");
+    let alone: Array<u16> = (0..1000).collect();
+    dump(&alone, &p).unwrap();
+    assert_eq!(load::<Array<u16>>(&p).unwrap(), alone);
+}
+
+#[test]
+fn mapped_arrays_are_aligned_and_outlive_their_file() {
+    let p = file("aligned.jbl");
+    dump(&fit(1000), &p).unwrap();
+    let back = load::<Fit>(&p).unwrap();
+    for addr in [
+        back.coefficients.as_ptr() as usize,
+        back.labels.as_ptr() as usize,
+        back.per_fold[2].as_ptr() as usize,
+    ] {
+        assert_eq!(addr % 64, 0);
+    }
+    // The view keeps the mapping: removing or replacing the file does not change it.
+    fs::remove_file(&p).unwrap();
+    dump(&fit(3), &p).unwrap();
+    assert_eq!(back, fit(1000));
+    let shared = back.coefficients.clone();
+    drop(back);
+    assert_eq!(shared[999], 999f64.sqrt());
+    assert_eq!(std::thread::spawn(move || shared[4]).join().unwrap(), 2.0);
+}
+
+#[test]
+fn damaged_arrays_are_refused_or_caught_by_verify() {
+    // Small arrays are checked when loaded.
+    let p = file("damaged-small-array.jbl");
+    dump(&fit(100), &p).unwrap();
+    let bytes = fs::read(&p).unwrap();
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x10;
+    fs::write(&p, damaged).unwrap();
+    let err = load::<Fit>(&p).unwrap_err();
+    assert!(matches!(kind_of(&err), ErrorKind::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("array section checksum"), "{err}");
+    // A cut anywhere in the arrays is a truncation.
+    for len in [bytes.len() - 1, bytes.len() - 900, bytes.len() / 2] {
+        fs::write(&p, &bytes[..len]).unwrap();
+        let err = load::<Fit>(&p).unwrap_err();
+        assert!(
+            matches!(kind_of(&err), ErrorKind::Truncated),
+            "{len}: {err}"
+        );
+    }
+    // Bytes after the last array are damage too.
+    let mut longer = bytes.clone();
+    longer.push(0);
+    fs::write(&p, longer).unwrap();
+    assert!(matches!(
+        kind_of(&load::<Fit>(&p).unwrap_err()),
+        ErrorKind::Corrupt(_)
+    ));
+
+    // Large arrays load as views without being read; `verify` reads and checks them.
+    let p = file("damaged-large-array.jbl");
+    let large = Array::from(vec![1.0f64; 1 << 18]);
+    dump(&large, &p).unwrap();
+    let mut damaged = fs::read(&p).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x10;
+    fs::write(&p, damaged).unwrap();
+    let back = load::<Array<f64>>(&p).unwrap();
+    assert!(!back.verify());
+    assert_ne!(back, large);
 }

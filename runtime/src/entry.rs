@@ -4,40 +4,66 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic  b"\x89JBL\r\n\x1a\n"
-//!      8     8  checksum: xxh3-64 of the 16 bytes `xxh3-64(bytes 16..64) ++ xxh3-64(bytes 64..)`
-//!     16     2  format version (1)
-//!     18     2  flags: bits 0-3 compression codec (0 = none); other bits zero
+//!      8     8  checksum: xxh3-64 of the 16 bytes `xxh3-64(bytes 16..64) ++ xxh3-64(body)`
+//!     16     2  format version (2)
+//!     18     2  flags: bits 0-3 compression codec (0 = none); bit 4 set when written on a
+//!               big-endian machine; other bits zero
 //!     20     2  length of the stored type's name
 //!     22     2  reserved, zero
-//!     24     4  length of the metadata section
+//!     24     4  length of the array section table (24 bytes a section)
 //!     28     4  reserved, zero
 //!     32     8  payload length as stored
 //!     40     8  payload length once decompressed
 //!     48     8  compute duration, nanoseconds
 //!     56     8  creation time, milliseconds since the Unix epoch
-//!     64        type name (UTF-8), metadata, payload (postcard)
+//!     64        body: type name (UTF-8), payload (postcard), array section table
+//!               then each array section at a 64-byte aligned offset, up to the end of the file
 //! ```
 //!
-//! Every integer is little-endian. Because the checksum covers the whole file, a torn write, a
-//! truncation or a flipped bit is detected before anything is decoded, so writers need no
-//! `fsync`: an entry lost in a crash is only a miss. It combines a hash of the header fields
-//! with a hash of the body so that readers hash each in one pass over contiguous memory, and
-//! writers can hash the body while they stream it out, before the header's lengths are known.
+//! Every integer is little-endian. A table row is a section's offset in the file, its length
+//! and the xxh3-64 of its bytes. Array sections hold the elements of [`Array`]s raw, so that
+//! they load as views into a memory map; the payload holds their indices in the table.
+//!
+//! Because the checksum covers the body, and the body holds the hash of every section, a torn
+//! write, a truncation or a flipped bit is detected before anything is decoded, so writers need
+//! no `fsync`: an entry lost in a crash is only a miss. (Large array sections are the
+//! exception: their hashes are checked on demand, see [`Array`].) The checksum combines a hash
+//! of the header fields with a hash of the body so that readers hash each in one pass over
+//! contiguous memory, and writers can hash the body while they stream it out, before the
+//! header's lengths are known.
+//!
+//! [`Array`]: crate::Array
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
+use crate::array::{Section, SectionRef, Sink, Source, SourceGuard};
 use crate::codec::DecodeFn;
 use crate::error::{Error, ErrorKind};
 
 pub(crate) const MAGIC: [u8; 8] = *b"\x89JBL\r\n\x1a\n";
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 64;
+
+/// Bytes a row of the array section table takes: offset, length, hash.
+const ROW: usize = 24;
+
+/// Array sections start at multiples of this, in the file and so in a map of it.
+const SECTION_ALIGN: usize = 64;
+
+/// Flag bit: the entry was written on a big-endian machine (its array sections are).
+const BIG_ENDIAN: u16 = 1 << 4;
+const NATIVE: u16 = if cfg!(target_endian = "big") {
+    BIG_ENDIAN
+} else {
+    0
+};
 
 /// Entries smaller than this are read with one `read` into a buffer on the stack.
 const SMALL: usize = 4096;
@@ -45,6 +71,13 @@ const SMALL: usize = 4096;
 /// Entries up to this size are read into memory; larger ones are mapped. Mapping costs two
 /// system calls and page-table work that only pays off for large files.
 const MAP_FROM: u64 = 1 << 20;
+
+/// The writer hands the file chunks of this size, hashing each while it is still in cache.
+const CHUNK: usize = 256 * 1024;
+
+/// The arrays of an entry are checked against their hashes on load when they take at most this
+/// much in all; beyond, the load would cost as much as a copy.
+const VERIFY_ARRAYS_UP_TO: usize = 1 << 20;
 
 /// What the header of an entry says.
 // Read back by tests today and by the cache report and `ls` later.
@@ -55,8 +88,8 @@ pub struct Header {
     pub codec: u8,
     /// `std::any::type_name` of the stored value.
     pub type_name: String,
-    /// Length of the metadata section.
-    pub meta_len: u32,
+    /// Number of array sections.
+    pub sections: usize,
     /// Payload length as stored.
     pub payload_len: u64,
     /// Payload length once decompressed.
@@ -67,98 +100,120 @@ pub struct Header {
     pub created: SystemTime,
 }
 
-/// Serializes `value` with its header into one buffer, ready to be written.
+/// Writes `value` as an entry file at `path`, atomically: into a temporary file in the same
+/// folder, renamed over `path` once complete, so that readers in any thread or process see the
+/// old entry or the new one, never a part of one. The folder is created if missing and
+/// `create_dirs` is set. Returns the file's length.
+pub(crate) fn write<T: ?Sized + Serialize>(
+    path: &Path,
+    value: &T,
+    type_name: &str,
+    compute: Duration,
+    compression: Compression,
+    create_dirs: bool,
+) -> Result<u64, ErrorKind> {
+    let mut tmp = temp_for(path, create_dirs).map_err(ErrorKind::from_io)?;
+    let len = write_to(tmp.as_file_mut(), value, type_name, compute, compression)?;
+    tmp.persist(path).map_err(|e| ErrorKind::from_io(e.error))?;
+    Ok(len)
+}
+
+/// An entry in memory, for tests.
+#[cfg(test)]
 pub(crate) fn encode<T: ?Sized + Serialize>(
     value: &T,
     type_name: &str,
     compute: Duration,
     compression: Compression,
 ) -> Result<Vec<u8>, ErrorKind> {
+    let mut out = io::Cursor::new(Vec::new());
+    write_to(&mut out, value, type_name, compute, compression)?;
+    Ok(out.into_inner())
+}
+
+/// Serializes an entry into `out`, which must be empty. A small entry is assembled in memory
+/// and written with one call; a large one streams out in chunks, hashed as they go, and its
+/// header is written last, over a placeholder, once the lengths are known.
+fn write_to<W: Write + Seek, T: ?Sized + Serialize>(
+    out: W,
+    value: &T,
+    type_name: &str,
+    compute: Duration,
+    compression: Compression,
+) -> Result<u64, ErrorKind> {
     let (type_name, name_len) = stored_type_name(type_name)?;
-    let name = type_name.as_bytes();
-    let mut buf = Vec::with_capacity(HEADER_LEN + name.len() + 64);
-    buf.extend_from_slice(&[0; HEADER_LEN]);
-    buf.extend_from_slice(name);
-    let body = buf.len();
+    let mut body = Body::new(out);
+    body.extend(type_name.as_bytes()).map_err(ErrorKind::Io)?;
+    let start = body.len();
     let encode_err = |e: postcard::Error| ErrorKind::Encode(e.to_string());
-    let mut buf = match compression {
-        // Uncompressed, the payload is serialized straight after the header: no copy.
-        Compression::None => postcard::to_extend(value, buf).map_err(encode_err)?,
-        Compression::Lz4 | Compression::Zstd(_) => {
-            let raw = postcard::to_allocvec(value).map_err(encode_err)?;
-            buf[40..48].copy_from_slice(&(raw.len() as u64).to_le_bytes());
-            match compression {
-                Compression::Zstd(level) => {
-                    let packed = zstd::bulk::compress(&raw, level)
-                        .map_err(|e| ErrorKind::Encode(format!("zstd: {e}")))?;
-                    buf.extend_from_slice(&packed);
-                }
-                _ => buf.extend_from_slice(&lz4_flex::block::compress(&raw)),
+    let (raw_len, sections) = match compression {
+        Compression::None => {
+            let sink = Sink::open();
+            if let Err(e) = postcard::serialize_with_flavor(value, &mut body) {
+                return Err(body
+                    .error
+                    .take()
+                    .map_or_else(|| encode_err(e), ErrorKind::Io));
             }
-            buf
+            (body.len() - start, sink.finish())
+        }
+        Compression::Lz4 | Compression::Zstd(_) => {
+            // Arrays go inline (as bytes) into a compressed payload: a compressed entry is
+            // never mapped.
+            let raw = postcard::to_allocvec(value).map_err(encode_err)?;
+            let packed = match compression {
+                Compression::Zstd(level) => zstd::bulk::compress(&raw, level)
+                    .map_err(|e| ErrorKind::Encode(format!("zstd: {e}")))?,
+                _ => lz4_flex::block::compress(&raw),
+            };
+            body.extend(&packed).map_err(ErrorKind::Io)?;
+            (raw.len() as u64, Vec::new())
         }
     };
-    let payload_len = (buf.len() - body) as u64;
-    let raw_len = match compression {
-        Compression::None => payload_len,
-        _ => u64_at(&buf, 40),
+    let fields = Fields {
+        name_len,
+        table_len: u32::try_from(sections.len() * ROW)
+            .map_err(|_| ErrorKind::Encode("too many arrays".into()))?,
+        payload_len: body.len() - start,
+        raw_len,
+        compression,
+        compute,
     };
-    let header = header(
-        name_len,
-        payload_len,
-        raw_len,
-        compression,
-        compute,
-        &buf[HEADER_LEN..],
-    );
-    buf[..HEADER_LEN].copy_from_slice(&header);
-    Ok(buf)
+    body.finish(&fields, &sections).map_err(ErrorKind::Io)
 }
 
-/// The 64-byte header of an entry, checksum included, for its body (type name, metadata,
-/// payload).
-fn header(
+/// The header fields other than the checksum.
+struct Fields {
     name_len: u16,
+    table_len: u32,
     payload_len: u64,
     raw_len: u64,
     compression: Compression,
     compute: Duration,
-    body: &[u8],
-) -> [u8; HEADER_LEN] {
-    header_with_hash(
-        name_len,
-        payload_len,
-        raw_len,
-        compression,
-        compute,
-        xxh3_64(body),
-    )
 }
 
-/// As [`header`], from the hash of the body (a streaming writer has no body in memory).
-fn header_with_hash(
-    name_len: u16,
-    payload_len: u64,
-    raw_len: u64,
-    compression: Compression,
-    compute: Duration,
-    body_hash: u64,
-) -> [u8; HEADER_LEN] {
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut h = [0u8; HEADER_LEN];
-    h[0..8].copy_from_slice(&MAGIC);
-    h[16..18].copy_from_slice(&VERSION.to_le_bytes());
-    h[18..20].copy_from_slice(&u16::from(compression.codec()).to_le_bytes());
-    h[20..22].copy_from_slice(&name_len.to_le_bytes());
-    h[32..40].copy_from_slice(&payload_len.to_le_bytes());
-    h[40..48].copy_from_slice(&raw_len.to_le_bytes());
-    h[48..56].copy_from_slice(&(compute.as_nanos().min(u64::MAX as u128) as u64).to_le_bytes());
-    h[56..64].copy_from_slice(&created.to_le_bytes());
-    let sum = checksum(&h[16..HEADER_LEN], body_hash);
-    h[8..16].copy_from_slice(&sum.to_le_bytes());
-    h
+impl Fields {
+    /// The 64-byte header, checksum included, for a body that hashes to `body_hash`.
+    fn header(&self, body_hash: u64) -> [u8; HEADER_LEN] {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let compute = self.compute.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let flags = u16::from(self.compression.codec()) | NATIVE;
+        let mut h = [0u8; HEADER_LEN];
+        h[0..8].copy_from_slice(&MAGIC);
+        h[16..18].copy_from_slice(&VERSION.to_le_bytes());
+        h[18..20].copy_from_slice(&flags.to_le_bytes());
+        h[20..22].copy_from_slice(&self.name_len.to_le_bytes());
+        h[24..28].copy_from_slice(&self.table_len.to_le_bytes());
+        h[32..40].copy_from_slice(&self.payload_len.to_le_bytes());
+        h[40..48].copy_from_slice(&self.raw_len.to_le_bytes());
+        h[48..56].copy_from_slice(&compute.to_le_bytes());
+        h[56..64].copy_from_slice(&created.to_le_bytes());
+        let sum = checksum(&h[16..HEADER_LEN], body_hash);
+        h[8..16].copy_from_slice(&sum.to_le_bytes());
+        h
+    }
 }
 
 /// The checksum of an entry, from its header fields (bytes 16..64) and the hash of its body.
@@ -169,73 +224,129 @@ fn checksum(fields: &[u8], body_hash: u64) -> u64 {
     xxh3_64(&both)
 }
 
-/// Serializes `value` uncompressed straight into a new entry file at `path`, hashing the body
-/// as it goes: no buffer the size of the value, and one pass over it. The header is written
-/// last, over a placeholder, once the lengths are known; the file is renamed into place only
-/// then, so readers never see it unfinished.
-pub(crate) fn write_streaming<T: ?Sized + Serialize>(
-    path: &Path,
-    value: &T,
-    type_name: &str,
-    compute: Duration,
-    create_dirs: bool,
-) -> Result<u64, ErrorKind> {
-    let (type_name, name_len) = stored_type_name(type_name)?;
-    let name = type_name.as_bytes();
-    let mut tmp = temp_for(path, create_dirs).map_err(ErrorKind::from_io)?;
-    let io = |e: io::Error| ErrorKind::Io(e);
-    tmp.write_all(&[0; HEADER_LEN]).map_err(io)?;
-    let mut out = io::BufWriter::with_capacity(
-        256 * 1024,
-        HashingWriter {
-            inner: tmp.as_file_mut(),
-            hasher: xxhash_rust::xxh3::Xxh3::new(),
-            written: 0,
-        },
-    );
-    out.write_all(name).map_err(io)?;
-    postcard::to_io(value, &mut out).map_err(|e| match e {
-        postcard::Error::SerializeBufferFull => ErrorKind::Io(io::Error::other("write failed")),
-        e => ErrorKind::Encode(e.to_string()),
-    })?;
-    let body = out
-        .into_inner()
-        .map_err(|e| ErrorKind::Io(e.into_error()))?;
-    let payload_len = body.written - name.len() as u64;
-    let body_hash = body.hasher.digest();
-
-    let h = header_with_hash(
-        name_len,
-        payload_len,
-        payload_len,
-        Compression::None,
-        compute,
-        body_hash,
-    );
-    use std::io::{Seek, SeekFrom};
-    let file = tmp.as_file_mut();
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    file.write_all(&h).map_err(io)?;
-    tmp.persist(path).map_err(|e| ErrorKind::Io(e.error))?;
-    Ok(HEADER_LEN as u64 + name.len() as u64 + payload_len)
+/// An entry being written: a buffer that starts with a placeholder for the header, spilled to
+/// `out` a chunk at a time once it fills up. Also the postcard flavor the payload is
+/// serialized through, so that a large payload never sits in memory whole.
+struct Body<W> {
+    out: W,
+    buf: Vec<u8>,
+    /// Bytes written to `out` so far, the placeholder header among them once any are.
+    flushed: u64,
+    /// Hash of the body bytes written so far.
+    hasher: Xxh3,
+    /// Why a write failed, for the postcard error that reports it.
+    error: Option<io::Error>,
 }
 
-/// Passes writes through, hashing and counting them.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: xxhash_rust::xxh3::Xxh3,
-    written: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
+impl<W: Write + Seek> Body<W> {
+    fn new(out: W) -> Self {
+        let mut buf = Vec::with_capacity(256);
+        buf.resize(HEADER_LEN, 0);
+        Body {
+            out,
+            buf,
+            flushed: 0,
+            hasher: Xxh3::new(),
+            error: None,
+        }
     }
+
+    fn len(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    #[inline]
+    fn extend(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.buf.len() + data.len() <= CHUNK {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        self.spill(data)
+    }
+
+    #[cold]
+    fn spill(&mut self, data: &[u8]) -> io::Result<()> {
+        self.flush()?;
+        if data.len() < CHUNK {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        for chunk in data.chunks(CHUNK) {
+            self.out.write_all(chunk)?;
+            self.hasher.update(chunk);
+        }
+        self.flushed += data.len() as u64;
+        Ok(())
+    }
+
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.out.write_all(&self.buf)?;
+        let header = if self.flushed == 0 { HEADER_LEN } else { 0 };
+        self.hasher.update(&self.buf[header..]);
+        self.flushed += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the section table and the sections after the payload, then the header.
+    fn finish(mut self, fields: &Fields, sections: &[Box<dyn Section>]) -> io::Result<u64> {
+        if sections.is_empty() && self.flushed == 0 {
+            // Small: the whole entry is in the buffer; one write.
+            let header = fields.header(xxh3_64(&self.buf[HEADER_LEN..]));
+            self.buf[..HEADER_LEN].copy_from_slice(&header);
+            self.out.write_all(&self.buf)?;
+            return Ok(self.buf.len() as u64);
+        }
+        self.flush()?;
+        let table_at = self.flushed;
+        let mut table = Vec::with_capacity(sections.len() * ROW);
+        let mut end = table_at + (sections.len() * ROW) as u64;
+        // Placeholder for the table, which holds the sections' hashes.
+        self.out.write_all(&vec![0; sections.len() * ROW])?;
+        for section in sections {
+            let bytes = section.bytes();
+            let at = end.next_multiple_of(SECTION_ALIGN as u64);
+            self.out
+                .write_all(&[0; SECTION_ALIGN][..(at - end) as usize])?;
+            let mut hasher = Xxh3::new();
+            for chunk in bytes.chunks(CHUNK) {
+                self.out.write_all(chunk)?;
+                hasher.update(chunk);
+            }
+            table.extend_from_slice(&at.to_le_bytes());
+            table.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            table.extend_from_slice(&hasher.digest().to_le_bytes());
+            end = at + bytes.len() as u64;
+        }
+        self.hasher.update(&table);
+        if !table.is_empty() {
+            self.out.seek(SeekFrom::Start(table_at))?;
+            self.out.write_all(&table)?;
+        }
+        self.out.seek(SeekFrom::Start(0))?;
+        self.out.write_all(&fields.header(self.hasher.digest()))?;
+        Ok(end)
+    }
+}
+
+impl<W: Write + Seek> postcard::ser_flavors::Flavor for &mut Body<W> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.extend(data).map_err(|e| {
+            self.error = Some(e);
+            postcard::Error::SerializeBufferFull
+        })
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -299,16 +410,6 @@ impl Compression {
 /// LZ4 cannot expand data by more than this: a header claiming more is forged or damaged.
 const LZ4_MAX_RATIO: u64 = 255;
 
-/// Writes `bytes` to `path` atomically: into a temporary file in the same folder, then renamed
-/// over `path`, so that readers in any thread or process see the old entry or the new one,
-/// never a part of one. The folder is created if missing and `create_dirs` is set.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], create_dirs: bool) -> io::Result<()> {
-    let mut tmp = temp_for(path, create_dirs)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 /// A temporary file in the folder of `path`, which is created if missing and `create_dirs` is
 /// set. Dropped without being persisted, it is removed.
 fn temp_for(path: &Path, create_dirs: bool) -> io::Result<tempfile::NamedTempFile> {
@@ -341,32 +442,55 @@ fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     builder.tempfile_in(dir)
 }
 
-/// Reads the whole entry file at `path` and hands its bytes to `f`: small files from a stack
-/// buffer, mid-sized ones from one heap buffer, large ones from a memory map.
-pub(crate) fn with_bytes<R>(
-    path: &Path,
-    f: impl FnOnce(&[u8]) -> Result<R, ErrorKind>,
-) -> Result<R, ErrorKind> {
+/// An entry file's bytes: small files in a buffer on the stack, mid-sized ones on the heap,
+/// large ones, and all that hold array sections, in a memory map.
+// The large variant is the point: small entries, the common case, are read without allocating.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Bytes {
+    Small([u8; SMALL], usize),
+    Heap(Vec<u8>),
+    Mapped(Arc<memmap2::Mmap>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Small(buf, len) => &buf[..*len],
+            Bytes::Heap(v) => v,
+            Bytes::Mapped(map) => map,
+        }
+    }
+}
+
+/// Reads the entry file at `path`.
+pub(crate) fn read(path: &Path) -> Result<Bytes, ErrorKind> {
     let mut file = File::open(path).map_err(ErrorKind::from_io)?;
     let mut small = [0u8; SMALL];
     let len = read_full(&mut file, &mut small)?;
-    if len < SMALL {
-        return f(&small[..len]);
+    let has_arrays = len >= HEADER_LEN && small[..8] == MAGIC && u32_at(&small, 24) != 0;
+    if len < SMALL && !has_arrays {
+        return Ok(Bytes::Small(small, len));
     }
     let size = file.metadata().map_err(ErrorKind::from_io)?.len();
-    if size > MAP_FROM {
+    if size > MAP_FROM || has_arrays {
+        let mut options = memmap2::MmapOptions::new();
+        if !has_arrays {
+            // Everything will be read: fault it all in with one call. Arrays are views, whose
+            // pages are read only if and when they are used.
+            options.populate();
+        }
         // SAFETY: entry files are never modified in place: writers create a new file and
         // rename it over the old path, so the inode mapped here keeps its contents while the
         // map lives. A process that writes into cache files by hand breaks this, as it would
         // for any mapped file.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
-            .map_err(ErrorKind::from_io)?;
-        return f(&map);
+        let map = unsafe { options.map(&file) }.map_err(ErrorKind::from_io)?;
+        return Ok(Bytes::Mapped(Arc::new(map)));
     }
     let mut all = Vec::with_capacity(size as usize + 1);
-    all.extend_from_slice(&small);
+    all.extend_from_slice(&small[..len]);
     file.read_to_end(&mut all).map_err(ErrorKind::from_io)?;
-    f(&all)
+    Ok(Bytes::Heap(all))
 }
 
 /// Reads until `buf` is full or the file ends; returns how many bytes were read.
@@ -398,8 +522,12 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 pub struct Entry<'a> {
     /// `std::any::type_name` of the stored value, as written.
     pub type_name: &'a str,
-    /// The payload (postcard bytes).
+    /// The payload (postcard bytes, compressed if the header says so).
     pub payload: &'a [u8],
+    /// The array section table.
+    table: &'a [u8],
+    /// Where the body (type name, payload, table) ends.
+    body_end: usize,
     bytes: &'a [u8],
 }
 
@@ -410,8 +538,9 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
     Ok(entry)
 }
 
-/// Parses an entry without verifying its checksum. Every length is checked against the file,
-/// so any input, damaged or forged, gives an error or a view inside `bytes`, never a panic.
+/// Parses an entry without verifying its checksum. Every length and offset is checked against
+/// the file, so any input, damaged or forged, gives an error or a view inside `bytes`, never a
+/// panic.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
     if bytes.is_empty() {
         return Err(ErrorKind::Truncated);
@@ -431,57 +560,131 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         return Err(ErrorKind::UnsupportedVersion(version));
     }
     let name_len = u16_at(bytes, 20) as u64;
-    let meta_len = u32_at(bytes, 24) as u64;
+    let table_len = u32_at(bytes, 24) as u64;
     let payload_len = u64_at(bytes, 32);
-    let expected = (HEADER_LEN as u64)
+    let body_end = (HEADER_LEN as u64)
         .checked_add(name_len)
-        .and_then(|n| n.checked_add(meta_len))
-        .and_then(|n| n.checked_add(payload_len));
-    match expected {
-        Some(n) if n == bytes.len() as u64 => {}
-        Some(n) if n > bytes.len() as u64 => return Err(ErrorKind::Truncated),
-        _ => {
-            return Err(ErrorKind::Corrupt(
-                "lengths in the header do not match the file",
-            ));
+        .and_then(|n| n.checked_add(payload_len))
+        .and_then(|n| n.checked_add(table_len));
+    let file_len = bytes.len() as u64;
+    let (body_end, sections_end) = match body_end {
+        Some(n) if n > file_len => return Err(ErrorKind::Truncated),
+        Some(n) => (n as usize, sections_end(bytes, n, table_len)),
+        None => (0, Err(ErrorKind::Corrupt("lengths in the header overflow"))),
+    };
+    let sections_end = match sections_end {
+        Ok(end) if end == file_len => Ok(()),
+        Ok(end) if end > file_len => Err(ErrorKind::Truncated),
+        Ok(_) => Err(ErrorKind::Corrupt(
+            "lengths in the header do not match the file",
+        )),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sections_end {
+        // A forged table could claim any layout; say "checksum mismatch" when that is the
+        // cause, since the table is covered by it. A short file is truncated either way.
+        if matches!(e, ErrorKind::Truncated) || body_end == 0 {
+            return Err(e);
         }
+        verify_body(bytes, body_end)?;
+        return Err(e);
     }
     let name_end = HEADER_LEN + name_len as usize;
+    let payload_end = name_end + payload_len as usize;
     let type_name = std::str::from_utf8(&bytes[HEADER_LEN..name_end]);
     let flags = u16_at(bytes, 18);
     let entry = Entry {
         type_name: type_name.unwrap_or(""),
-        payload: &bytes[name_end + meta_len as usize..],
+        payload: &bytes[name_end..payload_end],
+        table: &bytes[payload_end..body_end],
+        body_end,
         bytes,
     };
-    if type_name.is_err() || flags > 2 {
+    let problem = if type_name.is_err() {
+        Some("type name is not UTF-8")
+    } else if flags & !(BIG_ENDIAN | 0xF) != 0 || flags & 0xF > 2 {
+        Some("unknown flags or compression codec")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
         // Say "checksum mismatch" when that is the cause: it is the likelier one.
         entry.verify()?;
-        return Err(ErrorKind::Corrupt(if flags > 2 {
-            "unknown flags or compression codec"
-        } else {
-            "type name is not UTF-8"
-        }));
+        return Err(ErrorKind::Corrupt(problem));
+    }
+    if flags & BIG_ENDIAN != NATIVE {
+        return Err(ErrorKind::Decode(
+            "the file was written on a machine of the other byte order".into(),
+        ));
     }
     Ok(entry)
 }
 
-impl Entry<'_> {
-    fn stored_checksum(&self) -> u64 {
-        u64_at(self.bytes, 8)
+/// Where the last array section ends, or the body if there are none, checking that sections
+/// follow each other in order, aligned, after the table.
+fn sections_end(bytes: &[u8], body_end: u64, table_len: u64) -> Result<u64, ErrorKind> {
+    if table_len % ROW as u64 != 0 {
+        return Err(ErrorKind::Corrupt("array section table has a partial row"));
     }
+    let table = &bytes[(body_end - table_len) as usize..body_end as usize];
+    let mut end = body_end;
+    for row in table.chunks_exact(ROW) {
+        let (at, len) = (u64_at(row, 0), u64_at(row, 8));
+        if at < end || at % SECTION_ALIGN as u64 != 0 || at - end >= SECTION_ALIGN as u64 {
+            return Err(ErrorKind::Corrupt("array sections are out of place"));
+        }
+        end = at
+            .checked_add(len)
+            .ok_or(ErrorKind::Corrupt("array section length overflows"))?;
+    }
+    Ok(end)
+}
 
-    /// Verifies the checksum over the whole entry.
+/// Verifies the checksum of the header and the body ending at `body_end`.
+fn verify_body(bytes: &[u8], body_end: usize) -> Result<(), ErrorKind> {
+    let body_hash = xxh3_64(&bytes[HEADER_LEN..body_end]);
+    if checksum(&bytes[16..HEADER_LEN], body_hash) == u64_at(bytes, 8) {
+        Ok(())
+    } else {
+        Err(ErrorKind::Corrupt("checksum mismatch"))
+    }
+}
+
+impl Entry<'_> {
+    /// Verifies the checksum of the header and body, which covers everything but the contents
+    /// of array sections (their hashes are in the body).
     ///
     /// # Errors
     /// [`ErrorKind::Corrupt`] when it does not match.
     pub fn verify(&self) -> Result<(), ErrorKind> {
-        let body_hash = xxh3_64(&self.bytes[HEADER_LEN..]);
-        if checksum(&self.bytes[16..HEADER_LEN], body_hash) == self.stored_checksum() {
-            Ok(())
-        } else {
-            Err(ErrorKind::Corrupt("checksum mismatch"))
+        verify_body(self.bytes, self.body_end)
+    }
+
+    /// The array sections, from the table (checked by [`parse`]).
+    pub(crate) fn sections(&self) -> impl Iterator<Item = SectionRef> + '_ {
+        self.table.chunks_exact(ROW).map(|row| SectionRef {
+            offset: u64_at(row, 0) as usize,
+            len: u64_at(row, 8) as usize,
+            hash: u64_at(row, 16),
+        })
+    }
+
+    /// What array views decoded from this entry read from: the map holding it, which must be
+    /// `bytes`. `None` when the entry has no array sections.
+    pub(crate) fn source(&self, bytes: &Bytes) -> Option<Source> {
+        let Bytes::Mapped(map) = bytes else {
+            return None;
+        };
+        if self.table.is_empty() {
+            return None;
         }
+        let sections: Vec<SectionRef> = self.sections().collect();
+        let total: usize = sections.iter().map(|s| s.len).sum();
+        Some(Source {
+            map: Arc::clone(map),
+            sections,
+            verify: total <= VERIFY_ARRAYS_UP_TO,
+        })
     }
 
     /// The header, for reports.
@@ -491,7 +694,7 @@ impl Entry<'_> {
         Header {
             codec: (u16_at(b, 18) & 0xF) as u8,
             type_name: self.type_name.to_owned(),
-            meta_len: u32_at(b, 24),
+            sections: self.table.len() / ROW,
             payload_len: u64_at(b, 32),
             raw_len: u64_at(b, 40),
             compute: Duration::from_nanos(u64_at(b, 48)),
@@ -521,7 +724,7 @@ impl Entry<'_> {
     pub fn raw_payload(&self) -> Result<std::borrow::Cow<'_, [u8]>, ErrorKind> {
         let raw_len = u64_at(self.bytes, 40);
         let bad = || ErrorKind::Corrupt("payload does not decompress to its recorded size");
-        match u16_at(self.bytes, 18) {
+        match u16_at(self.bytes, 18) & 0xF {
             0 => Ok(std::borrow::Cow::Borrowed(self.payload)),
             1 => {
                 let stored = self.payload.len() as u64;
@@ -568,13 +771,22 @@ impl Entry<'_> {
 
 /// Reads, checks and decodes the entry at `path`.
 pub(crate) fn load<T>(path: &Path, decode: DecodeFn<T>) -> Result<T, Error> {
-    with_bytes(path, |bytes| parse(bytes)?.decode_with(decode))
-        .map_err(|kind| Error::new(path, kind))
+    let decoded = read(path).and_then(|bytes| {
+        let entry = parse(&bytes)?;
+        let arrays = entry.source(&bytes).map(Source::enter);
+        let decoded = entry.decode_with(decode);
+        match arrays.and_then(SourceGuard::exit) {
+            Some(problem) => Err(ErrorKind::Corrupt(problem)),
+            None => decoded,
+        }
+    });
+    decoded.map_err(|kind| Error::new(path, kind))
 }
 
 /// Whether `path` holds a valid entry of type `T`, without decoding it.
 pub(crate) fn probe<T>(path: &Path) -> Result<(), Error> {
-    with_bytes(path, |bytes| check(bytes)?.expect_type::<T>())
+    read(path)
+        .and_then(|bytes| check(&bytes)?.expect_type::<T>())
         .map_err(|kind| Error::new(path, kind))
 }
 

@@ -5,6 +5,7 @@
 //! `__private` exist for macro-generated code and may change in any release.
 #![deny(missing_docs)]
 
+mod array;
 mod codec;
 mod entry;
 mod error;
@@ -13,6 +14,8 @@ mod parallel;
 mod persist;
 mod site;
 
+pub use array::Array;
+pub use bytemuck::Pod;
 pub use entry::Compression;
 pub use error::{Error, ErrorKind};
 pub use parallel::{TaskPanic, Unordered};

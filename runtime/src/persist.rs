@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::entry::{self, Compression};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 /// Writes `value` to `path`, uncompressed: the fastest to write and to read back.
 ///
@@ -54,14 +54,9 @@ pub fn dump_with<T: Serialize + ?Sized>(
 ) -> Result<(), Error> {
     let path = path.as_ref();
     let type_name = std::any::type_name::<T>();
-    if compression == Compression::None {
-        return entry::write_streaming(path, value, type_name, Duration::ZERO, false)
-            .map(drop)
-            .map_err(|kind| Error::new(path, kind));
-    }
-    let bytes = entry::encode(value, type_name, Duration::ZERO, compression)
-        .map_err(|kind| Error::new(path, kind))?;
-    entry::write_atomic(path, &bytes, false).map_err(|e| Error::new(path, ErrorKind::from_io(e)))
+    entry::write(path, value, type_name, Duration::ZERO, compression, false)
+        .map(drop)
+        .map_err(|kind| Error::new(path, kind))
 }
 
 /// Reads a value written by [`dump`] or [`dump_with`], as the type it was written as.

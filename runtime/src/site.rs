@@ -297,18 +297,15 @@ impl Site {
     fn store<T: Serialize>(&self, pending: Pending, value: &T) {
         let Some(path) = pending.path else { return };
         let took = pending.start.elapsed();
-        let result = entry::encode(
+        let result = entry::write(
+            &path,
             value,
             std::any::type_name::<T>(),
             took,
             entry::Compression::None,
+            true,
         )
-        .map_err(|kind| Error::new(&path, kind))
-        .and_then(|bytes| {
-            entry::write_atomic(&path, &bytes, true)
-                .map_err(|e| Error::new(&path, ErrorKind::from_io(e)))
-                .map(|()| bytes.len())
-        });
+        .map_err(|kind| Error::new(&path, kind));
         match result {
             Ok(bytes) => {
                 tracing::debug!(function = self.name, path = %path.display(), bytes, ?took, "stored");

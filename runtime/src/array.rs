@@ -1,0 +1,480 @@
+//! `Array<T>`: a flat array of plain-old-data numbers that entry files store raw, aligned, after
+//! the serde payload, and that loads as a view into the file's memory map.
+//!
+//! Serde has no notion of "this value goes elsewhere", so the array talks to the entry writer
+//! and reader through two thread-local slots. While an entry's payload is serialized, the
+//! writer opens a [`Sink`]: each array serializes as the index of a section and leaves a clone
+//! of itself (a reference count) for the writer to copy to the file afterwards. While a payload
+//! is decoded, the reader opens a [`Source`] holding the map and the section table: each array
+//! deserializes its index and becomes a view. Outside those slots (hashing a call's arguments,
+//! a compressed payload, any other serde format) an array is a byte string.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::ser::{Serialize, Serializer};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// A flat array of numbers (or any [`Pod`] type) that loads without copying.
+///
+/// Built from a `Vec<T>` on the compute side, it derefs to `&[T]`. Written by [`dump`] or
+/// stored by `#[cached]`, its elements go to the file raw and aligned; [`load`] or a cache hit
+/// gives back an `Array` that is a view into the file's memory map, whatever its size: only the
+/// pages you read are read from disk (joblib's `mmap_mode='r'`). The view keeps the mapping
+/// alive for as long as it, or any clone of it, lives. It can sit inside a struct with other
+/// fields.
+///
+/// ```
+/// use joblet_runtime::{Array, dump, load};
+///
+/// let path = std::env::temp_dir().join("joblet-doc-array.jbl");
+/// let squares: Array<f64> = (0..1_000_000).map(|i| f64::from(i).powi(2)).collect();
+/// dump(&squares, &path)?;
+///
+/// let back: Array<f64> = load(&path)?; // a view into the file: nothing is copied
+/// assert!(back.is_mapped());
+/// assert_eq!(back[1000], 1e6);
+/// assert_eq!(back.iter().take(3).sum::<f64>(), 5.0);
+/// # Ok::<(), joblet_runtime::Error>(())
+/// ```
+///
+/// # Integrity
+/// Each array's contents are hashed when written. Arrays of an entry that holds at most 1 MiB
+/// of them are checked against that hash when loaded; larger ones are not, since that would
+/// read every page and make a load cost as much as a copy. Their lengths and places in the
+/// file are always checked, so a truncated file is always refused, and
+/// [`Array::verify`] checks the contents on demand.
+///
+/// # Byte order
+/// Elements are stored in the machine's byte order, which the file records; a file written on
+/// a machine of the other byte order is refused.
+///
+/// [`dump`]: crate::dump
+/// [`load`]: crate::load
+pub struct Array<T> {
+    data: Data<T>,
+}
+
+enum Data<T> {
+    Owned(Arc<Vec<T>>),
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        offset: usize,
+        len: usize,
+        hash: u64,
+    },
+}
+
+impl<T: Pod> Array<T> {
+    /// An empty array.
+    ///
+    /// ```
+    /// assert!(joblet_runtime::Array::<f32>::new().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::from(Vec::new())
+    }
+
+    /// The elements, as a slice; what `Deref` gives.
+    ///
+    /// ```
+    /// let a = joblet_runtime::Array::from(vec![1u32, 2, 3]);
+    /// assert_eq!(a.as_slice(), &[1, 2, 3]);
+    /// ```
+    pub fn as_slice(&self) -> &[T] {
+        match &self.data {
+            Data::Owned(v) => v,
+            // Alignment and length were checked when the view was made.
+            Data::Mapped {
+                map, offset, len, ..
+            } => bytemuck::cast_slice(&map[*offset..*offset + len * size_of::<T>()]),
+        }
+    }
+
+    /// Whether the elements are read from a memory-mapped file rather than owned in memory.
+    ///
+    /// ```
+    /// let a = joblet_runtime::Array::from(vec![1.0f64]);
+    /// assert!(!a.is_mapped());
+    /// ```
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, Data::Mapped { .. })
+    }
+
+    /// The elements as a mutable slice, copied out of the file first if the array is a view,
+    /// or out of shared memory if a clone shares them (copy on write, like numpy's
+    /// `mmap_mode='c'`).
+    ///
+    /// ```
+    /// let mut a = joblet_runtime::Array::from(vec![1, 2, 3]);
+    /// let b = a.clone();
+    /// a.make_mut()[0] = 10;
+    /// assert_eq!((a[0], b[0]), (10, 1));
+    /// ```
+    pub fn make_mut(&mut self) -> &mut [T] {
+        if let Data::Mapped { .. } = self.data {
+            self.data = Data::Owned(Arc::new(self.as_slice().to_vec()));
+        }
+        match &mut self.data {
+            Data::Owned(v) => Arc::<Vec<T>>::make_mut(v),
+            Data::Mapped { .. } => unreachable!("replaced just above"),
+        }
+    }
+
+    /// The elements as a `Vec`, without a copy when this array owns them alone.
+    ///
+    /// ```
+    /// let a = joblet_runtime::Array::from(vec![1u8, 2]);
+    /// assert_eq!(a.into_vec(), vec![1, 2]);
+    /// ```
+    pub fn into_vec(self) -> Vec<T> {
+        match self.data {
+            Data::Owned(v) => Arc::try_unwrap(v).unwrap_or_else(|shared| shared.to_vec()),
+            Data::Mapped { .. } => self.as_slice().to_vec(),
+        }
+    }
+
+    /// Checks the elements of a loaded array against the hash stored when it was written,
+    /// reading every page. Arrays built in memory always pass.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join("joblet-doc-verify.jbl");
+    /// joblet_runtime::dump(&joblet_runtime::Array::from(vec![0.5f32; 1 << 20]), &path)?;
+    /// let a: joblet_runtime::Array<f32> = joblet_runtime::load(&path)?;
+    /// assert!(a.verify());
+    /// # Ok::<(), joblet_runtime::Error>(())
+    /// ```
+    pub fn verify(&self) -> bool {
+        match &self.data {
+            Data::Owned(_) => true,
+            Data::Mapped { hash, .. } => xxh3_64(self.bytes()) == *hash,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(self.as_slice())
+    }
+
+    fn owned(v: Vec<T>) -> Self {
+        const { assert!(size_of::<T>() > 0, "Array elements must not be zero-sized") };
+        Array {
+            data: Data::Owned(Arc::new(v)),
+        }
+    }
+}
+
+impl<T: Pod> Default for Array<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Pod> From<Vec<T>> for Array<T> {
+    fn from(v: Vec<T>) -> Self {
+        Self::owned(v)
+    }
+}
+
+impl<T: Pod> From<&[T]> for Array<T> {
+    fn from(v: &[T]) -> Self {
+        Self::owned(v.to_vec())
+    }
+}
+
+impl<T: Pod> FromIterator<T> for Array<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Self::owned(iter.into_iter().collect())
+    }
+}
+
+impl<T: Pod> std::ops::Deref for Array<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T: Pod> AsRef<[T]> for Array<T> {
+    fn as_ref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+/// A clone shares the elements (a reference count), whether owned or mapped.
+impl<T> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Array {
+            data: match &self.data {
+                Data::Owned(v) => Data::Owned(Arc::clone(v)),
+                Data::Mapped {
+                    map,
+                    offset,
+                    len,
+                    hash,
+                } => Data::Mapped {
+                    map: Arc::clone(map),
+                    offset: *offset,
+                    len: *len,
+                    hash: *hash,
+                },
+            },
+        }
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
+impl<T: Pod + PartialEq> PartialEq for Array<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Pod + PartialEq> PartialEq<[T]> for Array<T> {
+    fn eq(&self, other: &[T]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl<T: Pod + PartialEq> PartialEq<Vec<T>> for Array<T> {
+    fn eq(&self, other: &Vec<T>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+/// The bytes of an array that an entry writer copies to the file after the payload.
+pub(crate) trait Section {
+    fn bytes(&self) -> &[u8];
+}
+
+impl<T: Pod> Section for Array<T> {
+    fn bytes(&self) -> &[u8] {
+        Array::bytes(self)
+    }
+}
+
+thread_local! {
+    static SINK: RefCell<Option<Vec<Box<dyn Section>>>> = const { RefCell::new(None) };
+    static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
+}
+
+/// Collects the arrays of a payload while it is serialized on this thread.
+pub(crate) struct Sink {
+    outer: Option<Vec<Box<dyn Section>>>,
+}
+
+impl Sink {
+    pub(crate) fn open() -> Self {
+        Sink {
+            outer: SINK.replace(Some(Vec::new())),
+        }
+    }
+
+    /// The arrays serialized since `open`, in the order of their indices.
+    pub(crate) fn finish(self) -> Vec<Box<dyn Section>> {
+        SINK.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // Restores the sink of an enclosing write (a `Serialize` impl that dumps a file).
+        SINK.set(self.outer.take());
+    }
+}
+
+/// Where one array section lies in an entry file, from the entry's section table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SectionRef {
+    pub offset: usize,
+    pub len: usize,
+    pub hash: u64,
+}
+
+/// The map and section table of the entry being decoded on this thread.
+pub(crate) struct Source {
+    pub map: Arc<memmap2::Mmap>,
+    pub sections: Vec<SectionRef>,
+    /// Whether to check each array against its hash as it is decoded.
+    pub verify: bool,
+}
+
+thread_local! {
+    /// Why an array could not be decoded: serde's error type would keep only that it failed.
+    static PROBLEM: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// Keeps a [`Source`] open on this thread while a payload is decoded.
+pub(crate) struct SourceGuard {
+    outer: Option<Source>,
+}
+
+impl Source {
+    pub(crate) fn enter(self) -> SourceGuard {
+        PROBLEM.set(None);
+        SourceGuard {
+            outer: SOURCE.replace(Some(self)),
+        }
+    }
+}
+
+impl SourceGuard {
+    /// Closes the source; says why an array failed to decode, if one did.
+    pub(crate) fn exit(self) -> Option<&'static str> {
+        PROBLEM.take()
+    }
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        SOURCE.set(self.outer.take());
+    }
+}
+
+impl<T: Pod> Serialize for Array<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let index = SINK.with_borrow_mut(|sink| {
+            sink.as_mut().map(|sections| {
+                sections.push(Box::new(self.clone()));
+                sections.len() as u64 - 1
+            })
+        });
+        match index {
+            Some(index) => serializer.serialize_u64(index),
+            None => serializer.serialize_bytes(self.bytes()),
+        }
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A payload decoded with a source open was written with a sink open: the array is a
+        // section index. (Entries are written with a sink unless compressed, and the reader
+        // opens a source exactly for uncompressed entries.)
+        if SOURCE.with_borrow(Option::is_some) {
+            let index = u64::deserialize(deserializer)?;
+            return SOURCE
+                .with_borrow(|source| view(source.as_ref().expect("checked above"), index))
+                .map_err(|problem| {
+                    PROBLEM.set(Some(problem));
+                    de::Error::custom(problem)
+                });
+        }
+        deserializer.deserialize_bytes(BytesVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The array stored in section `index` of the entry being decoded.
+fn view<T: Pod>(source: &Source, index: u64) -> Result<Array<T>, &'static str> {
+    let section = usize::try_from(index)
+        .ok()
+        .and_then(|i| source.sections.get(i))
+        .ok_or("array section index out of range")?;
+    let bytes = &source.map[section.offset..section.offset + section.len];
+    if source.verify && xxh3_64(bytes) != section.hash {
+        return Err("array section checksum mismatch");
+    }
+    match bytemuck::try_cast_slice::<u8, T>(bytes) {
+        Ok(elements) => Ok(Array {
+            data: Data::Mapped {
+                map: Arc::clone(&source.map),
+                offset: section.offset,
+                len: elements.len(),
+                hash: section.hash,
+            },
+        }),
+        // Sections are 64-byte aligned in the file and the map is page aligned, so only a type
+        // aligned to more than that lands here; a length that is not a whole number of
+        // elements is damage.
+        Err(bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned) => {
+            Ok(Array::owned(bytemuck::pod_collect_to_vec(bytes)))
+        }
+        Err(_) => Err("array section is not a whole number of elements"),
+    }
+}
+
+struct BytesVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: Pod> BytesVisitor<T> {
+    fn array<E: de::Error>(bytes: &[u8]) -> Result<Array<T>, E> {
+        if bytes.len() % size_of::<T>() != 0 {
+            return Err(E::invalid_length(
+                bytes.len(),
+                &"a whole number of elements",
+            ));
+        }
+        Ok(Array::owned(bytemuck::pod_collect_to_vec(bytes)))
+    }
+}
+
+impl<'de, T: Pod> Visitor<'de> for BytesVisitor<T> {
+    type Value = Array<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the bytes of an array")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        Self::array(v)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Self-describing formats (JSON) may hand bytes back as a sequence of numbers.
+        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(b) = seq.next_element::<u8>()? {
+            bytes.push(b);
+        }
+        Self::array(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_an_entry_an_array_is_its_bytes() {
+        let a = Array::from(vec![1.5f64, -2.0]);
+        let bytes = postcard::to_allocvec(&a).unwrap();
+        let mut expected = vec![16u8];
+        expected.extend_from_slice(bytemuck::cast_slice(&[1.5f64, -2.0]));
+        assert_eq!(bytes, expected);
+        let back: Array<f64> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, a);
+        assert!(postcard::from_bytes::<Array<f64>>(&[3, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn a_sink_collects_arrays_and_restores_the_outer_one() {
+        let a = Array::from(vec![7u16; 3]);
+        let outer = Sink::open();
+        assert_eq!(postcard::to_allocvec(&(&a, &a)).unwrap(), [0, 1]);
+        {
+            let inner = Sink::open();
+            assert_eq!(postcard::to_allocvec(&a).unwrap(), [0]);
+            assert_eq!(inner.finish().len(), 1);
+        }
+        assert_eq!(postcard::to_allocvec(&a).unwrap(), [2]);
+        let sections = outer.finish();
+        assert_eq!(sections.len(), 3);
+        assert_eq!(sections[2].bytes(), bytemuck::cast_slice::<u16, u8>(&a));
+        assert_eq!(postcard::to_allocvec(&a).unwrap()[0], 6);
+    }
+
+    #[test]
+    fn clones_share_and_make_mut_copies() {
+        let mut a: Array<i32> = (0..4).collect();
+        let b = a.clone();
+        a.make_mut()[3] = -1;
+        assert_eq!(a, vec![0, 1, 2, -1]);
+        assert_eq!(b, vec![0, 1, 2, 3]);
+        assert_eq!(b.into_vec(), vec![0, 1, 2, 3]);
+    }
+}
