@@ -261,6 +261,9 @@ pub use joblet_runtime::{
     Unordered, dump, dump_with, load,
 };
 
+#[cfg(feature = "ndarray")]
+pub use joblet_runtime::{NdArray, ndarray};
+
 #[doc(hidden)]
 pub mod __private {
     pub use joblet_runtime::__private::*;

@@ -314,3 +314,70 @@ fn damaged_arrays_are_refused_or_caught_by_verify() {
     assert!(!back.verify());
     assert_ne!(back, large);
 }
+
+#[cfg(feature = "ndarray")]
+mod ndarray_feature {
+    use super::*;
+    use joblet::NdArray;
+    use joblet::ndarray::{Array2, Array3, Ix2, Ix3, ShapeBuilder};
+
+    #[test]
+    fn nd_arrays_round_trip_through_every_compression_and_load_as_views() {
+        let grid = Array2::from_shape_fn((300, 70), |(i, j)| i as f64 - j as f64 / 7.0);
+        let cube = Array3::from_shape_fn((4, 5, 6), |(i, j, k)| (i * 100 + j * 10 + k) as u16);
+        // Column-major, and transposed: stored in row-major order all the same.
+        let fortran = Array2::from_shape_fn((3, 4).f(), |(i, j)| (i * 4 + j) as i32);
+        let transposed = grid.t().to_owned();
+        let empty = Array2::<f32>::zeros((0, 5));
+        for (i, c) in ALL.into_iter().enumerate() {
+            let p = file(&format!("nd-{i}.jbl"));
+            dump_with(&NdArray::from(grid.clone()), &p, c).unwrap();
+            let back = load::<NdArray<f64>>(&p).unwrap();
+            assert_eq!(back.data().is_mapped(), c == Compression::None);
+            assert_eq!(back.view().into_dimensionality::<Ix2>().unwrap(), grid);
+
+            dump_with(
+                &(NdArray::from(cube.clone()), NdArray::from(empty.clone())),
+                &p,
+                c,
+            )
+            .unwrap();
+            let (c3, e) = load::<(NdArray<u16>, NdArray<f32>)>(&p).unwrap();
+            assert_eq!(c3.view().into_dimensionality::<Ix3>().unwrap(), cube);
+            assert_eq!(e.shape(), &[0, 5]);
+
+            for odd in [&fortran, &fortran.t().to_owned()] {
+                dump_with(&NdArray::from(odd.clone()), &p, c).unwrap();
+                let back = load::<NdArray<i32>>(&p).unwrap().into_owned();
+                assert_eq!(back.into_dimensionality::<Ix2>().unwrap(), odd);
+            }
+            dump_with(&NdArray::from(transposed.clone()), &p, c).unwrap();
+            assert_eq!(
+                load::<NdArray<f64>>(&p).unwrap().into_owned(),
+                transposed.clone().into_dyn()
+            );
+
+            // `ndarray` arrays themselves, by ndarray's serde support.
+            dump_with(&grid, &p, c).unwrap();
+            assert_eq!(load::<Array2<f64>>(&p).unwrap(), grid);
+        }
+    }
+
+    static GRIDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    #[joblet::cached(dir = common::dir("grid"))]
+    fn grid(n: usize) -> NdArray<f64> {
+        GRIDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Array2::from_shape_fn((n, n), |(i, j)| (i * j) as f64).into()
+    }
+
+    #[test]
+    fn a_cached_nd_array_hits_as_a_view() {
+        let computed = grid(200);
+        let hit = grid(200);
+        assert_eq!(GRIDS.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(hit.data().is_mapped());
+        assert_eq!(hit, computed);
+        assert_eq!(hit.view()[[199, 199]], 199.0 * 199.0);
+    }
+}

@@ -10,6 +10,8 @@ mod codec;
 mod entry;
 mod error;
 mod hash;
+#[cfg(feature = "ndarray")]
+mod ndim;
 mod parallel;
 mod persist;
 mod site;
@@ -18,6 +20,11 @@ pub use array::Array;
 pub use bytemuck::Pod;
 pub use entry::Compression;
 pub use error::{Error, ErrorKind};
+/// The `ndarray` crate this build works with, so that versions match.
+#[cfg(feature = "ndarray")]
+pub use ndarray;
+#[cfg(feature = "ndarray")]
+pub use ndim::NdArray;
 pub use parallel::{TaskPanic, Unordered};
 pub use persist::{dump, dump_with, load};
 pub use site::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};

@@ -70,7 +70,7 @@ pub fn dump_with<T: Serialize + ?Sized>(
 /// ```
 ///
 /// # Errors
-/// [`ErrorKind`] says what went wrong: the file is missing, truncated, damaged (its checksum
+/// [`ErrorKind`](crate::ErrorKind) says what went wrong: the file is missing, truncated, damaged (its checksum
 /// fails), holds another type, was written by an unsupported format version, or cannot be
 /// read.
 pub fn load<T: DeserializeOwned + 'static>(path: impl AsRef<Path>) -> Result<T, Error> {
