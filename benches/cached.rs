@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use joblet::cached;
+use joblet::{Array, cached};
 
 const CHILD: &str = "JOBLET_BENCH_CHILD";
 const BIG: usize = 1_000_000;
@@ -36,6 +36,12 @@ fn big(seed: u64) -> Vec<f64> {
     (0..BIG).map(|i| (i as u64 ^ seed) as f64).collect()
 }
 
+/// `n` numbers as a zero-copy `Array`: a hit maps the file and reads none of them.
+#[cached(dir = bench_dir())]
+fn array(n: usize) -> Array<f64> {
+    (0..n).map(|i| i as f64).collect()
+}
+
 fn hits(c: &mut Criterion) {
     let mut g = c.benchmark_group("cached hit");
     small(1);
@@ -43,6 +49,16 @@ fn hits(c: &mut Criterion) {
     big(1);
     g.throughput(Throughput::Bytes((BIG * 8) as u64));
     g.bench_function("fn(u64) -> Vec<f64> (1M)", |b| b.iter(|| big(black_box(1))));
+    // The same for 4 MB and 400 MB: a hit on an `Array` does not grow with its size.
+    for (label, n) in [("4 MB", 500_000), ("8 MB", BIG), ("400 MB", 50_000_000)] {
+        array(n);
+        g.throughput(Throughput::Bytes((n * 8) as u64));
+        g.bench_with_input(
+            BenchmarkId::new("fn(usize) -> Array<f64>", label),
+            &n,
+            |b, &n| b.iter(|| array(black_box(n))),
+        );
+    }
     g.finish();
 }
 

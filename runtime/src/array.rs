@@ -133,7 +133,11 @@ impl<T: Pod> Array<T> {
     pub fn into_vec(self) -> Vec<T> {
         match self.data {
             Data::Owned(v) => Arc::try_unwrap(v).unwrap_or_else(|shared| shared.to_vec()),
-            Data::Mapped { .. } => self.as_slice().to_vec(),
+            Data::Mapped { .. } => {
+                let mut v = crate::codec::vec_with_capacity(self.len());
+                v.extend_from_slice(self.as_slice());
+                v
+            }
         }
     }
 

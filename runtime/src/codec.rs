@@ -106,10 +106,13 @@ macro_rules! bulk {
                     let (_, numbers) = numbers(&payload, N)?;
                     // Monomorphic, so that the conversion inlines into a vectorized copy.
                     // (A `memcpy` into the vector's spare capacity measured slower here.)
-                    Ok(numbers
-                        .chunks_exact(N)
-                        .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunks of N bytes")))
-                        .collect())
+                    let mut out = vec_with_capacity(numbers.len() / N);
+                    out.extend(
+                        numbers
+                            .chunks_exact(N)
+                            .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunks of N bytes"))),
+                    );
+                    Ok(out)
                 }
             }
         }
@@ -117,6 +120,27 @@ macro_rules! bulk {
 }
 
 bulk!(f64, f32, u8, i8);
+
+/// An empty vector with room for `n` elements. On Linux, a large one asks for transparent huge
+/// pages, as numpy does for its arrays: filling 80 MB of fresh memory then takes 40 page faults
+/// instead of 20,000, which on a virtual machine is most of the cost of a load.
+pub(crate) fn vec_with_capacity<T>(n: usize) -> Vec<T> {
+    let v = Vec::with_capacity(n);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
+        let end = (v.as_ptr() as usize + v.capacity() * size_of::<T>()) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: the range lies inside the vector's allocation, which this function owns;
+            // the advice changes how its pages are backed, never their contents.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    v
+}
 
 /// Verifies the checksum, then decodes through serde; the payload must be consumed exactly.
 /// Verification comes first: a `Deserialize` implementation is user code, and it sees only

@@ -240,7 +240,7 @@ struct Body<W> {
 
 impl<W: Write + Seek> Body<W> {
     fn new(out: W) -> Self {
-        let mut buf = Vec::with_capacity(256);
+        let mut buf = Vec::with_capacity(4096);
         buf.resize(HEADER_LEN, 0);
         Body {
             out,
@@ -255,7 +255,9 @@ impl<W: Write + Seek> Body<W> {
         self.flushed + self.buf.len() as u64
     }
 
-    #[inline]
+    // Inlined into postcard's per-number calls, where `data` has a constant length: the copy
+    // becomes a move of a few bytes instead of a call to `memmove`.
+    #[inline(always)]
     fn extend(&mut self, data: &[u8]) -> io::Result<()> {
         if self.buf.len() + data.len() <= CHUNK {
             self.buf.extend_from_slice(data);
@@ -265,6 +267,7 @@ impl<W: Write + Seek> Body<W> {
     }
 
     #[cold]
+    #[inline(never)]
     fn spill(&mut self, data: &[u8]) -> io::Result<()> {
         self.flush()?;
         if data.len() < CHUNK {
@@ -337,12 +340,15 @@ impl<W: Write + Seek> postcard::ser_flavors::Flavor for &mut Body<W> {
         self.try_extend(&[byte])
     }
 
-    #[inline]
+    #[inline(always)]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.extend(data).map_err(|e| {
-            self.error = Some(e);
-            postcard::Error::SerializeBufferFull
-        })
+        match self.extend(data) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.error = Some(e);
+                Err(postcard::Error::SerializeBufferFull)
+            }
+        }
     }
 
     fn finalize(self) -> postcard::Result<()> {
