@@ -21,12 +21,43 @@ use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, Opened};
 use crate::error::ErrorKind;
 use crate::site::CacheOutput;
 
 /// Verifies an entry's checksum and decodes its payload into a `T`.
 pub type DecodeFn<T> = fn(&Entry<'_>) -> Result<T, ErrorKind>;
+
+/// Reads a large entry file's payload straight into a new `T`, or says `None` to leave it to
+/// the general path.
+type ReadFn<T> = fn(&mut Opened) -> Option<T>;
+
+/// How a stored `T` is decoded: from an entry's bytes, and for some types, straight from a
+/// large file into the value's own memory.
+pub struct Decoder<T> {
+    entry: DecodeFn<T>,
+    file: Option<ReadFn<T>>,
+}
+
+impl<T> Clone for Decoder<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Decoder<T> {}
+
+impl<T> Decoder<T> {
+    /// Decodes an entry read into memory.
+    pub(crate) fn entry(self, entry: &Entry<'_>) -> Result<T, ErrorKind> {
+        (self.entry)(entry)
+    }
+
+    /// Reads the value straight from the file, when this type has a way to and the file suits.
+    pub(crate) fn file(self, file: &mut Opened) -> Option<T> {
+        self.file.and_then(|read| read(file))
+    }
+}
 
 /// Selects the decoder of `T` through method resolution on `&&Codec<T>`.
 pub struct Codec<T>(PhantomData<fn() -> T>);
@@ -47,7 +78,7 @@ impl<T> Default for Codec<T> {
 /// Decoding through serde: what every type gets, one dereference below [`ViaBulk`].
 pub trait ViaSerde<T> {
     /// The decoder.
-    fn decoder(&self) -> DecodeFn<T>
+    fn decoder(&self) -> Decoder<T>
     where
         T: CacheOutput;
 }
@@ -57,38 +88,38 @@ pub trait ViaSerde<T> {
 // The method takes `&self`, so on `Codec<T>` its receiver is `&Codec<T>`: reached from
 // `&&Codec<T>` after one dereference, once `ViaBulk` (receiver `&&Codec<T>`) did not apply.
 impl<T> ViaSerde<T> for Codec<T> {
-    fn decoder(&self) -> DecodeFn<T>
+    fn decoder(&self) -> Decoder<T>
     where
         T: CacheOutput,
     {
-        serde_decode::<T>
+        Decoder {
+            entry: serde_decode::<T>,
+            file: None,
+        }
     }
 }
 
 /// Decoding by bulk copy, for vectors of fixed-width numbers.
 pub trait ViaBulk<T> {
     /// The decoder.
-    fn decoder(&self) -> DecodeFn<T>;
+    fn decoder(&self) -> Decoder<T>;
 }
 
 /// The one list of types with a bulk decoder: it makes both the autoref impls that generated
-/// code resolves to and the `TypeId` dispatch of `decode_any`, so the two cannot drift apart.
+/// code resolves to and the `TypeId` dispatch of `decoder_any`, so the two cannot drift apart.
 macro_rules! bulk {
     ($($t:ty),*) => {
         $(bulk!(@impl $t);)*
 
         /// The bulk decoder of `T`, found by `TypeId`, for code that knows `T` only
         /// generically; `None` for types without one.
-        fn bulk_by_type_id<T: 'static>(entry: &Entry<'_>) -> Option<Result<T, ErrorKind>> {
+        fn bulk_by_type_id<T: 'static>() -> Option<Decoder<T>> {
             use std::any::{Any, TypeId};
             let id = TypeId::of::<T>();
             $(
                 if id == TypeId::of::<Vec<$t>>() {
-                    let decoded = (&&Codec::<Vec<$t>>::new()).decoder()(entry);
-                    return Some(decoded.map(|v| {
-                        let boxed: Box<dyn Any> = Box::new(v);
-                        *boxed.downcast::<T>().expect("the TypeId matched")
-                    }));
+                    let decoder = (&&Codec::<Vec<$t>>::new()).decoder();
+                    return (&decoder as &dyn Any).downcast_ref::<Decoder<T>>().copied();
                 }
             )*
             None
@@ -96,23 +127,40 @@ macro_rules! bulk {
     };
     (@impl $t:ty) => {
         impl ViaBulk<Vec<$t>> for &Codec<Vec<$t>> {
-            fn decoder(&self) -> DecodeFn<Vec<$t>> {
-                |entry| {
-                    const N: usize = std::mem::size_of::<$t>();
-                    // Verified first, in one shot: xxh3 hashes a contiguous buffer about twice
-                    // as fast as its streaming form would, interleaved with the copy.
-                    entry.verify()?;
-                    let payload = entry.raw_payload()?;
-                    let (_, numbers) = numbers(&payload, N)?;
-                    // Monomorphic, so that the conversion inlines into a vectorized copy.
-                    // (A `memcpy` into the vector's spare capacity measured slower here.)
-                    let mut out = vec_with_capacity(numbers.len() / N);
-                    out.extend(
-                        numbers
-                            .chunks_exact(N)
-                            .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunks of N bytes"))),
-                    );
-                    Ok(out)
+            fn decoder(&self) -> Decoder<Vec<$t>> {
+                Decoder {
+                    entry: |entry| {
+                        const N: usize = size_of::<$t>();
+                        // Verified first, in one shot: xxh3 hashes a contiguous buffer about
+                        // twice as fast as its streaming form would, interleaved with the copy.
+                        entry.verify()?;
+                        let payload = entry.raw_payload()?;
+                        let (_, numbers) = numbers(&payload, N)?;
+                        // Monomorphic, so that the conversion inlines into a vectorized copy.
+                        // (A `memcpy` into the vector's spare capacity measured slower here.)
+                        let mut out = vec_with_capacity(numbers.len() / N);
+                        out.extend(numbers.chunks_exact(N).map(|c| {
+                            <$t>::from_le_bytes(c.try_into().expect("chunks of N bytes"))
+                        }));
+                        Ok(out)
+                    },
+                    file: Some(|file| {
+                        let mut numbers = file.read_payload::<Vec<$t>, _>(
+                            |head, payload_len| {
+                                let (len, rest) = postcard::take_from_bytes::<usize>(head).ok()?;
+                                let prefix = head.len() - rest.len();
+                                // Checked before allocating: the header is not verified yet.
+                                let bytes = len.checked_mul(size_of::<$t>())?;
+                                (bytes as u64 + prefix as u64 == payload_len)
+                                    .then(|| (prefix, zeroed_vec::<$t>(len)))
+                            },
+                            |v| bytemuck::cast_slice_mut(v.as_mut_slice()),
+                        )?;
+                        if cfg!(target_endian = "big") {
+                            numbers.iter_mut().for_each(|x| *x = <$t>::from_le_bytes(x.to_ne_bytes()));
+                        }
+                        Some(numbers)
+                    }),
                 }
             }
         }
@@ -121,25 +169,39 @@ macro_rules! bulk {
 
 bulk!(f64, f32, u8, i8);
 
-/// An empty vector with room for `n` elements. On Linux, a large one asks for transparent huge
-/// pages, as numpy does for its arrays: filling 80 MB of fresh memory then takes 40 page faults
-/// instead of 20,000, which on a virtual machine is most of the cost of a load.
+/// An empty vector with room for `n` elements, on huge pages if large (see [`advise_huge`]).
 pub(crate) fn vec_with_capacity<T>(n: usize) -> Vec<T> {
-    let v = Vec::with_capacity(n);
+    let v = Vec::<T>::with_capacity(n);
+    advise_huge(v.as_ptr().cast(), v.capacity() * size_of::<T>());
+    v
+}
+
+/// `n` zeros, not yet touched, on huge pages if large (see [`advise_huge`]).
+fn zeroed_vec<T: bytemuck::Pod>(n: usize) -> Vec<T> {
+    let v = bytemuck::zeroed_vec::<T>(n);
+    advise_huge(v.as_ptr().cast(), v.capacity() * size_of::<T>());
+    v
+}
+
+/// On Linux, asks for transparent huge pages for the whole 2 MiB pages within `len` bytes from
+/// `start`, as numpy does for its arrays: filling 80 MB of fresh memory then takes 40 page
+/// faults instead of 20,000, which on a virtual machine is most of the cost of a large load.
+fn advise_huge(start: *const u8, len: usize) {
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
-        let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
-        let end = (v.as_ptr() as usize + v.capacity() * size_of::<T>()) / HUGE * HUGE;
-        if end > start {
-            // SAFETY: the range lies inside the vector's allocation, which this function owns;
-            // the advice changes how its pages are backed, never their contents.
+        let from = (start as usize).next_multiple_of(HUGE);
+        let to = (start as usize + len) / HUGE * HUGE;
+        if to > from {
+            // SAFETY: the range lies inside an allocation the caller owns; the advice changes
+            // how its pages are backed, never their contents.
             unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+                libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
             }
         }
     }
-    v
+    #[cfg(not(target_os = "linux"))]
+    let _ = (start, len);
 }
 
 /// Verifies the checksum, then decodes through serde; the payload must be consumed exactly.
@@ -160,8 +222,11 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, E
 
 /// The decoder of `T` for code that only knows `T` generically (`load`): the bulk copy for the
 /// vectors that have one, serde otherwise.
-pub(crate) fn decode_any<T: DeserializeOwned + 'static>(entry: &Entry<'_>) -> Result<T, ErrorKind> {
-    bulk_by_type_id(entry).unwrap_or_else(|| serde_decode(entry))
+pub(crate) fn decoder_any<T: DeserializeOwned + 'static>() -> Decoder<T> {
+    bulk_by_type_id().unwrap_or(Decoder {
+        entry: serde_decode::<T>,
+        file: None,
+    })
 }
 
 /// Splits postcard's encoding of a `Vec` of `n`-byte numbers into its varint length and the
@@ -196,17 +261,17 @@ mod tests {
         .unwrap()
     }
 
-    fn both<T: CacheOutput + PartialEq + std::fmt::Debug>(value: &T, bulk: DecodeFn<T>) {
+    fn both<T: CacheOutput + PartialEq + std::fmt::Debug>(value: &T, bulk: Decoder<T>) {
         let bytes = entry_bytes(value);
         let entry = parse(&bytes).unwrap();
-        assert_eq!(&bulk(&entry).unwrap(), value);
+        assert_eq!(&bulk.entry(&entry).unwrap(), value);
         assert_eq!(&serde_decode::<T>(&entry).unwrap(), value);
         // A flipped bit anywhere is caught before anything is returned.
         for at in [16, bytes.len() - entry.payload.len(), bytes.len() - 1] {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x40;
             if let Ok(entry) = parse(&damaged) {
-                assert!(bulk(&entry).is_err(), "flip at {at} accepted");
+                assert!(bulk.entry(&entry).is_err(), "flip at {at} accepted");
             }
         }
     }
@@ -216,7 +281,9 @@ mod tests {
         let floats: Vec<f64> = (0..100_000).map(|i| f64::from(i) * -0.37).collect();
         both(&floats, (&&Codec::<Vec<f64>>::new()).decoder());
         let odd = vec![f64::from_bits(0x7ff8_dead_beef_0001), -0.0, f64::INFINITY];
-        let decoded = (&&Codec::<Vec<f64>>::new()).decoder()(&parse(&entry_bytes(&odd)).unwrap());
+        let decoded = (&&Codec::<Vec<f64>>::new())
+            .decoder()
+            .entry(&parse(&entry_bytes(&odd)).unwrap());
         let bits: Vec<u64> = decoded.unwrap().iter().map(|x| x.to_bits()).collect();
         assert_eq!(bits, odd.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
         let singles: Vec<f32> = (0..300).map(|i| i as f32 / 7.0).collect();
@@ -246,20 +313,20 @@ mod tests {
 
     /// Which decoder was picked, told apart by how each reports a payload of three bytes
     /// announcing three numbers.
-    fn picks_bulk<T>(decode: DecodeFn<T>) -> bool {
+    fn picks_bulk<T>(decode: Decoder<T>) -> bool {
         let bytes = entry_bytes(&(3u8, 0u8, 0u8));
-        match decode(&parse(&bytes).unwrap()) {
+        match decode.entry(&parse(&bytes).unwrap()) {
             Err(ErrorKind::Decode(m)) => m.contains("-byte numbers"),
             _ => false,
         }
     }
 
     #[test]
-    fn decode_any_picks_bulk_for_number_vectors_only() {
-        assert!(picks_bulk(decode_any::<Vec<f64>>));
-        assert!(picks_bulk(decode_any::<Vec<i8>>));
-        assert!(!picks_bulk(decode_any::<Vec<u64>>));
-        assert!(!picks_bulk(decode_any::<String>));
+    fn decoder_any_picks_bulk_for_number_vectors_only() {
+        assert!(picks_bulk(decoder_any::<Vec<f64>>()));
+        assert!(picks_bulk(decoder_any::<Vec<i8>>()));
+        assert!(!picks_bulk(decoder_any::<Vec<u64>>()));
+        assert!(!picks_bulk(decoder_any::<String>()));
     }
 
     #[test]
@@ -270,5 +337,86 @@ mod tests {
         assert!(!picks_bulk((&&Codec::<Vec<u64>>::new()).decoder()));
         assert!(!picks_bulk((&&Codec::<Vec<Vec<f64>>>::new()).decoder()));
         assert!(!picks_bulk((&&Codec::<String>::new()).decoder()));
+    }
+
+    /// Writes `value` as an entry file and opens it.
+    fn opened<T: Serialize>(name: &str, value: &T) -> (std::path::PathBuf, Opened) {
+        opened_as(name, value, std::any::type_name::<T>())
+    }
+
+    /// Writes `value` as an entry file that says it holds a `type_name`, and opens it.
+    fn opened_as<T: Serialize>(
+        name: &str,
+        value: &T,
+        type_name: &str,
+    ) -> (std::path::PathBuf, Opened) {
+        let dir = std::env::temp_dir().join(format!("joblet-codec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let kind = crate::entry::Compression::None;
+        crate::entry::write(
+            &path,
+            value,
+            std::any::type_name::<T>(),
+            Default::default(),
+            kind,
+            false,
+        )
+        .unwrap();
+        let file = Opened::open(&path).unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn large_number_vectors_are_read_straight_from_the_file() {
+        let floats: Vec<f64> = (0..300_000).map(|i| f64::from(i) / 3.0).collect();
+        let (path, mut file) = opened("direct.jbl", &floats);
+        let direct = (&&Codec::<Vec<f64>>::new()).decoder().file(&mut file);
+        assert_eq!(direct.as_ref(), Some(&floats));
+        // Not for another type, nor for a damaged file: the general path says why.
+        let mut file = Opened::open(&path).unwrap();
+        assert!(
+            (&&Codec::<Vec<f32>>::new())
+                .decoder()
+                .file(&mut file)
+                .is_none()
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 5000;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut file = Opened::open(&path).unwrap();
+        assert!(
+            (&&Codec::<Vec<f64>>::new())
+                .decoder()
+                .file(&mut file)
+                .is_none()
+        );
+        let err = crate::entry::load(&path, decoder_any::<Vec<f64>>()).unwrap_err();
+        assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
+        // A length prefix that does not match the payload is refused before allocating.
+        let forged = (usize::MAX / 8, vec![0u8; 2 << 20]);
+        let (_, mut file) = opened_as("forged.jbl", &forged, "alloc::vec::Vec<f64>");
+        assert!(
+            (&&Codec::<Vec<f64>>::new())
+                .decoder()
+                .file(&mut file)
+                .is_none()
+        );
+        // Small files and other types take the general path.
+        let (_, mut file) = opened("small.jbl", &vec![1.0f64; 100]);
+        assert!(
+            (&&Codec::<Vec<f64>>::new())
+                .decoder()
+                .file(&mut file)
+                .is_none()
+        );
+        let (_, mut file) = opened("u64.jbl", &vec![1u64; 300_000]);
+        assert!(
+            (&&Codec::<Vec<u64>>::new())
+                .decoder()
+                .file(&mut file)
+                .is_none()
+        );
     }
 }

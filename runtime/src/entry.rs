@@ -44,7 +44,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::array::{Section, SectionRef, Sink, Source, SourceGuard};
-use crate::codec::DecodeFn;
+use crate::codec::Decoder;
 use crate::error::{Error, ErrorKind};
 
 pub(crate) const MAGIC: [u8; 8] = *b"\x89JBL\r\n\x1a\n";
@@ -471,32 +471,102 @@ impl std::ops::Deref for Bytes {
 
 /// Reads the entry file at `path`.
 pub(crate) fn read(path: &Path) -> Result<Bytes, ErrorKind> {
-    let mut file = File::open(path).map_err(ErrorKind::from_io)?;
-    let mut small = [0u8; SMALL];
-    let len = read_full(&mut file, &mut small)?;
-    let has_arrays = len >= HEADER_LEN && small[..8] == MAGIC && u32_at(&small, 24) != 0;
-    if len < SMALL && !has_arrays {
-        return Ok(Bytes::Small(small, len));
+    Opened::open(path)?.bytes()
+}
+
+/// An entry file open, with its first bytes read.
+pub(crate) struct Opened {
+    file: File,
+    head: [u8; SMALL],
+    len: usize,
+}
+
+impl Opened {
+    pub(crate) fn open(path: &Path) -> Result<Self, ErrorKind> {
+        let mut file = File::open(path).map_err(ErrorKind::from_io)?;
+        let mut head = [0u8; SMALL];
+        let len = read_full(&mut file, &mut head)?;
+        Ok(Opened { file, head, len })
     }
-    let size = file.metadata().map_err(ErrorKind::from_io)?.len();
-    if size > MAP_FROM || has_arrays {
-        let mut options = memmap2::MmapOptions::new();
-        if !has_arrays {
-            // Everything will be read: fault it all in with one call. Arrays are views, whose
-            // pages are read only if and when they are used.
-            options.populate();
+
+    fn has_arrays(&self) -> bool {
+        self.len >= HEADER_LEN && self.head[..8] == MAGIC && u32_at(&self.head, 24) != 0
+    }
+
+    /// The whole file.
+    pub(crate) fn bytes(mut self) -> Result<Bytes, ErrorKind> {
+        let has_arrays = self.has_arrays();
+        if self.len < SMALL && !has_arrays {
+            return Ok(Bytes::Small(self.head, self.len));
         }
-        // SAFETY: entry files are never modified in place: writers create a new file and
-        // rename it over the old path, so the inode mapped here keeps its contents while the
-        // map lives. A process that writes into cache files by hand breaks this, as it would
-        // for any mapped file.
-        let map = unsafe { options.map(&file) }.map_err(ErrorKind::from_io)?;
-        return Ok(Bytes::Mapped(Arc::new(map)));
+        let size = self.file.metadata().map_err(ErrorKind::from_io)?.len();
+        if size > MAP_FROM || has_arrays {
+            let mut options = memmap2::MmapOptions::new();
+            if !has_arrays {
+                // Everything will be read: fault it all in with one call. Arrays are views,
+                // whose pages are read only if and when they are used.
+                options.populate();
+            }
+            // SAFETY: entry files are never modified in place: writers create a new file and
+            // rename it over the old path, so the inode mapped here keeps its contents while
+            // the map lives. A process that writes into cache files by hand breaks this, as it
+            // would for any mapped file.
+            let map = unsafe { options.map(&self.file) }.map_err(ErrorKind::from_io)?;
+            return Ok(Bytes::Mapped(Arc::new(map)));
+        }
+        let mut all = Vec::with_capacity(size as usize + 1);
+        all.extend_from_slice(&self.head[..self.len]);
+        // Where the head ends, whatever a direct read tried before.
+        self.file
+            .seek(SeekFrom::Start(self.len as u64))
+            .map_err(ErrorKind::Io)?;
+        self.file
+            .read_to_end(&mut all)
+            .map_err(ErrorKind::from_io)?;
+        Ok(Bytes::Heap(all))
     }
-    let mut all = Vec::with_capacity(size as usize + 1);
-    all.extend_from_slice(&small[..len]);
-    file.read_to_end(&mut all).map_err(ErrorKind::from_io)?;
-    Ok(Bytes::Heap(all))
+
+    /// For a large, uncompressed entry of a `T` without arrays: `skip` reads the start of the
+    /// payload (given with the payload's length) and makes the value, and the rest of the
+    /// payload is read straight into the memory `fill` hands out, verifying the checksum on
+    /// the way. This spares a map and a copy. `None` when the file is anything
+    /// else or fails to verify; the general path then reports why.
+    pub(crate) fn read_payload<T, R>(
+        &mut self,
+        skip: impl FnOnce(&[u8], u64) -> Option<(usize, R)>,
+        fill: impl FnOnce(&mut R) -> &mut [u8],
+    ) -> Option<R> {
+        let head = &self.head[..self.len];
+        if self.len < SMALL || self.has_arrays() || known_codec(head) != Some(0) {
+            return None;
+        }
+        let size = self.file.metadata().ok()?.len();
+        let name_end = HEADER_LEN + u16_at(head, 20) as usize;
+        let payload_len = u64_at(head, 32);
+        if size <= MAP_FROM || name_end >= self.len || (name_end as u64) + payload_len != size {
+            return None;
+        }
+        let name = std::str::from_utf8(&head[HEADER_LEN..name_end]).ok()?;
+        if name != canonical_type_name(std::any::type_name::<T>()) {
+            return None;
+        }
+        let in_head = &head[name_end..];
+        let (skip, mut value) = skip(in_head, payload_len)?;
+        let dest = fill(&mut value);
+        if (skip + dest.len()) as u64 != payload_len || skip > in_head.len() {
+            return None;
+        }
+        let mut hasher = Xxh3::new();
+        hasher.update(&head[HEADER_LEN..]);
+        let from_head = in_head.len() - skip;
+        dest[..from_head].copy_from_slice(&in_head[skip..]);
+        // Chunks hashed right after they are read, while they are still in cache.
+        for chunk in dest[from_head..].chunks_mut(CHUNK * 4) {
+            self.file.read_exact(chunk).ok()?;
+            hasher.update(chunk);
+        }
+        (checksum(&head[16..HEADER_LEN], hasher.digest()) == u64_at(head, 8)).then_some(value)
+    }
 }
 
 /// Reads until `buf` is full or the file ends; returns how many bytes were read.
@@ -624,6 +694,18 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         ));
     }
     Ok(entry)
+}
+
+/// The codec of an entry whose header is at the start of `bytes`, if its magic, version and
+/// flags are ones this build reads.
+fn known_codec(bytes: &[u8]) -> Option<u16> {
+    let flags = u16_at(bytes, 18);
+    let known = bytes[0..8] == MAGIC
+        && u16_at(bytes, 16) == VERSION
+        && flags & !(BIG_ENDIAN | 0xF) == 0
+        && flags & BIG_ENDIAN == NATIVE
+        && flags & 0xF <= 2;
+    known.then_some(flags & 0xF)
 }
 
 /// Where the last array section ends, or the body if there are none, checking that sections
@@ -765,19 +847,23 @@ impl Entry<'_> {
 
     /// Decodes the entry as `T`, which must be the type it was written as. The decoder
     /// verifies the checksum.
-    pub(crate) fn decode_with<T>(&self, decode: DecodeFn<T>) -> Result<T, ErrorKind> {
+    pub(crate) fn decode_with<T>(&self, decode: Decoder<T>) -> Result<T, ErrorKind> {
         if let Err(wrong) = self.expect_type::<T>() {
             // A damaged type name is damage, not another type.
             self.verify()?;
             return Err(wrong);
         }
-        decode(self)
+        decode.entry(self)
     }
 }
 
 /// Reads, checks and decodes the entry at `path`.
-pub(crate) fn load<T>(path: &Path, decode: DecodeFn<T>) -> Result<T, Error> {
-    let decoded = read(path).and_then(|bytes| {
+pub(crate) fn load<T>(path: &Path, decode: Decoder<T>) -> Result<T, Error> {
+    let decoded = Opened::open(path).and_then(|mut file| {
+        if let Some(value) = decode.file(&mut file) {
+            return Ok(value);
+        }
+        let bytes = file.bytes()?;
         let entry = parse(&bytes)?;
         let arrays = entry.source(&bytes).map(Source::enter);
         let decoded = entry.decode_with(decode);
@@ -799,7 +885,7 @@ pub(crate) fn probe<T>(path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::serde_decode;
+    use crate::codec::decoder_any;
 
     fn entry<T: Serialize>(v: &T) -> Vec<u8> {
         encode(
@@ -816,7 +902,7 @@ mod tests {
         let v = vec![1.0f64, 2.0, 3.0];
         let bytes = entry(&v);
         let c = check(&bytes).unwrap();
-        assert_eq!(c.decode_with(serde_decode::<Vec<f64>>).unwrap(), v);
+        assert_eq!(c.decode_with(decoder_any::<Vec<f64>>()).unwrap(), v);
         let h = c.header();
         assert_eq!(h.type_name, "alloc::vec::Vec<f64>");
         assert_eq!(h.compute, Duration::from_millis(3));
@@ -841,7 +927,7 @@ mod tests {
         let bytes = entry(&vec![1.0f64]);
         let err = check(&bytes)
             .unwrap()
-            .decode_with(serde_decode::<Vec<u32>>)
+            .decode_with(decoder_any::<Vec<u32>>())
             .unwrap_err();
         assert_eq!(
             err.to_string(),

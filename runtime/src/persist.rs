@@ -75,5 +75,5 @@ pub fn dump_with<T: Serialize + ?Sized>(
 /// read.
 pub fn load<T: DeserializeOwned + 'static>(path: impl AsRef<Path>) -> Result<T, Error> {
     let path = path.as_ref();
-    entry::load(path, crate::codec::decode_any::<T>)
+    entry::load(path, crate::codec::decoder_any::<T>())
 }

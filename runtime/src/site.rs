@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::codec::DecodeFn;
+use crate::codec::Decoder;
 use crate::entry;
 use crate::error::{Error, ErrorKind};
 use crate::hash::{HashError, Key, KeyHasher};
@@ -239,7 +239,7 @@ impl Site {
         mode: Mode,
         self_ty: Option<&'static str>,
         key: &mut CallKey,
-        decode: DecodeFn<T>,
+        decode: Decoder<T>,
     ) -> Begin<T> {
         let path = self.path_for(self_ty, key);
         if let (Mode::Call, Some(path)) = (mode, &path) {
@@ -268,7 +268,7 @@ impl Site {
         mode: Mode,
         self_ty: Option<&'static str>,
         key: &mut CallKey,
-        decode: DecodeFn<T>,
+        decode: Decoder<T>,
     ) -> Begin<Result<T, E>> {
         match self.begin(mode, self_ty, key, decode) {
             Begin::Hit(value) => Begin::Hit(Ok(value)),
