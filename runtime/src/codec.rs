@@ -150,9 +150,8 @@ macro_rules! bulk {
                                 let (len, rest) = postcard::take_from_bytes::<usize>(head).ok()?;
                                 let prefix = head.len() - rest.len();
                                 // Checked before allocating: the header is not verified yet.
-                                let bytes = len.checked_mul(size_of::<$t>())?;
-                                (bytes as u64 + prefix as u64 == payload_len)
-                                    .then(|| (prefix, zeroed_vec::<$t>(len)))
+                                let bytes = len.checked_mul(size_of::<$t>())?.checked_add(prefix)?;
+                                (bytes as u64 == payload_len).then(|| (prefix, zeroed_vec::<$t>(len)))
                             },
                             |v| bytemuck::cast_slice_mut(v.as_mut_slice()),
                         )?;
@@ -354,15 +353,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         let kind = crate::entry::Compression::None;
-        crate::entry::write(
-            &path,
-            value,
-            std::any::type_name::<T>(),
-            Default::default(),
-            kind,
-            false,
-        )
-        .unwrap();
+        crate::entry::write(&path, value, type_name, Default::default(), kind, false).unwrap();
         let file = Opened::open(&path).unwrap();
         (path, file)
     }
