@@ -75,6 +75,13 @@ const MAP_FROM: u64 = 1 << 20;
 /// The writer hands the file chunks of this size, hashing each while it is still in cache.
 const CHUNK: usize = 256 * 1024;
 
+/// Hashing this many bytes or more is done on a second thread beside the write or read it
+/// checks, where a thread's start (some 20 µs) is small beside it.
+const HASH_ASIDE_FROM: usize = 8 << 20;
+
+/// Direct reads go in steps of this size.
+const READ_STEP: usize = 1 << 20;
+
 /// The arrays of an entry are checked against their hashes on load when they take at most this
 /// much in all; beyond, the load would cost as much as a copy.
 const VERIFY_ARRAYS_UP_TO: usize = 1 << 20;
@@ -306,20 +313,32 @@ impl<W: Write + Seek> Body<W> {
         let mut end = table_at + (sections.len() * ROW) as u64;
         // Placeholder for the table, which holds the sections' hashes.
         self.out.write_all(&vec![0; sections.len() * ROW])?;
-        for section in sections {
-            let bytes = section.bytes();
-            let at = end.next_multiple_of(SECTION_ALIGN as u64);
-            self.out
-                .write_all(&[0; SECTION_ALIGN][..(at - end) as usize])?;
-            let mut hasher = Xxh3::new();
-            for chunk in bytes.chunks(CHUNK) {
-                self.out.write_all(chunk)?;
-                hasher.update(chunk);
+        let sections: Vec<&[u8]> = sections.iter().map(|s| s.bytes()).collect();
+        let hash_all = || {
+            sections
+                .iter()
+                .map(|bytes| xxh3_64(bytes))
+                .collect::<Vec<_>>()
+        };
+        let large = sections.iter().map(|s| s.len()).sum::<usize>() >= HASH_ASIDE_FROM;
+        let hashes = std::thread::scope(|scope| -> io::Result<Vec<u64>> {
+            // Large arrays are hashed on a second thread while this one writes them: the write
+            // is bound by the kernel's page cache, the hash by memory bandwidth.
+            let aside = large.then(|| spawn_scoped(scope, hash_all)).flatten();
+            for bytes in &sections {
+                let at = end.next_multiple_of(SECTION_ALIGN as u64);
+                self.out
+                    .write_all(&[0; SECTION_ALIGN][..(at - end) as usize])?;
+                self.out.write_all(bytes)?;
+                table.extend_from_slice(&at.to_le_bytes());
+                table.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                table.extend_from_slice(&[0; 8]); // the hash, filled in below
+                end = at + bytes.len() as u64;
             }
-            table.extend_from_slice(&at.to_le_bytes());
-            table.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            table.extend_from_slice(&hasher.digest().to_le_bytes());
-            end = at + bytes.len() as u64;
+            Ok(aside.map_or_else(hash_all, join))
+        })?;
+        for (row, hash) in table.chunks_exact_mut(ROW).zip(hashes) {
+            row[16..].copy_from_slice(&hash.to_le_bytes());
         }
         self.hasher.update(&table);
         if !table.is_empty() {
@@ -560,13 +579,63 @@ impl Opened {
         hasher.update(&head[HEADER_LEN..]);
         let from_head = in_head.len() - skip;
         dest[..from_head].copy_from_slice(&in_head[skip..]);
-        // Chunks hashed right after they are read, while they are still in cache.
-        for chunk in dest[from_head..].chunks_mut(CHUNK * 4) {
-            self.file.read_exact(chunk).ok()?;
-            hasher.update(chunk);
-        }
-        (checksum(&head[16..HEADER_LEN], hasher.digest()) == u64_at(head, 8)).then_some(value)
+        let digest = read_hashing(&mut self.file, &mut dest[from_head..], hasher).ok()?;
+        (checksum(&head[16..HEADER_LEN], digest) == u64_at(head, 8)).then_some(value)
     }
+}
+
+/// Fills `dest` from `file`, hashing what is read into `hasher`; returns the digest. A large
+/// read is hashed on a second thread, a chunk behind the reads, so that it costs no time.
+fn read_hashing(file: &mut File, dest: &mut [u8], hasher: Xxh3) -> io::Result<u64> {
+    if dest.len() < HASH_ASIDE_FROM {
+        return read_hashing_here(file, dest, hasher);
+    }
+    std::thread::scope(|scope| {
+        let (send, chunks) = std::sync::mpsc::channel::<&[u8]>();
+        let mut aside = hasher.clone();
+        let Some(helper) = spawn_scoped(scope, move || {
+            chunks.iter().for_each(|chunk| aside.update(chunk));
+            aside.digest()
+        }) else {
+            return read_hashing_here(file, dest, hasher);
+        };
+        for chunk in dest.chunks_mut(READ_STEP) {
+            file.read_exact(chunk)?;
+            let done: &[u8] = chunk;
+            // The helper only stops early by panicking, which `join` passes on.
+            let _ = send.send(done);
+        }
+        drop(send);
+        Ok(join(helper))
+    })
+}
+
+/// [`read_hashing`] on this thread alone, each chunk hashed while it is still in cache.
+fn read_hashing_here(file: &mut File, dest: &mut [u8], mut hasher: Xxh3) -> io::Result<u64> {
+    for chunk in dest.chunks_mut(READ_STEP) {
+        file.read_exact(chunk)?;
+        hasher.update(chunk);
+    }
+    Ok(hasher.digest())
+}
+
+/// A helper thread in `scope`, or `None` when the system cannot start one (the caller then
+/// does the work itself).
+fn spawn_scoped<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    work: impl FnOnce() -> T + Send + 'scope,
+) -> Option<std::thread::ScopedJoinHandle<'scope, T>> {
+    std::thread::Builder::new()
+        .name("joblet-hash".into())
+        .spawn_scoped(scope, work)
+        .ok()
+}
+
+/// The helper's result; its panic, if it panicked, becomes this thread's.
+fn join<T>(helper: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    helper
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Reads until `buf` is full or the file ends; returns how many bytes were read.
