@@ -176,7 +176,7 @@ pub(crate) fn vec_with_capacity<T>(n: usize) -> Vec<T> {
 }
 
 /// `n` zeros, not yet touched, on huge pages if large (see [`advise_huge`]).
-fn zeroed_vec<T: bytemuck::Pod>(n: usize) -> Vec<T> {
+pub(crate) fn zeroed_vec<T: bytemuck::Pod>(n: usize) -> Vec<T> {
     let v = bytemuck::zeroed_vec::<T>(n);
     advise_huge(v.as_ptr().cast(), v.capacity() * size_of::<T>());
     v

@@ -164,17 +164,26 @@ fn write_to<W: Write + Seek, T: ?Sized + Serialize>(
             }
             (body.len() - start, sink.finish())
         }
-        Compression::Lz4 | Compression::Zstd(_) => {
+        Compression::Lz4 => {
             // Arrays go inline (as bytes) into a compressed payload: a compressed entry is
-            // never mapped.
-            let raw = postcard::to_allocvec(value).map_err(encode_err)?;
-            let packed = match compression {
-                Compression::Zstd(level) => zstd::bulk::compress(&raw, level)
-                    .map_err(|e| ErrorKind::Encode(format!("zstd: {e}")))?,
-                _ => lz4_flex::block::compress(&raw),
-            };
-            body.extend(&packed).map_err(ErrorKind::Io)?;
-            (raw.len() as u64, Vec::new())
+            // never mapped. LZ4 compresses the payload a block at a time, each stored after its
+            // compressed length, so that no buffer the size of the value is ever needed.
+            let mut packed = vec![0; lz4_flex::block::get_maximum_output_size(BLOCK)];
+            let blocks = Blocks::new(|block: &[u8]| {
+                let n =
+                    lz4_flex::block::compress_into(block, &mut packed).map_err(io::Error::other)?;
+                body.extend(&(n as u32).to_le_bytes())?;
+                body.extend(&packed[..n])
+            });
+            let raw_len = blocks.serialize(value)?;
+            (raw_len, Vec::new())
+        }
+        Compression::Zstd(level) => {
+            let zstd_err = |e: io::Error| ErrorKind::Encode(format!("zstd: {e}"));
+            let mut encoder = zstd::stream::Encoder::new(&mut body, level).map_err(zstd_err)?;
+            let raw_len = Blocks::new(|block: &[u8]| encoder.write_all(block)).serialize(value)?;
+            encoder.finish().map_err(ErrorKind::Io)?;
+            (raw_len, Vec::new())
         }
     };
     let fields = Fields {
@@ -348,6 +357,101 @@ impl<W: Write + Seek> Body<W> {
         self.out.seek(SeekFrom::Start(0))?;
         self.out.write_all(&fields.header(self.hasher.digest()))?;
         Ok(end)
+    }
+}
+
+/// Where a compressor writes: the entry being written.
+impl<W: Write + Seek> Write for Body<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.extend(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Raw payload bytes handed to a compressor at a time.
+const BLOCK: usize = 1 << 20;
+
+/// The postcard flavor of a compressed payload: the serialized bytes, gathered into blocks of
+/// [`BLOCK`] bytes, each handed to `pack` when full.
+struct Blocks<F> {
+    buf: Vec<u8>,
+    pack: F,
+    raw_len: u64,
+    /// Why `pack` failed, for the postcard error that reports it.
+    error: Option<io::Error>,
+}
+
+impl<F: FnMut(&[u8]) -> io::Result<()>> Blocks<F> {
+    fn new(pack: F) -> Self {
+        Blocks {
+            buf: Vec::with_capacity(BLOCK),
+            pack,
+            raw_len: 0,
+            error: None,
+        }
+    }
+
+    /// Serializes `value` through `pack`; returns the payload's length before compression.
+    fn serialize<T: ?Sized + Serialize>(mut self, value: &T) -> Result<u64, ErrorKind> {
+        if let Err(e) = postcard::serialize_with_flavor(value, &mut self) {
+            return Err(self
+                .error
+                .take()
+                .map_or_else(|| ErrorKind::Encode(e.to_string()), ErrorKind::Io));
+        }
+        self.pack_block().map_err(ErrorKind::Io)?;
+        Ok(self.raw_len)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let (now, later) = data.split_at(data.len().min(BLOCK - self.buf.len()));
+            self.buf.extend_from_slice(now);
+            data = later;
+            if self.buf.len() == BLOCK {
+                self.pack_block()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn pack_block(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            (self.pack)(&self.buf)?;
+            self.raw_len += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<F: FnMut(&[u8]) -> io::Result<()>> postcard::ser_flavors::Flavor for &mut Blocks<F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.buf.len() + data.len() <= BLOCK {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        self.spill(data).map_err(|e| {
+            self.error = Some(e);
+            postcard::Error::SerializeBufferFull
+        })
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -888,10 +992,25 @@ impl Entry<'_> {
                 if raw_len > stored.saturating_mul(LZ4_MAX_RATIO) + 16 {
                     return Err(bad());
                 }
-                let mut out = vec![0; usize::try_from(raw_len).map_err(|_| bad())?];
-                match lz4_flex::block::decompress_into(self.payload, &mut out) {
-                    Ok(n) if n == out.len() => Ok(std::borrow::Cow::Owned(out)),
-                    _ => Err(bad()),
+                let raw_len = usize::try_from(raw_len).map_err(|_| bad())?;
+                let mut out = crate::codec::zeroed_vec::<u8>(raw_len);
+                let mut input = self.payload;
+                for block in out.chunks_mut(BLOCK) {
+                    let (len, rest) = input.split_first_chunk::<4>().ok_or_else(bad)?;
+                    let len = u32::from_le_bytes(*len) as usize;
+                    if len > rest.len() {
+                        return Err(bad());
+                    }
+                    let (packed, rest) = rest.split_at(len);
+                    match lz4_flex::block::decompress_into(packed, block) {
+                        Ok(n) if n == block.len() => input = rest,
+                        _ => return Err(bad()),
+                    }
+                }
+                if input.is_empty() {
+                    Ok(std::borrow::Cow::Owned(out))
+                } else {
+                    Err(bad())
                 }
             }
             _ => {
