@@ -484,3 +484,24 @@ fn a_cached_array_hits_as_a_view_without_reading_its_pages() {
     }
     assert!(hit.verify());
 }
+
+static SUMS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("array-arg"))]
+fn total(values: &Array<f64>) -> f64 {
+    SUMS.fetch_add(1, SeqCst);
+    values.iter().sum()
+}
+
+#[test]
+fn an_array_argument_is_keyed_by_its_elements() {
+    let a: Array<f64> = (0..1000).map(f64::from).collect();
+    assert_eq!(total(&a), 499_500.0);
+    assert_eq!(total(&a.clone()), 499_500.0);
+    assert_eq!(total(&Array::from(a.to_vec())), 499_500.0);
+    assert_eq!(SUMS.load(SeqCst), 1);
+    let mut b = a.clone();
+    b.make_mut()[0] = 1.0;
+    assert_eq!(total(&b), 499_501.0);
+    assert_eq!(SUMS.load(SeqCst), 2);
+}

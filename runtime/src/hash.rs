@@ -66,6 +66,7 @@ impl KeyHasher {
     /// Fails only when the value's own `Serialize` implementation reports an error.
     #[inline]
     pub fn value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), HashError> {
+        let _entry_writer = crate::array::Sink::suspend();
         value.serialize(self)
     }
 
@@ -652,6 +653,7 @@ impl ser::SerializeMap for Compound<'_> {
 /// # Errors
 /// Fails only when the value's own `Serialize` implementation reports an error.
 pub fn key_of<T: ?Sized + Serialize>(value: &T) -> Result<Key, HashError> {
+    let _entry_writer = crate::array::Sink::suspend();
     digest(value).map(Key)
 }
 
