@@ -381,3 +381,82 @@ mod ndarray_feature {
         assert_eq!(hit.view()[[199, 199]], 199.0 * 199.0);
     }
 }
+
+/// A value whose `Deserialize` loads another file: a load nested in a load.
+#[derive(Debug, PartialEq)]
+struct Pointer(Array<f64>);
+
+impl Serialize for Pointer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The inner file is written, compressed, while the outer entry's writer is open.
+        dump_with(&self.0, file("nested-inner.jbl"), Compression::Zstd(1))
+            .map_err(serde::ser::Error::custom)?;
+        s.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pointer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        load(file("nested-inner.jbl"))
+            .map(Pointer)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[test]
+fn dumps_and_loads_nested_in_others_keep_their_arrays_apart() {
+    let p = file("nested-outer.jbl");
+    let outer = (
+        Array::from(vec![9.0f64; 4]),
+        Pointer(Array::from(vec![1.0, 2.0, 3.0])),
+    );
+    dump(&outer, &p).unwrap();
+    let back = load::<(Array<f64>, Pointer)>(&p).unwrap();
+    assert_eq!(back, outer);
+    assert!(back.0.is_mapped() && !back.1.0.is_mapped());
+}
+
+#[test]
+fn type_names_of_arrays_are_their_public_names() {
+    let p = file("array-name.jbl");
+    dump(&Array::from(vec![1.0f64]), &p).unwrap();
+    let err = load::<Vec<f64>>(&p).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("expected alloc::vec::Vec<f64>, file holds joblet::Array<f64>"),
+        "{err}"
+    );
+}
+
+#[test]
+fn forged_lengths_in_large_files_are_errors_not_panics() {
+    let p = file("forged-large.jbl");
+    dump(&vec![0.5f64; 300_000], &p).unwrap();
+    let bytes = fs::read(&p).unwrap();
+    for (at, value) in [
+        (32, u64::MAX),
+        (32, 1 << 40),
+        (40, u64::MAX),
+        (24, u64::from(u32::MAX)),
+    ] {
+        let mut forged = bytes.clone();
+        forged[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        fs::write(&p, forged).unwrap();
+        assert!(load::<Vec<f64>>(&p).is_err(), "{at}: {value}");
+    }
+    // A flipped bit in an array's row of the section table is damage, not a truncation.
+    let p = file("flipped-row.jbl");
+    dump(&Array::from(vec![1u8; 5000]), &p).unwrap();
+    let mut bytes = fs::read(&p).unwrap();
+    let field = |at: usize, n: usize| {
+        let mut v = [0u8; 8];
+        v[..n].copy_from_slice(&bytes[at..at + n]);
+        u64::from_le_bytes(v) as usize
+    };
+    let row = 64 + field(20, 2) + field(32, 8);
+    bytes[row + 8 + 3] ^= 0x10; // the length, far beyond the file
+    fs::write(&p, bytes).unwrap();
+    let err = load::<Array<u8>>(&p).unwrap_err();
+    assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
+}

@@ -18,6 +18,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::error::ErrorKind;
+
 /// A flat array of numbers (or any [`Pod`] type) that loads without copying.
 ///
 /// Built from a `Vec<T>` on the compute side, it derefs to `&[T]`. Written by [`dump`] or
@@ -48,11 +50,22 @@ use xxhash_rust::xxh3::xxh3_64;
 /// file are always checked, so a truncated file is always refused, and
 /// [`Array::verify`] checks the contents on demand.
 ///
+/// A file written with compression ([`dump_with`]) holds its arrays inside the compressed
+/// payload: they load as owned arrays, decompressed, never as views.
+///
 /// # Byte order
 /// Elements are stored in the machine's byte order, which the file records; a file written on
-/// a machine of the other byte order is refused.
+/// a machine of the other byte order is refused. To other serde formats (JSON, bincode), an
+/// `Array` is a byte string in the machine's byte order too.
+///
+/// # Serializers inside `Serialize`
+/// While joblet writes an entry, an `Array` serialized on that thread by any serializer other
+/// than joblet's own (a `Serialize` impl that runs `serde_json` on a field, say) is written as
+/// the index of a section of the entry, not as its bytes. Such an impl should serialize
+/// arrays only through the serializer it is given.
 ///
 /// [`dump`]: crate::dump
+/// [`dump_with`]: crate::dump_with
 /// [`load`]: crate::load
 pub struct Array<T> {
     data: Data<T>,
@@ -142,7 +155,9 @@ impl<T: Pod> Array<T> {
     }
 
     /// Checks the elements of a loaded array against the hash stored when it was written,
-    /// reading every page. Arrays built in memory always pass.
+    /// reading every page. An array that owns its elements (built in memory, copied out by
+    /// [`Array::make_mut`], or loaded from a compressed file, whose own checksum covered it)
+    /// has nothing left to check and passes.
     ///
     /// ```
     /// let path = std::env::temp_dir().join("joblet-doc-verify.jbl");
@@ -319,7 +334,7 @@ pub(crate) struct Source {
 
 thread_local! {
     /// Why an array could not be decoded: serde's error type would keep only that it failed.
-    static PROBLEM: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+    static PROBLEM: std::cell::Cell<Option<ErrorKind>> = const { std::cell::Cell::new(None) };
 }
 
 /// Keeps a [`Source`] open on this thread while a payload is decoded.
@@ -327,18 +342,19 @@ pub(crate) struct SourceGuard {
     outer: Option<Source>,
 }
 
-impl Source {
-    pub(crate) fn enter(self) -> SourceGuard {
+impl SourceGuard {
+    /// Opens `source` for the payload about to be decoded on this thread, or, with `None`,
+    /// closes any source open around it (a load nested in another's `Deserialize` must not
+    /// read the outer file's sections).
+    pub(crate) fn enter(source: Option<Source>) -> SourceGuard {
         PROBLEM.set(None);
         SourceGuard {
-            outer: SOURCE.replace(Some(self)),
+            outer: SOURCE.replace(source),
         }
     }
-}
 
-impl SourceGuard {
     /// Closes the source; says why an array failed to decode, if one did.
-    pub(crate) fn exit(self) -> Option<&'static str> {
+    pub(crate) fn exit(self) -> Option<ErrorKind> {
         PROBLEM.take()
     }
 }
@@ -358,7 +374,10 @@ impl<T: Pod> Serialize for Array<T> {
             })
         });
         match index {
-            Some(index) => serializer.serialize_u64(index),
+            // With the element type, which the stored type's name does not show when the
+            // array is a field: a field changed from `Array<f64>` to `Array<f32>` is refused
+            // rather than reinterpreted.
+            Some(index) => (index, std::any::type_name::<T>()).serialize(serializer),
             None => serializer.serialize_bytes(self.bytes()),
         }
     }
@@ -370,27 +389,45 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
         // section index. (Entries are written with a sink unless compressed, and the reader
         // opens a source exactly for uncompressed entries.)
         if SOURCE.with_borrow(Option::is_some) {
-            let index = u64::deserialize(deserializer)?;
+            let (index, element) = <(u64, String)>::deserialize(deserializer)?;
             return SOURCE
-                .with_borrow(|source| view(source.as_ref().expect("checked above"), index))
+                .with_borrow(|source| {
+                    view(source.as_ref().expect("checked above"), index, &element)
+                })
                 .map_err(|problem| {
+                    let error = de::Error::custom(&problem);
                     PROBLEM.set(Some(problem));
-                    de::Error::custom(problem)
+                    error
                 });
         }
         deserializer.deserialize_bytes(BytesVisitor(std::marker::PhantomData))
     }
 }
 
-/// The array stored in section `index` of the entry being decoded.
-fn view<T: Pod>(source: &Source, index: u64) -> Result<Array<T>, &'static str> {
+/// The array stored in section `index` of the entry being decoded, whose elements were written
+/// as `element`s.
+fn view<T: Pod>(source: &Source, index: u64, element: &str) -> Result<Array<T>, ErrorKind> {
+    let corrupt = ErrorKind::Corrupt;
+    if element != std::any::type_name::<T>() {
+        return Err(ErrorKind::Decode(format!(
+            "an array of {element} was stored where an array of {} is read",
+            std::any::type_name::<T>()
+        )));
+    }
     let section = usize::try_from(index)
         .ok()
         .and_then(|i| source.sections.get(i))
-        .ok_or("array section index out of range")?;
+        .ok_or(corrupt("array section index out of range"))?;
     let bytes = &source.map[section.offset..section.offset + section.len];
-    if source.verify && xxh3_64(bytes) != section.hash {
-        return Err("array section checksum mismatch");
+    let checked = |bytes: &[u8]| {
+        if xxh3_64(bytes) == section.hash {
+            Ok(())
+        } else {
+            Err(corrupt("array section checksum mismatch"))
+        }
+    };
+    if source.verify {
+        checked(bytes)?;
     }
     match bytemuck::try_cast_slice::<u8, T>(bytes) {
         Ok(elements) => Ok(Array {
@@ -402,12 +439,14 @@ fn view<T: Pod>(source: &Source, index: u64) -> Result<Array<T>, &'static str> {
             },
         }),
         // Sections are 64-byte aligned in the file and the map is page aligned, so only a type
-        // aligned to more than that lands here; a length that is not a whole number of
-        // elements is damage.
+        // aligned to more than that lands here. It is copied, so checked: the copy reads every
+        // byte anyway, and an owned array has no hash left to `verify` against.
         Err(bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned) => {
+            checked(bytes)?;
             Ok(Array::owned(bytemuck::pod_collect_to_vec(bytes)))
         }
-        Err(_) => Err("array section is not a whole number of elements"),
+        // A length that is not a whole number of elements is damage.
+        Err(_) => Err(corrupt("array section is not a whole number of elements")),
     }
 }
 
@@ -462,17 +501,25 @@ mod tests {
         assert!(postcard::from_bytes::<Array<f64>>(&[3, 0, 0, 0]).is_err());
     }
 
+    /// What an array serializes as while a sink is open: its section index and element type.
+    fn index(i: u8, element: &str) -> Vec<u8> {
+        let mut v = vec![i, element.len() as u8];
+        v.extend_from_slice(element.as_bytes());
+        v
+    }
+
     #[test]
     fn a_sink_collects_arrays_and_restores_the_outer_one() {
         let a = Array::from(vec![7u16; 3]);
         let outer = Sink::open();
-        assert_eq!(postcard::to_allocvec(&(&a, &a)).unwrap(), [0, 1]);
+        let both = [index(0, "u16"), index(1, "u16")].concat();
+        assert_eq!(postcard::to_allocvec(&(&a, &a)).unwrap(), both);
         {
             let inner = Sink::open();
-            assert_eq!(postcard::to_allocvec(&a).unwrap(), [0]);
+            assert_eq!(postcard::to_allocvec(&a).unwrap(), index(0, "u16"));
             assert_eq!(inner.finish().len(), 1);
         }
-        assert_eq!(postcard::to_allocvec(&a).unwrap(), [2]);
+        assert_eq!(postcard::to_allocvec(&a).unwrap(), index(2, "u16"));
         let sections = outer.finish();
         assert_eq!(sections.len(), 3);
         assert_eq!(sections[2].bytes(), bytemuck::cast_slice::<u16, u8>(&a));
@@ -489,8 +536,36 @@ mod tests {
         assert_eq!(key(&a), outside.0);
         assert_eq!(key(&b), outside.1);
         assert_ne!(outside.0, outside.1);
-        assert_eq!(postcard::to_allocvec(&a).unwrap(), [0]);
+        assert_eq!(postcard::to_allocvec(&a).unwrap(), index(0, "u8"));
         assert_eq!(sink.finish().len(), 1);
+    }
+
+    #[test]
+    fn an_array_read_as_another_element_type_is_refused() {
+        // Stored under the name of what is read, as when a field's type changed since.
+        let path = std::env::temp_dir().join(format!("joblet-elem-{}.jbl", std::process::id()));
+        let written = Array::from(vec![1.0f64, 2.0]);
+        let name = std::any::type_name::<Array<f32>>();
+        let none = crate::Compression::None;
+        crate::entry::write(&path, &written, name, Default::default(), none, false).unwrap();
+        let err = crate::load::<Array<f32>>(&path).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Decode(m) if m.contains("an array of f64 was stored where an array of f32 is read")),
+            "{err}"
+        );
+        assert_eq!(
+            crate::load::<Array<f64>>(&path)
+                .err()
+                .map(|e| e.to_string()),
+            {
+                let found = crate::entry::canonical_type_name(name).into_owned();
+                Some(format!(
+                    "{}: expected joblet::Array<f64>, file holds {found}",
+                    path.display()
+                ))
+            }
+        );
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

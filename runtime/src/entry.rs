@@ -396,6 +396,8 @@ impl<F: FnMut(&[u8]) -> io::Result<()>> Blocks<F> {
 
     /// Serializes `value` through `pack`; returns the payload's length before compression.
     fn serialize<T: ?Sized + Serialize>(mut self, value: &T) -> Result<u64, ErrorKind> {
+        // Arrays go inline: close the sink of any entry being written around this one.
+        let _inline = Sink::suspend();
         if let Err(e) = postcard::serialize_with_flavor(value, &mut self) {
             return Err(self
                 .error
@@ -488,10 +490,12 @@ fn stored_type_name(type_name: &str) -> Result<(std::borrow::Cow<'_, str>, u16),
 }
 
 /// The stored form of a type's name: a reference, a slice and a `str` are stored as what they
-/// are read back as (the value, a `Vec`, a `String`), since serde encodes them alike.
+/// are read back as (the value, a `Vec`, a `String`), since serde encodes them alike; joblet's
+/// own array types are stored under their public names, not the private modules that define
+/// them, so that moving those does not orphan every stored file.
 pub(crate) fn canonical_type_name(name: &str) -> std::borrow::Cow<'_, str> {
     let name = name.trim_start_matches("&mut ").trim_start_matches('&');
-    if name == "str" {
+    let name: std::borrow::Cow<'_, str> = if name == "str" {
         "alloc::string::String".into()
     } else if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
         if inner.contains(';') {
@@ -501,6 +505,13 @@ pub(crate) fn canonical_type_name(name: &str) -> std::borrow::Cow<'_, str> {
         }
     } else {
         name.into()
+    };
+    if name.contains("joblet_runtime::") {
+        name.replace("joblet_runtime::array::", "joblet::")
+            .replace("joblet_runtime::ndim::", "joblet::")
+            .into()
+    } else {
+        name
     }
 }
 
@@ -666,7 +677,8 @@ impl Opened {
         let size = self.file.metadata().ok()?.len();
         let name_end = HEADER_LEN + u16_at(head, 20) as usize;
         let payload_len = u64_at(head, 32);
-        if size <= MAP_FROM || name_end >= self.len || (name_end as u64) + payload_len != size {
+        let end = (name_end as u64).checked_add(payload_len);
+        if size <= MAP_FROM || name_end >= self.len || end != Some(size) {
             return None;
         }
         let name = std::str::from_utf8(&head[HEADER_LEN..name_end]).ok()?;
@@ -830,12 +842,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         Err(e) => Err(e),
     };
     if let Err(e) = sections_end {
-        // A forged table could claim any layout; say "checksum mismatch" when that is the
-        // cause, since the table is covered by it. A short file is truncated either way.
-        if matches!(e, ErrorKind::Truncated) || body_end == 0 {
-            return Err(e);
+        // The table is covered by the checksum: say "checksum mismatch" when that is the
+        // cause (a flipped bit in a row), "truncated" when the table is intact but the file
+        // ends before its sections do.
+        if body_end != 0 {
+            verify_body(bytes, body_end)?;
         }
-        verify_body(bytes, body_end)?;
         return Err(e);
     }
     let name_end = HEADER_LEN + name_len as usize;
@@ -965,12 +977,12 @@ impl Entry<'_> {
 
     /// Fails unless the entry was written as a `T`.
     pub(crate) fn expect_type<T: ?Sized>(&self) -> Result<(), ErrorKind> {
-        let expected = std::any::type_name::<T>();
-        if self.type_name == canonical_type_name(expected) {
+        let expected = canonical_type_name(std::any::type_name::<T>());
+        if self.type_name == expected {
             Ok(())
         } else {
             Err(ErrorKind::WrongType {
-                expected,
+                expected: expected.into_owned(),
                 found: self.type_name.to_owned(),
             })
         }
@@ -993,17 +1005,22 @@ impl Entry<'_> {
                     return Err(bad());
                 }
                 let raw_len = usize::try_from(raw_len).map_err(|_| bad())?;
-                let mut out = crate::codec::zeroed_vec::<u8>(raw_len);
+                // The recorded size is believed only as far as the blocks bear it out: the
+                // output grows a block at a time, from room for what is likely.
+                let likely = raw_len.min(self.payload.len().saturating_mul(4));
+                let mut out = crate::codec::vec_with_capacity::<u8>(likely);
                 let mut input = self.payload;
-                for block in out.chunks_mut(BLOCK) {
+                while out.len() < raw_len {
                     let (len, rest) = input.split_first_chunk::<4>().ok_or_else(bad)?;
                     let len = u32::from_le_bytes(*len) as usize;
                     if len > rest.len() {
                         return Err(bad());
                     }
                     let (packed, rest) = rest.split_at(len);
-                    match lz4_flex::block::decompress_into(packed, block) {
-                        Ok(n) if n == block.len() => input = rest,
+                    let start = out.len();
+                    out.resize(start + BLOCK.min(raw_len - start), 0);
+                    match lz4_flex::block::decompress_into(packed, &mut out[start..]) {
+                        Ok(n) if n == out.len() - start => input = rest,
                         _ => return Err(bad()),
                     }
                 }
@@ -1053,10 +1070,10 @@ pub(crate) fn load<T>(path: &Path, decode: Decoder<T>) -> Result<T, Error> {
         }
         let bytes = file.bytes()?;
         let entry = parse(&bytes)?;
-        let arrays = entry.source(&bytes).map(Source::enter);
+        let arrays = SourceGuard::enter(entry.source(&bytes));
         let decoded = entry.decode_with(decode);
-        match arrays.and_then(SourceGuard::exit) {
-            Some(problem) => Err(ErrorKind::Corrupt(problem)),
+        match arrays.exit() {
+            Some(problem) => Err(problem),
             None => decoded,
         }
     });

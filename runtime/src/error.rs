@@ -47,7 +47,7 @@ pub enum ErrorKind {
     /// The file holds a value of another type than the one asked for.
     WrongType {
         /// The type asked for.
-        expected: &'static str,
+        expected: String,
         /// The type the file holds.
         found: String,
     },

@@ -38,17 +38,20 @@ pub struct NdArray<T> {
 
 impl<T: Pod> NdArray<T> {
     /// An array of `shape` over `data`, in row-major order; `None` when the shape does not
-    /// hold exactly `data.len()` elements.
+    /// hold exactly `data.len()` elements, or is too large for ndarray to index.
     ///
     /// ```
     /// use joblet_runtime::{Array, NdArray};
     ///
     /// assert!(NdArray::from_shape(vec![2, 3], Array::from(vec![0u8; 6])).is_some());
     /// assert!(NdArray::from_shape(vec![2, 3], Array::from(vec![0u8; 5])).is_none());
+    /// assert!(NdArray::from_shape(vec![0, usize::MAX], Array::<u8>::new()).is_none());
     /// ```
     pub fn from_shape(shape: Vec<usize>, data: Array<T>) -> Option<Self> {
-        let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        (count == Some(data.len())).then_some(NdArray { shape, data })
+        // ndarray's own check, which also refuses shapes it cannot index (an axis of zero
+        // beside others whose product overflows), so that `view` never fails.
+        ArrayViewD::from_shape(IxDyn(&shape), &data).ok()?;
+        Some(NdArray { shape, data })
     }
 
     /// The length of each axis.
