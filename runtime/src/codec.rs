@@ -385,6 +385,18 @@ mod tests {
         );
         let err = crate::entry::load(&path, decoder_any::<Vec<f64>>()).unwrap_err();
         assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
+        // A forged payload length (the header is not verified yet) is no panic.
+        let (path, _) = opened("forged-len.jbl", &floats);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let mut file = Opened::open(&path).unwrap();
+        assert!(
+            (&&Codec::<Vec<f64>>::new())
+                .decoder()
+                .file(&mut file)
+                .is_none()
+        );
         // A length prefix that does not match the payload is refused before allocating.
         let forged = (usize::MAX / 8, vec![0u8; 2 << 20]);
         let (_, mut file) = opened_as("forged.jbl", &forged, "alloc::vec::Vec<f64>");
