@@ -160,3 +160,37 @@ fn a_relative_dir_stays_where_it_was_resolved() {
     assert!(common::entries(&cwd.join("relative-cache")).is_empty());
     assert!(!elsewhere.join("relative-cache").exists());
 }
+
+/// Runs the child with `var` set to `value`.
+fn run_child_with(dir: &std::path::Path, var: &str, value: &str) -> String {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir)
+        .env(var, value);
+    output_of(cmd)
+}
+
+#[test]
+fn switched_off_by_the_environment_every_call_computes_and_nothing_is_stored() {
+    let dir = common::dir("processes-disabled");
+    for _ in 0..2 {
+        let out = run_child_with(&dir, joblet::DISABLE_ENV, "1");
+        assert!(out.contains("child computed expensive(100000)"), "{out}");
+    }
+    assert!(common::entries(&dir).is_empty());
+    // Set to `0`, it is off.
+    assert!(run_child_with(&dir, joblet::DISABLE_ENV, "0").contains("child computed"));
+    assert_eq!(common::entries(&dir).len(), 1);
+}
+
+#[test]
+fn the_environment_can_make_every_call_recompute_and_overwrite() {
+    let dir = common::dir("processes-refresh");
+    assert!(run_child(&dir).contains("child computed"));
+    let entry = common::entries(&dir).remove(0);
+    let written = std::fs::metadata(&entry).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(run_child_with(&dir, joblet::REFRESH_ENV, "yes").contains("child computed"));
+    assert!(std::fs::metadata(&entry).unwrap().modified().unwrap() > written);
+    assert!(!run_child(&dir).contains("child computed"));
+}

@@ -5,7 +5,7 @@
 //! `tracing` at warn level and the value is computed as if there were no cache.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -37,6 +37,51 @@ pub const CACHE_DIR_ENV: &str = "JOBLET_CACHE_DIR";
 /// assert!(default.is_relative());
 /// ```
 pub const DEFAULT_CACHE_DIR: &str = ".joblet";
+
+/// The environment variable that switches caching off for a run: when set (to anything but
+/// empty or `0`), every cached call computes, and nothing is read from or written to a cache.
+///
+/// ```
+/// use std::process::Command;
+///
+/// // Profile a program's real work without its cache, and without editing it.
+/// let mut cmd = Command::new("true");
+/// cmd.env(joblet_runtime::DISABLE_ENV, "1");
+/// assert_eq!(joblet_runtime::DISABLE_ENV, "JOBLET_DISABLE");
+/// ```
+pub const DISABLE_ENV: &str = "JOBLET_DISABLE";
+
+/// The environment variable that makes every cached call of a run recompute its result and
+/// overwrite the stored one, when set (to anything but empty or `0`).
+///
+/// ```
+/// assert_eq!(joblet_runtime::REFRESH_ENV, "JOBLET_REFRESH");
+/// ```
+pub const REFRESH_ENV: &str = "JOBLET_REFRESH";
+
+/// What the environment says for this run: read once, at the first cached call.
+#[derive(Clone, Copy)]
+struct Switches {
+    disabled: bool,
+    refresh: bool,
+}
+
+fn switches() -> Switches {
+    static SWITCHES: OnceLock<Switches> = OnceLock::new();
+    *SWITCHES.get_or_init(|| {
+        let on = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+        let switches = Switches {
+            disabled: on(DISABLE_ENV),
+            refresh: on(REFRESH_ENV),
+        };
+        if switches.disabled {
+            tracing::info!("{DISABLE_ENV} is set: cached functions compute every call");
+        } else if switches.refresh {
+            tracing::info!("{REFRESH_ENV} is set: cached functions recompute and overwrite");
+        }
+        switches
+    })
+}
 
 /// The argument or result of a cached function must be serializable.
 #[diagnostic::on_unimplemented(
@@ -91,8 +136,13 @@ pub fn typed_future<T, F: std::future::Future<Output = T>>(future: F) -> F {
 /// How a call treats the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Load a stored result, or compute and store it.
+    /// Load a stored result, or compute and store it. Concurrent misses of one key in this
+    /// process compute once: the others wait for that result (except on rayon's worker
+    /// threads, `parallel!` tasks among them, which never block to wait).
     Call,
+    /// As [`Mode::Call`], for an `async` function, which never blocks its thread to wait: a
+    /// task it waited for could need that very thread. Concurrent misses each compute.
+    CallAsync,
     /// Compute and store, ignoring (and replacing) a stored result.
     Refresh,
 }
@@ -126,6 +176,92 @@ pub enum Begin<T> {
 pub struct Pending {
     path: Option<PathBuf>,
     start: Instant,
+    /// Holds off other threads' misses of the same call until the result is stored (or the
+    /// computation panicked and this is dropped).
+    flight: Option<FlightGuard>,
+}
+
+impl Pending {
+    fn new(path: Option<PathBuf>, flight: Option<FlightGuard>, start: Instant) -> Self {
+        Pending {
+            path,
+            start,
+            flight,
+        }
+    }
+}
+
+/// Whether this thread may block to wait for another computing the same call: not a rayon
+/// worker, whose blocking could deadlock work-stealing (a worker waiting inside a stolen task
+/// can hold, lower in its stack, the very work the computing thread waits for).
+fn may_wait() -> bool {
+    #[cfg(feature = "threads")]
+    return rayon::current_thread_index().is_none();
+    #[cfg(not(feature = "threads"))]
+    return true;
+}
+
+/// The calls being computed in this process, by entry path, so that concurrent misses of one
+/// call compute once (joblib computes each).
+static FLIGHTS: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, Arc<Flight>>>> =
+    std::sync::Mutex::new(None);
+
+/// One call being computed; other threads wait for it to land.
+struct Flight {
+    /// `None` while computing; then whether the result was stored.
+    landed: std::sync::Mutex<Option<bool>>,
+    signal: std::sync::Condvar,
+}
+
+/// Owned by the thread that computes: dropping it (after the store, or on a panic) lets the
+/// waiting threads go.
+struct FlightGuard {
+    path: PathBuf,
+    flight: Arc<Flight>,
+    stored: bool,
+}
+
+impl Flight {
+    /// Makes this thread the one that computes the call stored at `path`, or gives the flight
+    /// of the thread that already does.
+    fn claim(path: &Path) -> Result<FlightGuard, Arc<Flight>> {
+        let mut flights = FLIGHTS.lock().unwrap_or_else(|e| e.into_inner());
+        let flights = flights.get_or_insert_with(Default::default);
+        if let Some(other) = flights.get(path) {
+            return Err(Arc::clone(other));
+        }
+        let flight = Arc::new(Flight {
+            landed: std::sync::Mutex::new(None),
+            signal: std::sync::Condvar::new(),
+        });
+        flights.insert(path.to_owned(), Arc::clone(&flight));
+        Ok(FlightGuard {
+            path: path.to_owned(),
+            flight,
+            stored: false,
+        })
+    }
+
+    /// Waits until the computing thread is done; says whether it stored its result.
+    fn wait(&self) -> bool {
+        let landed = self.landed.lock().unwrap_or_else(|e| e.into_inner());
+        let landed = self
+            .signal
+            .wait_while(landed, |landed| landed.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        *landed == Some(true)
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut flights = FLIGHTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flights) = flights.as_mut() {
+            flights.remove(&self.path);
+        }
+        *self.flight.landed.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.stored);
+        self.flight.signal.notify_all();
+    }
 }
 
 impl Site {
@@ -241,24 +377,56 @@ impl Site {
         key: &mut CallKey,
         decode: Decoder<T>,
     ) -> Begin<T> {
-        let path = self.path_for(self_ty, key);
-        if let (Mode::Call, Some(path)) = (mode, &path) {
-            match entry::load(path, decode) {
-                Ok(value) => {
-                    tracing::debug!(function = self.name, path = %path.display(), "cache hit");
-                    return Begin::Hit(value);
+        let start = Instant::now();
+        let switches = switches();
+        if switches.disabled {
+            return Begin::Compute(Pending::new(None, None, start));
+        }
+        let mode = if switches.refresh {
+            Mode::Refresh
+        } else {
+            mode
+        };
+        let Some(path) = self.path_for(self_ty, key) else {
+            return Begin::Compute(Pending::new(None, None, start));
+        };
+        loop {
+            if mode != Mode::Refresh {
+                match entry::load(&path, decode) {
+                    Ok(value) => {
+                        tracing::debug!(function = self.name, path = %path.display(), "cache hit");
+                        return Begin::Hit(value);
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        tracing::warn!(function = self.name, error = %e, "unreadable cache entry; recomputing");
+                    }
                 }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    tracing::warn!(function = self.name, error = %e, "unreadable cache entry; recomputing");
+            }
+            if mode != Mode::Call || !may_wait() {
+                break;
+            }
+            match Flight::claim(&path) {
+                Ok(flight) => {
+                    tracing::debug!(function = self.name, ?mode, "cache miss; computing");
+                    return Begin::Compute(Pending::new(Some(path), Some(flight), start));
+                }
+                // Another thread computes this very call: wait for it, then load its result. If
+                // it could not store one (it panicked, or the cache cannot be written), compute
+                // here, without making further threads wait in turn.
+                Err(other) => {
+                    tracing::debug!(
+                        function = self.name,
+                        "cache miss; waiting for the thread computing it"
+                    );
+                    if !other.wait() {
+                        break;
+                    }
                 }
             }
         }
-        tracing::debug!(function = self.name, ?mode, "cache miss; computing");
-        Begin::Compute(Pending {
-            path,
-            start: Instant::now(),
-        })
+        tracing::debug!(function = self.name, ?mode, "computing");
+        Begin::Compute(Pending::new(Some(path), None, start))
     }
 
     /// Like [`Site::begin`], for a function returning `Result<T, E>`: only `Ok` values are
@@ -294,8 +462,10 @@ impl Site {
         value
     }
 
-    fn store<T: Serialize>(&self, pending: Pending, value: &T) {
-        let Some(path) = pending.path else { return };
+    fn store<T: Serialize>(&self, mut pending: Pending, value: &T) {
+        let Some(path) = pending.path.take() else {
+            return;
+        };
         let took = pending.start.elapsed();
         let result = entry::write(
             &path,
@@ -308,6 +478,9 @@ impl Site {
         .map_err(|kind| Error::new(&path, kind));
         match result {
             Ok(bytes) => {
+                if let Some(flight) = &mut pending.flight {
+                    flight.stored = true;
+                }
                 tracing::debug!(function = self.name, path = %path.display(), bytes, ?took, "stored");
             }
             Err(e) => {
@@ -319,8 +492,10 @@ impl Site {
     /// Whether a call with this key has a valid stored result of type `T`, without computing.
     /// (Only free functions have this control, so there is no `Self` to name.)
     pub fn contains<T>(&self, key: &mut CallKey) -> bool {
-        self.path_for(None, key)
-            .is_some_and(|path| entry::probe::<T>(&path).is_ok())
+        !switches().disabled
+            && self
+                .path_for(None, key)
+                .is_some_and(|path| entry::probe::<T>(&path).is_ok())
     }
 
     /// Removes every stored result of this function, for every version of its code.

@@ -71,6 +71,7 @@ fn with_companion(model: &Model) -> TokenStream {
     let asyncness = &sig.asyncness;
     let unsafety = unsafety(sig);
     let dot_await = sig.asyncness.map(|_| quote!(.await));
+    let call_mode = call_mode(sig);
     let names: Vec<&Ident> = model.params.iter().map(|p| &p.name).collect();
     let hashed: Vec<&Param> = model.params.iter().filter(|p| p.hashed).collect();
     let hashed_names: Vec<&Ident> = hashed.iter().map(|p| &p.name).collect();
@@ -107,7 +108,7 @@ fn with_companion(model: &Model) -> TokenStream {
         None => call,
     };
     let main_call = call_unsafe(
-        quote!(#ident::__run #turbofish (#private::Mode::Call, #(#names),*) #dot_await),
+        quote!(#ident::__run #turbofish (#private::#call_mode, #(#names),*) #dot_await),
     );
     let refresh_call = call_unsafe(
         quote!(Self::__run #turbofish (#private::Mode::Refresh, #(#names),*) #dot_await),
@@ -208,6 +209,7 @@ fn in_place(model: &Model) -> TokenStream {
     let sig = &item.sig;
     let vis = &item.vis;
     let attrs = &item.attrs;
+    let call_mode = call_mode(&item.sig);
     let private = quote!(::joblet::__private);
     let key = Ident::new("__key", Span::mixed_site());
     let site = Ident::new("__site", Span::mixed_site());
@@ -231,7 +233,7 @@ fn in_place(model: &Model) -> TokenStream {
         model,
         &site,
         &key,
-        &quote!(#private::Mode::Call),
+        &quote!(#private::#call_mode),
         &quote!(#self_ty),
         &ret,
     );
@@ -343,6 +345,16 @@ fn steps(output: &Output) -> (TokenStream, TokenStream) {
             quote_spanned!(ok.span()=> begin_ok::<#ok, _>),
             quote_spanned!(ok.span()=> finish_ok::<#ok, _>),
         ),
+    }
+}
+
+/// How a plain call treats the cache: an `async` function never blocks its thread to wait for
+/// another computing the same call (that task could need this very thread).
+fn call_mode(sig: &syn::Signature) -> TokenStream {
+    if sig.asyncness.is_some() {
+        quote!(Mode::CallAsync)
+    } else {
+        quote!(Mode::Call)
     }
 }
 
