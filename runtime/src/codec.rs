@@ -360,10 +360,17 @@ mod tests {
 
     #[test]
     fn large_number_vectors_are_read_straight_from_the_file() {
+        let f64s = |file: &mut Opened| (&&Codec::<Vec<f64>>::new()).decoder().file(file);
+        // The file at `path` with `patch` applied, opened.
+        let patched = |path: &std::path::Path, patch: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = std::fs::read(path).unwrap();
+            patch(&mut bytes);
+            std::fs::write(path, &bytes).unwrap();
+            Opened::open(path).unwrap()
+        };
         let floats: Vec<f64> = (0..300_000).map(|i| f64::from(i) / 3.0).collect();
         let (path, mut file) = opened("direct.jbl", &floats);
-        let direct = (&&Codec::<Vec<f64>>::new()).decoder().file(&mut file);
-        assert_eq!(direct.as_ref(), Some(&floats));
+        assert_eq!(f64s(&mut file).as_ref(), Some(&floats));
         // Not for another type, nor for a damaged file: the general path says why.
         let mut file = Opened::open(&path).unwrap();
         assert!(
@@ -372,48 +379,21 @@ mod tests {
                 .file(&mut file)
                 .is_none()
         );
-        let mut bytes = std::fs::read(&path).unwrap();
-        let at = bytes.len() - 5000;
-        bytes[at] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        let mut file = Opened::open(&path).unwrap();
-        assert!(
-            (&&Codec::<Vec<f64>>::new())
-                .decoder()
-                .file(&mut file)
-                .is_none()
-        );
+        let at = floats.len() * 8 - 5000;
+        assert!(f64s(&mut patched(&path, &|b| b[at] ^= 1)).is_none());
         let err = crate::entry::load(&path, decoder_any::<Vec<f64>>()).unwrap_err();
         assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
         // A forged payload length (the header is not verified yet) is no panic.
         let (path, _) = opened("forged-len.jbl", &floats);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
-        std::fs::write(&path, &bytes).unwrap();
-        let mut file = Opened::open(&path).unwrap();
-        assert!(
-            (&&Codec::<Vec<f64>>::new())
-                .decoder()
-                .file(&mut file)
-                .is_none()
-        );
+        let forge = |b: &mut Vec<u8>| b[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(f64s(&mut patched(&path, &forge)).is_none());
         // A length prefix that does not match the payload is refused before allocating.
         let forged = (usize::MAX / 8, vec![0u8; 2 << 20]);
         let (_, mut file) = opened_as("forged.jbl", &forged, "alloc::vec::Vec<f64>");
-        assert!(
-            (&&Codec::<Vec<f64>>::new())
-                .decoder()
-                .file(&mut file)
-                .is_none()
-        );
+        assert!(f64s(&mut file).is_none());
         // Small files and other types take the general path.
         let (_, mut file) = opened("small.jbl", &vec![1.0f64; 100]);
-        assert!(
-            (&&Codec::<Vec<f64>>::new())
-                .decoder()
-                .file(&mut file)
-                .is_none()
-        );
+        assert!(f64s(&mut file).is_none());
         let (_, mut file) = opened("u64.jbl", &vec![1u64; 300_000]);
         assert!(
             (&&Codec::<Vec<u64>>::new())
