@@ -113,6 +113,21 @@
 /// assert_eq!(Units::to_meters(10.0), 3.048);
 /// ```
 ///
+/// ## `verbose`
+///
+/// `verbose = N` prints joblib's `[Memory]` lines to stderr: from 1, when a call computes
+/// (`[Memory] Calling square...`, then `square - 0.5s, 0.0min`); from 5, when it loads too.
+/// Every decision also goes to `tracing` at debug level, whatever `verbose` says.
+///
+/// ```
+/// # use joblet::cached;
+/// #[cached(dir = "target/doc-cache", verbose = 1)]
+/// fn slow_square(x: u64) -> u64 {
+///     x * x
+/// }
+/// assert_eq!(slow_square(3), 9);
+/// ```
+///
 /// # Controls
 ///
 /// A free function `f` gets a companion of the same name in the type namespace (where no

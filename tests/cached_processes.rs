@@ -194,3 +194,48 @@ fn the_environment_can_make_every_call_recompute_and_overwrite() {
     assert!(std::fs::metadata(&entry).unwrap().modified().unwrap() > written);
     assert!(!run_child(&dir).contains("child computed"));
 }
+
+const VERBOSE_CHILD: &str = "JOBLET_TEST_VERBOSE_CHILD";
+
+#[cached(dir = child_dir(), verbose = 5)]
+fn talkative(x: u32) -> u32 {
+    x * 2
+}
+
+#[test]
+fn verbose_child() {
+    if std::env::var_os(VERBOSE_CHILD).is_some() {
+        assert_eq!(talkative(21), 42); // computed
+        assert_eq!(talkative(21), 42); // loaded
+    }
+}
+
+#[test]
+fn verbose_prints_joblibs_memory_lines_to_stderr() {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "verbose_child",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_DIR, common::dir("processes-verbose"))
+    .env(VERBOSE_CHILD, "1");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let calling = lines
+        .iter()
+        .position(|l| *l == "[Memory] Calling talkative...");
+    let calling = calling.unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(lines[calling - 1], "_".repeat(80));
+    let done = lines[calling + 1];
+    assert_eq!(done.len(), 80, "{done}");
+    assert!(done.ends_with("_talkative - 0.0s, 0.0min"), "{done}");
+    let loading = lines[calling + 2];
+    assert!(
+        loading.starts_with("[Memory]") && loading.ends_with(": Loading talkative"),
+        "{loading}"
+    );
+}

@@ -162,6 +162,9 @@ pub struct Site {
     base: OnceLock<PathBuf>,
     /// The name of this code version's folder; computed at the first call.
     code_version: OnceLock<String>,
+    /// `verbose = N`: from 1, joblib's `[Memory]` lines for computed calls; from 5, for
+    /// loaded ones too.
+    verbose: u8,
 }
 
 /// What the first step of a call decided.
@@ -176,6 +179,8 @@ pub enum Begin<T> {
 pub struct Pending {
     path: Option<PathBuf>,
     start: Instant,
+    /// The function's name, when its end is to be printed.
+    announce: Option<&'static str>,
     /// Holds off other threads' misses of the same call until the result is stored (or the
     /// computation panicked and this is dropped).
     flight: Option<FlightGuard>,
@@ -186,9 +191,26 @@ impl Pending {
         Pending {
             path,
             start,
+            announce: None,
             flight,
         }
     }
+}
+
+/// joblib's line at the end of a computed call: `____square - 0.5s, 0.0min`, padded to 80.
+fn announce_end(pending: &Pending) {
+    if let Some(name) = pending.announce {
+        let line = format!(
+            "{name} - {}",
+            format_time(pending.start.elapsed().as_secs_f64())
+        );
+        eprintln!("{}{line}", "_".repeat(80usize.saturating_sub(line.len())));
+    }
+}
+
+/// A duration as joblib prints it: `0.5s, 0.0min`.
+fn format_time(seconds: f64) -> String {
+    format!("{seconds:.1}s, {:.1}min", seconds / 60.0)
 }
 
 /// Whether this thread may block to wait for another computing the same call: not a rayon
@@ -285,7 +307,14 @@ impl Site {
             root: OnceLock::new(),
             base: OnceLock::new(),
             code_version: OnceLock::new(),
+            verbose: 0,
         }
+    }
+
+    /// Sets how much is printed to stderr, as joblib's `Memory(verbose=N)` does.
+    pub const fn verbose(mut self, level: u8) -> Self {
+        self.verbose = level;
+        self
     }
 
     /// Starts the key of a call. `self_ty` is the type name of `Self` for methods.
@@ -377,6 +406,23 @@ impl Site {
         key: &mut CallKey,
         decode: Decoder<T>,
     ) -> Begin<T> {
+        match self.load_or_claim(mode, self_ty, key, decode) {
+            Begin::Compute(mut pending) if self.verbose >= 1 => {
+                eprintln!("{}\n[Memory] Calling {}...", "_".repeat(80), self.name);
+                pending.announce = Some(self.name);
+                Begin::Compute(pending)
+            }
+            decided => decided,
+        }
+    }
+
+    fn load_or_claim<T>(
+        &self,
+        mode: Mode,
+        self_ty: Option<&'static str>,
+        key: &mut CallKey,
+        decode: Decoder<T>,
+    ) -> Begin<T> {
         let start = Instant::now();
         let switches = switches();
         if switches.disabled {
@@ -395,6 +441,10 @@ impl Site {
                 match entry::load(&path, decode) {
                     Ok(value) => {
                         tracing::debug!(function = self.name, path = %path.display(), "cache hit");
+                        if self.verbose >= 5 {
+                            let took = format_time(start.elapsed().as_secs_f64());
+                            eprintln!("[Memory]{took:>16}: Loading {}", self.name);
+                        }
                         return Begin::Hit(value);
                     }
                     Err(e) if e.is_not_found() => {}
@@ -407,7 +457,14 @@ impl Site {
                 break;
             }
             match Flight::claim(&path) {
-                Ok(flight) => {
+                Ok(mut flight) => {
+                    // Another thread may have stored the result between the miss above and
+                    // this claim: look once more before computing it again.
+                    if let Ok(value) = entry::load(&path, decode) {
+                        flight.stored = true;
+                        tracing::debug!(function = self.name, path = %path.display(), "cache hit");
+                        return Begin::Hit(value);
+                    }
                     tracing::debug!(function = self.name, ?mode, "cache miss; computing");
                     return Begin::Compute(Pending::new(Some(path), Some(flight), start));
                 }
@@ -446,6 +503,7 @@ impl Site {
 
     /// Last step of a computed call: store the value and hand it back.
     pub fn finish<T: Serialize>(&self, pending: Pending, value: T) -> T {
+        announce_end(&pending);
         self.store(pending, &value);
         value
     }
@@ -456,6 +514,7 @@ impl Site {
         pending: Pending,
         value: Result<T, E>,
     ) -> Result<T, E> {
+        announce_end(&pending);
         if let Ok(v) = &value {
             self.store(pending, v);
         }

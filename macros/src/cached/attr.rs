@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitStr, Token, bracketed};
+use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token, bracketed};
 
 use crate::errors::Errors;
 
@@ -24,9 +24,12 @@ pub struct Args {
     /// `controls = false`: no companion with `is_cached`/`refresh`/`clear`, which an
     /// associated function needs, since nothing can be added beside it in an `impl` block.
     pub controls: Option<LitBool>,
+    /// `verbose = N`: joblib's `[Memory]` lines on stderr, from 1 for computed calls, from 5
+    /// for loaded ones too.
+    pub verbose: Option<LitInt>,
 }
 
-const KEYS: &[&str] = &["controls", "dir", "ignore", "name", "version"];
+const KEYS: &[&str] = &["controls", "dir", "ignore", "name", "verbose", "version"];
 
 impl Args {
     /// Parses what it can; every mistake goes to `errors`.
@@ -52,7 +55,7 @@ impl Args {
         let key = input.call(Ident::parse_any).map_err(|e| {
             syn::Error::new(
                 e.span(),
-                "expected an argument such as `dir = \"cache\"`; arguments are `controls`, `dir`, `ignore`, `name` and `version`",
+                "expected an argument such as `dir = \"cache\"`; arguments are `controls`, `dir`, `ignore`, `name`, `verbose` and `version`",
             )
         })?;
         if !input.peek(Token![=]) {
@@ -69,6 +72,7 @@ impl Args {
             "name" => self.name.is_some(),
             "ignore" => !self.ignore.is_empty(),
             "controls" => self.controls.is_some(),
+            "verbose" => self.verbose.is_some(),
             _ => false,
         };
         if duplicate {
@@ -109,6 +113,20 @@ impl Args {
                     other => errors.spanned(
                         other,
                         "`controls` takes `true` or `false`, as in `controls = false`",
+                    ),
+                }
+            }
+            "verbose" => {
+                let expr: Expr = input.parse()?;
+                match expr {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Int(n), ..
+                    }) if n.base10_parse::<u8>().is_ok() => {
+                        self.verbose.get_or_insert(n);
+                    }
+                    other => errors.spanned(
+                        other,
+                        "`verbose` takes an integer from 0 to 255, as in `verbose = 1` (5 and over also report loads)",
                     ),
                 }
             }

@@ -313,8 +313,13 @@ fn site_init(model: &Model) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let verbose = match &model.args.verbose {
+        Some(n) => quote!(#n),
+        None => quote!(0),
+    };
     quote! {
         #private::Site::new(::core::module_path!(), #name, #rename, #fingerprint, #version, #dir)
+            .verbose(#verbose)
     }
 }
 
