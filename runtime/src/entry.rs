@@ -93,8 +93,6 @@ const READ_STEP: usize = 1 << 20;
 const VERIFY_ARRAYS_UP_TO: usize = 1 << 20;
 
 /// What the header of an entry says.
-// Read back by tests today and by the cache report and `ls` later.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// Compression codec of the payload (0 = none).
@@ -623,10 +621,49 @@ pub(crate) struct Opened {
 
 impl Opened {
     pub(crate) fn open(path: &Path) -> Result<Self, ErrorKind> {
-        let mut file = File::open(path).map_err(ErrorKind::from_io)?;
+        Self::read_head(File::open(path).map_err(ErrorKind::from_io)?)
+    }
+
+    /// Opens for a report: on Linux without recording an access, so that listing a cache
+    /// does not make every entry look just used.
+    pub(crate) fn open_unseen(path: &Path) -> Result<Self, ErrorKind> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Refused (EPERM) on files of another user: then read as usual.
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true).custom_flags(libc::O_NOATIME);
+            if let Ok(file) = options.open(path) {
+                return Self::read_head(file);
+            }
+        }
+        Self::open(path)
+    }
+
+    fn read_head(mut file: File) -> Result<Self, ErrorKind> {
         let mut head = [0u8; SMALL];
         let len = read_full(&mut file, &mut head)?;
         Ok(Opened { file, head, len })
+    }
+
+    /// The header, read from the first bytes alone (the checksum is not verified): for
+    /// reports over many entries. `None` for a file that is not an entry this build reads.
+    pub(crate) fn header(&self) -> Option<Header> {
+        let b = &self.head[..self.len];
+        if b.len() < HEADER_LEN || known_codec(b).is_none() {
+            return None;
+        }
+        let name_end = HEADER_LEN + u16_at(b, 20) as usize;
+        let type_name = std::str::from_utf8(b.get(HEADER_LEN..name_end)?).ok()?;
+        Some(Header {
+            codec: (u16_at(b, 18) & 0xF) as u8,
+            type_name: type_name.to_owned(),
+            sections: u32_at(b, 24) as usize / ROW,
+            payload_len: u64_at(b, 32),
+            raw_len: u64_at(b, 40),
+            compute: Duration::from_nanos(u64_at(b, 48)),
+            created: UNIX_EPOCH + Duration::from_millis(u64_at(b, 56)),
+        })
     }
 
     fn has_arrays(&self) -> bool {
@@ -967,7 +1004,7 @@ impl Entry<'_> {
     }
 
     /// The header, for reports.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn header(&self) -> Header {
         let b = self.bytes;
         Header {

@@ -10,6 +10,7 @@ mod codec;
 mod entry;
 mod error;
 mod hash;
+mod memory;
 #[cfg(feature = "ndarray")]
 mod ndim;
 mod parallel;
@@ -20,6 +21,7 @@ pub use array::Array;
 pub use bytemuck::Pod;
 pub use entry::Compression;
 pub use error::{Error, ErrorKind};
+pub use memory::{EntryInfo, Limits, Memory, Reduced};
 /// The `ndarray` crate this build works with, so that versions match.
 #[cfg(feature = "ndarray")]
 pub use ndarray;
