@@ -1,0 +1,103 @@
+//! The `joblet` binary against a cache folder written by `#[cached]` functions of this test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use joblet::cached;
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("joblet-cli-{}", std::process::id()))
+        .join(name)
+}
+
+fn joblet(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_joblet"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[cached(dir = dir("cache"))]
+fn squares(n: u64) -> Vec<u64> {
+    (0..n).map(|i| i * i).collect()
+}
+
+#[cached(dir = dir("cache"))]
+fn label(x: u32) -> String {
+    format!("label {x}")
+}
+
+#[test]
+fn report_ls_prune_and_clear_work_on_a_cache_made_by_another_program() {
+    let cache = dir("cache");
+    for n in [10, 1000, 100_000] {
+        squares(n);
+    }
+    label(1);
+    let squares_fn = format!("{}::squares", module_path!());
+
+    let report = stdout(&joblet(&["report"], &cache));
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(
+        lines[0].starts_with("function") && lines[0].contains("last used"),
+        "{report}"
+    );
+    // The largest function first, then the total.
+    assert!(
+        lines[1].starts_with("cli.squares ") && lines[1].contains(" 3 "),
+        "{report}"
+    );
+    assert!(lines[1].contains("kB"), "{report}");
+    assert!(
+        lines[2].starts_with("cli.label ") && lines[2].contains(" 1 "),
+        "{report}"
+    );
+    assert!(
+        lines[3].starts_with("total ") && lines[3].contains(" 4 "),
+        "{report}"
+    );
+
+    let ls = stdout(&joblet(&["ls", &squares_fn], &cache));
+    assert_eq!(ls.lines().count(), 4, "{ls}");
+    assert!(ls.contains("alloc::vec::Vec<u64>"), "{ls}");
+    let missing = joblet(&["ls", "no::such::function"], &cache);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no entries of `no::such::function`")
+    );
+
+    let pruned = stdout(&joblet(&["prune", "--max-items", "2"], &cache));
+    assert!(pruned.starts_with("removed 2 entries"), "{pruned}");
+    let cleared = stdout(&joblet(&["clear", &squares_fn], &cache));
+    assert!(cleared.starts_with("removed "), "{cleared}");
+    let report = stdout(&joblet(&["report"], &cache));
+    assert!(!report.contains("cli.squares"), "{report}");
+    assert!(stdout(&joblet(&["clear"], &cache)).starts_with("removed "));
+    assert_eq!(stdout(&joblet(&["report"], &cache)).lines().count(), 2);
+}
+
+#[test]
+fn mistakes_get_clear_messages() {
+    let cache = dir("mistakes");
+    let no_limit = joblet(&["prune"], &cache);
+    assert_eq!(no_limit.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&no_limit.stderr);
+    assert!(message.contains("--max-size"), "{message}");
+    let bad_size = joblet(&["prune", "--max-size", "lots"], &cache);
+    assert_eq!(bad_size.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_size.stderr).contains("`lots` is not a size"));
+    // An empty or missing folder reports nothing, without failing.
+    assert!(stdout(&joblet(&["report"], &cache)).contains("total"));
+}
