@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
-use joblet_runtime::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, EntryInfo, Limits, Memory};
+use joblet_runtime::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, EntryInfo, Limits, Memory, Reduced};
 
 #[derive(Parser)]
 #[command(
@@ -112,12 +112,7 @@ fn run(memory: &Memory, command: Command) -> Result<ExitCode, joblet_runtime::Er
                 Some(f) => memory.clear_function(f)?,
                 None => memory.clear()?,
             };
-            println!(
-                "removed {} entries ({}) and {} temporary files",
-                removed.entries,
-                bytes(removed.bytes),
-                removed.temp_files
-            );
+            print_removed(&removed);
         }
         Command::Prune(args) => {
             let mut limits = Limits::new();
@@ -130,16 +125,19 @@ fn run(memory: &Memory, command: Command) -> Result<ExitCode, joblet_runtime::Er
             if let Some(age) = args.max_age {
                 limits = limits.age(age);
             }
-            let removed = memory.reduce_size(&limits)?;
-            println!(
-                "removed {} entries ({}) and {} temporary files",
-                removed.entries,
-                bytes(removed.bytes),
-                removed.temp_files
-            );
+            print_removed(&memory.reduce_size(&limits)?);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_removed(removed: &Reduced) {
+    println!(
+        "removed {} entries ({}) and {} temporary files",
+        removed.entries,
+        bytes(removed.bytes),
+        removed.temp_files
+    );
 }
 
 /// A line per function, largest first, and a total.
