@@ -84,6 +84,9 @@ const HASH_ASIDE_FROM: usize = 8 << 20;
 /// recycles, mapping the file and copying out of it measured faster.
 /// (Unit tests exercise the same code on smaller files.)
 const DIRECT_FROM: u64 = if cfg!(test) { 2 << 20 } else { 32 << 20 };
+// A file a direct read may have read from is always mapped afterwards, never read on from
+// where the head ended (see `Opened::bytes`).
+const _: () = assert!(DIRECT_FROM > MAP_FROM);
 
 /// Direct reads go in steps of this size.
 const READ_STEP: usize = 1 << 20;
@@ -92,23 +95,33 @@ const READ_STEP: usize = 1 << 20;
 /// much in all; beyond, the load would cost as much as a copy.
 const VERIFY_ARRAYS_UP_TO: usize = 1 << 20;
 
-/// What the header of an entry says.
+/// What the header of an entry says, for reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Compression codec of the payload (0 = none).
-    pub codec: u8,
     /// `std::any::type_name` of the stored value.
     pub type_name: String,
-    /// Number of array sections.
-    pub sections: usize,
-    /// Payload length as stored.
-    pub payload_len: u64,
-    /// Payload length once decompressed.
-    pub raw_len: u64,
     /// How long the value took to compute.
     pub compute: Duration,
     /// When the entry was written.
     pub created: SystemTime,
+}
+
+impl Header {
+    /// The header at the start of `bytes`, read without verifying the checksum (a report over
+    /// many entries reads no more than their first bytes). `None` for a file that is not an
+    /// entry this build reads, or whose type name does not fit in `bytes`.
+    pub(crate) fn read(bytes: &[u8]) -> Option<Header> {
+        if bytes.len() < HEADER_LEN || known_codec(bytes).is_none() {
+            return None;
+        }
+        let name_end = HEADER_LEN + u16_at(bytes, 20) as usize;
+        let type_name = std::str::from_utf8(bytes.get(HEADER_LEN..name_end)?).ok()?;
+        Some(Header {
+            type_name: type_name.to_owned(),
+            compute: Duration::from_nanos(u64_at(bytes, 48)),
+            created: UNIX_EPOCH + Duration::from_millis(u64_at(bytes, 56)),
+        })
+    }
 }
 
 /// Writes `value` as an entry file at `path`, atomically: into a temporary file in the same
@@ -322,8 +335,9 @@ impl<W: Write + Seek> Body<W> {
         }
         self.flush()?;
         let table_at = self.flushed;
-        let mut table = Vec::with_capacity(sections.len() * ROW);
         let mut end = table_at + (sections.len() * ROW) as u64;
+        // Where each section went and its length: the table, once their hashes are known.
+        let mut placed = Vec::with_capacity(sections.len());
         // Placeholder for the table, which holds the sections' hashes.
         self.out.write_all(&vec![0; sections.len() * ROW])?;
         let sections: Vec<&[u8]> = sections.iter().map(|s| s.bytes()).collect();
@@ -343,16 +357,17 @@ impl<W: Write + Seek> Body<W> {
                 self.out
                     .write_all(&[0; SECTION_ALIGN][..(at - end) as usize])?;
                 self.out.write_all(bytes)?;
-                table.extend_from_slice(&at.to_le_bytes());
-                table.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-                table.extend_from_slice(&[0; 8]); // the hash, filled in below
                 end = at + bytes.len() as u64;
+                placed.push((at, bytes.len() as u64));
             }
             Ok(aside.map_or_else(hash_all, join))
         })?;
-        for (row, hash) in table.chunks_exact_mut(ROW).zip(hashes) {
-            row[16..].copy_from_slice(&hash.to_le_bytes());
-        }
+        let table: Vec<u8> = placed
+            .iter()
+            .zip(hashes)
+            .flat_map(|(&(at, len), hash)| [at, len, hash])
+            .flat_map(u64::to_le_bytes)
+            .collect();
         self.hasher.update(&table);
         if !table.is_empty() {
             self.out.seek(SeekFrom::Start(table_at))?;
@@ -588,28 +603,22 @@ fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
 
 /// An entry file's bytes: small files in a buffer on the stack, mid-sized ones on the heap,
 /// large ones, and all that hold array sections, in a memory map.
-// The large variant is the point: small entries, the common case, are read without allocating.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Bytes {
-    Small([u8; SMALL], usize),
+pub(crate) enum Bytes<'a> {
+    /// The head [`Opened`] read: small entries, the common case, need no other buffer.
+    Small(&'a [u8]),
     Heap(Vec<u8>),
     Mapped(Arc<memmap2::Mmap>),
 }
 
-impl std::ops::Deref for Bytes {
+impl std::ops::Deref for Bytes<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            Bytes::Small(buf, len) => &buf[..*len],
+            Bytes::Small(head) => head,
             Bytes::Heap(v) => v,
             Bytes::Mapped(map) => map,
         }
     }
-}
-
-/// Reads the entry file at `path`.
-pub(crate) fn read(path: &Path) -> Result<Bytes, ErrorKind> {
-    Opened::open(path)?.bytes()
 }
 
 /// An entry file open, with its first bytes read.
@@ -617,6 +626,8 @@ pub(crate) struct Opened {
     file: File,
     head: [u8; SMALL],
     len: usize,
+    /// The file's size: the head's length when it holds the whole file, else asked once.
+    size: u64,
 }
 
 impl Opened {
@@ -643,27 +654,22 @@ impl Opened {
     fn read_head(mut file: File) -> Result<Self, ErrorKind> {
         let mut head = [0u8; SMALL];
         let len = read_full(&mut file, &mut head)?;
-        Ok(Opened { file, head, len })
+        let size = if len < SMALL {
+            len as u64
+        } else {
+            file.metadata().map_err(ErrorKind::from_io)?.len()
+        };
+        Ok(Opened {
+            file,
+            head,
+            len,
+            size,
+        })
     }
 
-    /// The header, read from the first bytes alone (the checksum is not verified): for
-    /// reports over many entries. `None` for a file that is not an entry this build reads.
+    /// The header, from the first bytes alone: see [`Header::read`].
     pub(crate) fn header(&self) -> Option<Header> {
-        let b = &self.head[..self.len];
-        if b.len() < HEADER_LEN || known_codec(b).is_none() {
-            return None;
-        }
-        let name_end = HEADER_LEN + u16_at(b, 20) as usize;
-        let type_name = std::str::from_utf8(b.get(HEADER_LEN..name_end)?).ok()?;
-        Some(Header {
-            codec: (u16_at(b, 18) & 0xF) as u8,
-            type_name: type_name.to_owned(),
-            sections: u32_at(b, 24) as usize / ROW,
-            payload_len: u64_at(b, 32),
-            raw_len: u64_at(b, 40),
-            compute: Duration::from_nanos(u64_at(b, 48)),
-            created: UNIX_EPOCH + Duration::from_millis(u64_at(b, 56)),
-        })
+        Header::read(&self.head[..self.len])
     }
 
     fn has_arrays(&self) -> bool {
@@ -671,13 +677,12 @@ impl Opened {
     }
 
     /// The whole file.
-    pub(crate) fn bytes(mut self) -> Result<Bytes, ErrorKind> {
+    pub(crate) fn bytes(&mut self) -> Result<Bytes<'_>, ErrorKind> {
         let has_arrays = self.has_arrays();
         if self.len < SMALL && !has_arrays {
-            return Ok(Bytes::Small(self.head, self.len));
+            return Ok(Bytes::Small(&self.head[..self.len]));
         }
-        let size = self.file.metadata().map_err(ErrorKind::from_io)?.len();
-        if size > MAP_FROM || has_arrays {
+        if self.size > MAP_FROM || has_arrays {
             let mut options = memmap2::MmapOptions::new();
             if !has_arrays {
                 // Everything will be read: fault it all in with one call. Arrays are views,
@@ -691,12 +696,10 @@ impl Opened {
             let map = unsafe { options.map(&self.file) }.map_err(ErrorKind::from_io)?;
             return Ok(Bytes::Mapped(Arc::new(map)));
         }
-        let mut all = Vec::with_capacity(size as usize + 1);
+        // A direct read (`read_payload`) never gets this far: it takes only files that are
+        // mapped above, so the file is still where the head ends.
+        let mut all = Vec::with_capacity(self.size as usize + 1);
         all.extend_from_slice(&self.head[..self.len]);
-        // Where the head ends, whatever a direct read tried before.
-        self.file
-            .seek(SeekFrom::Start(self.len as u64))
-            .map_err(ErrorKind::Io)?;
         self.file
             .read_to_end(&mut all)
             .map_err(ErrorKind::from_io)?;
@@ -717,11 +720,10 @@ impl Opened {
         if self.len < SMALL || self.has_arrays() || known_codec(head) != Some(0) {
             return None;
         }
-        let size = self.file.metadata().ok()?.len();
         let name_end = HEADER_LEN + u16_at(head, 20) as usize;
         let payload_len = u64_at(head, 32);
         let end = (name_end as u64).checked_add(payload_len);
-        if size < DIRECT_FROM || name_end >= self.len || end != Some(size) {
+        if self.size < DIRECT_FROM || name_end >= self.len || end != Some(self.size) {
             return None;
         }
         let name = std::str::from_utf8(&head[HEADER_LEN..name_end]).ok()?;
@@ -869,28 +871,26 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
     let body_end = (HEADER_LEN as u64)
         .checked_add(name_len)
         .and_then(|n| n.checked_add(payload_len))
-        .and_then(|n| n.checked_add(table_len));
+        .and_then(|n| n.checked_add(table_len))
+        .ok_or(ErrorKind::Corrupt("lengths in the header overflow"))?;
     let file_len = bytes.len() as u64;
-    let (body_end, sections_end) = match body_end {
-        Some(n) if n > file_len => return Err(ErrorKind::Truncated),
-        Some(n) => (n as usize, sections_end(bytes, n, table_len)),
-        None => (0, Err(ErrorKind::Corrupt("lengths in the header overflow"))),
-    };
-    let sections_end = match sections_end {
-        Ok(end) if end == file_len => Ok(()),
-        Ok(end) if end > file_len => Err(ErrorKind::Truncated),
-        Ok(_) => Err(ErrorKind::Corrupt(
-            "lengths in the header do not match the file",
-        )),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = sections_end {
+    if body_end > file_len {
+        return Err(ErrorKind::Truncated);
+    }
+    let body_end = body_end as usize;
+    let layout =
+        sections_end(bytes, body_end, table_len).and_then(|end| match end.cmp(&file_len) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Greater => Err(ErrorKind::Truncated),
+            std::cmp::Ordering::Less => Err(ErrorKind::Corrupt(
+                "lengths in the header do not match the file",
+            )),
+        });
+    if let Err(e) = layout {
         // The table is covered by the checksum: say "checksum mismatch" when that is the
         // cause (a flipped bit in a row), "truncated" when the table is intact but the file
         // ends before its sections do.
-        if body_end != 0 {
-            verify_body(bytes, body_end)?;
-        }
+        verify_body(bytes, body_end)?;
         return Err(e);
     }
     let name_end = HEADER_LEN + name_len as usize;
@@ -906,7 +906,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
     };
     let problem = if type_name.is_err() {
         Some("type name is not UTF-8")
-    } else if flags & !(BIG_ENDIAN | 0xF) != 0 || flags & 0xF > 2 {
+    } else if !flags_known(flags) {
         Some("unknown flags or compression codec")
     } else {
         None
@@ -930,20 +930,24 @@ fn known_codec(bytes: &[u8]) -> Option<u16> {
     let flags = u16_at(bytes, 18);
     let known = bytes[0..8] == MAGIC
         && u16_at(bytes, 16) == VERSION
-        && flags & !(BIG_ENDIAN | 0xF) == 0
-        && flags & BIG_ENDIAN == NATIVE
-        && flags & 0xF <= 2;
+        && flags_known(flags)
+        && flags & BIG_ENDIAN == NATIVE;
     known.then_some(flags & 0xF)
+}
+
+/// Whether this build reads entries with these flags (from a machine of either byte order).
+fn flags_known(flags: u16) -> bool {
+    flags & !(BIG_ENDIAN | 0xF) == 0 && flags & 0xF <= 2
 }
 
 /// Where the last array section ends, or the body if there are none, checking that sections
 /// follow each other in order, aligned, after the table.
-fn sections_end(bytes: &[u8], body_end: u64, table_len: u64) -> Result<u64, ErrorKind> {
+fn sections_end(bytes: &[u8], body_end: usize, table_len: u64) -> Result<u64, ErrorKind> {
     if table_len % ROW as u64 != 0 {
         return Err(ErrorKind::Corrupt("array section table has a partial row"));
     }
-    let table = &bytes[(body_end - table_len) as usize..body_end as usize];
-    let mut end = body_end;
+    let table = &bytes[body_end - table_len as usize..body_end];
+    let mut end = body_end as u64;
     for row in table.chunks_exact(ROW) {
         let (at, len) = (u64_at(row, 0), u64_at(row, 8));
         if at < end || at % SECTION_ALIGN as u64 != 0 || at - end >= SECTION_ALIGN as u64 {
@@ -1001,21 +1005,6 @@ impl Entry<'_> {
             sections,
             verify: total <= VERIFY_ARRAYS_UP_TO,
         })
-    }
-
-    /// The header, for reports.
-    #[cfg(test)]
-    pub(crate) fn header(&self) -> Header {
-        let b = self.bytes;
-        Header {
-            codec: (u16_at(b, 18) & 0xF) as u8,
-            type_name: self.type_name.to_owned(),
-            sections: self.table.len() / ROW,
-            payload_len: u64_at(b, 32),
-            raw_len: u64_at(b, 40),
-            compute: Duration::from_nanos(u64_at(b, 48)),
-            created: UNIX_EPOCH + Duration::from_millis(u64_at(b, 56)),
-        }
     }
 
     /// Fails unless the entry was written as a `T`.
@@ -1125,8 +1114,8 @@ pub(crate) fn load<T>(path: &Path, decode: Decoder<T>) -> Result<T, Error> {
 
 /// Whether `path` holds a valid entry of type `T`, without decoding it.
 pub(crate) fn probe<T>(path: &Path) -> Result<(), Error> {
-    read(path)
-        .and_then(|bytes| check(&bytes)?.expect_type::<T>())
+    Opened::open(path)
+        .and_then(|mut file| check(&file.bytes()?)?.expect_type::<T>())
         .map_err(|kind| Error::new(path, kind))
 }
 
@@ -1151,10 +1140,16 @@ mod tests {
         let bytes = entry(&v);
         let c = check(&bytes).unwrap();
         assert_eq!(c.decode_with(decoder_any::<Vec<f64>>()).unwrap(), v);
-        let h = c.header();
+        let h = Header::read(&bytes).unwrap();
         assert_eq!(h.type_name, "alloc::vec::Vec<f64>");
         assert_eq!(h.compute, Duration::from_millis(3));
-        assert_eq!(h.payload_len as usize, c.payload.len());
+        assert!(h.created <= SystemTime::now());
+        assert_eq!(c.payload.len(), 25); // a length byte and 3 numbers
+        // The type name must fit in what is read; a damaged magic is no header.
+        assert_eq!(Header::read(&bytes[..70]), None);
+        let mut damaged = bytes.clone();
+        damaged[0] ^= 1;
+        assert_eq!(Header::read(&damaged), None);
     }
 
     #[test]
