@@ -147,11 +147,10 @@ macro_rules! bulk {
                     file: Some(|file| {
                         let mut numbers = file.read_payload::<Vec<$t>, _>(
                             |head, payload_len| {
-                                let (len, rest) = postcard::take_from_bytes::<usize>(head).ok()?;
-                                let prefix = head.len() - rest.len();
                                 // Checked before allocating: the header is not verified yet.
-                                let bytes = len.checked_mul(size_of::<$t>())?.checked_add(prefix)?;
-                                (bytes as u64 == payload_len).then(|| (prefix, zeroed_vec::<$t>(len)))
+                                let payload_len = usize::try_from(payload_len).ok()?;
+                                let (prefix, count) = counted(head, size_of::<$t>(), payload_len).ok()?;
+                                Some((prefix, zeroed_vec::<$t>(count)))
                             },
                             |v| bytemuck::cast_slice_mut(v.as_mut_slice()),
                         )?;
@@ -231,15 +230,24 @@ pub(crate) fn decoder_any<T: DeserializeOwned + 'static>() -> Decoder<T> {
 /// Splits postcard's encoding of a `Vec` of `n`-byte numbers into its varint length and the
 /// numbers' little-endian bytes, checking that the length matches exactly.
 fn numbers(payload: &[u8], n: usize) -> Result<(&[u8], &[u8]), ErrorKind> {
-    let (len, bytes) = postcard::take_from_bytes::<usize>(payload)
-        .map_err(|e| ErrorKind::Decode(e.to_string()))?;
-    if len.checked_mul(n) != Some(bytes.len()) {
+    let (prefix, _) = counted(payload, n, payload.len())?;
+    Ok(payload.split_at(prefix))
+}
+
+/// Reads the varint length at the start of `start`, the first bytes of a payload of
+/// `payload_len` bytes encoding a `Vec` of `n`-byte numbers; returns the varint's length and
+/// the count, once checked to fill the payload exactly.
+fn counted(start: &[u8], n: usize, payload_len: usize) -> Result<(usize, usize), ErrorKind> {
+    let (count, rest) =
+        postcard::take_from_bytes::<usize>(start).map_err(|e| ErrorKind::Decode(e.to_string()))?;
+    let prefix = start.len() - rest.len();
+    let numbers = payload_len.saturating_sub(prefix);
+    if count.checked_mul(n) != Some(numbers) || prefix > payload_len {
         return Err(ErrorKind::Decode(format!(
-            "a sequence of {len} {n}-byte numbers in {} bytes",
-            bytes.len()
+            "a sequence of {count} {n}-byte numbers in {numbers} bytes"
         )));
     }
-    Ok(payload.split_at(payload.len() - bytes.len()))
+    Ok((prefix, count))
 }
 
 #[cfg(test)]
