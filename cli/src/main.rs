@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
-use joblet_runtime::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, EntryInfo, Limits, Memory, Reduced};
+use joblet_runtime::{EntryInfo, Limits, Memory, Reduced};
 
 #[derive(Parser)]
 #[command(
@@ -56,11 +56,7 @@ struct PruneArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let dir = cli.dir.unwrap_or_else(|| {
-        std::env::var_os(CACHE_DIR_ENV)
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from)
-    });
+    let dir = cli.dir.unwrap_or_else(joblet_runtime::default_cache_dir);
     let memory = Memory::new(dir);
     match run(&memory, cli.command) {
         Ok(code) => code,

@@ -38,6 +38,19 @@ pub const CACHE_DIR_ENV: &str = "JOBLET_CACHE_DIR";
 /// ```
 pub const DEFAULT_CACHE_DIR: &str = ".joblet";
 
+/// The cache folder of functions declared without `dir`: [`CACHE_DIR_ENV`] if set, else
+/// [`DEFAULT_CACHE_DIR`] (relative to the current directory).
+///
+/// ```
+/// let dir = joblet_runtime::default_cache_dir();
+/// assert!(std::env::var_os("JOBLET_CACHE_DIR").is_some() || dir.ends_with(".joblet"));
+/// ```
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os(CACHE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from)
+}
+
 /// The environment variable that switches caching off for a run: when set (to anything but
 /// empty or `0`), every cached call computes, and nothing is read from or written to a cache.
 ///
@@ -179,8 +192,6 @@ pub enum Begin<T> {
 pub struct Pending {
     path: Option<PathBuf>,
     start: Instant,
-    /// The function's name, when its end is to be printed.
-    announce: Option<&'static str>,
     /// Holds off other threads' misses of the same call until the result is stored (or the
     /// computation panicked and this is dropped).
     flight: Option<FlightGuard>,
@@ -191,20 +202,8 @@ impl Pending {
         Pending {
             path,
             start,
-            announce: None,
             flight,
         }
-    }
-}
-
-/// joblib's line at the end of a computed call: `____square - 0.5s, 0.0min`, padded to 80.
-fn announce_end(pending: &Pending) {
-    if let Some(name) = pending.announce {
-        let line = format!(
-            "{name} - {}",
-            format_time(pending.start.elapsed().as_secs_f64())
-        );
-        eprintln!("{}{line}", "_".repeat(80usize.saturating_sub(line.len())));
     }
 }
 
@@ -341,12 +340,7 @@ impl Site {
     /// pointed then, whatever the current directory becomes.
     fn root(&self) -> &Path {
         self.root.get_or_init(|| {
-            let root = match self.dir {
-                Some(dir) => dir(),
-                None => std::env::var_os(CACHE_DIR_ENV)
-                    .filter(|v| !v.is_empty())
-                    .map_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR), PathBuf::from),
-            };
+            let root = self.dir.map_or_else(default_cache_dir, |dir| dir());
             std::path::absolute(&root).unwrap_or(root)
         })
     }
@@ -406,14 +400,11 @@ impl Site {
         key: &mut CallKey,
         decode: Decoder<T>,
     ) -> Begin<T> {
-        match self.load_or_claim(mode, self_ty, key, decode) {
-            Begin::Compute(mut pending) if self.verbose >= 1 => {
-                eprintln!("{}\n[Memory] Calling {}...", "_".repeat(80), self.name);
-                pending.announce = Some(self.name);
-                Begin::Compute(pending)
-            }
-            decided => decided,
+        let decided = self.load_or_claim(mode, self_ty, key, decode);
+        if self.verbose >= 1 && matches!(decided, Begin::Compute(_)) {
+            eprintln!("{}\n[Memory] Calling {}...", "_".repeat(80), self.name);
         }
+        decided
     }
 
     fn load_or_claim<T>(
@@ -503,7 +494,7 @@ impl Site {
 
     /// Last step of a computed call: store the value and hand it back.
     pub fn finish<T: Serialize>(&self, pending: Pending, value: T) -> T {
-        announce_end(&pending);
+        self.announce_end(&pending);
         self.store(pending, &value);
         value
     }
@@ -514,11 +505,21 @@ impl Site {
         pending: Pending,
         value: Result<T, E>,
     ) -> Result<T, E> {
-        announce_end(&pending);
+        self.announce_end(&pending);
         if let Ok(v) = &value {
             self.store(pending, v);
         }
         value
+    }
+
+    /// joblib's line at the end of a computed call, with `verbose`: `____square - 0.5s,
+    /// 0.0min`, padded to 80 columns.
+    fn announce_end(&self, pending: &Pending) {
+        if self.verbose >= 1 {
+            let took = format_time(pending.start.elapsed().as_secs_f64());
+            let line = format!("{} - {took}", self.name);
+            eprintln!("{}{line}", "_".repeat(80usize.saturating_sub(line.len())));
+        }
     }
 
     fn store<T: Serialize>(&self, mut pending: Pending, value: &T) {
