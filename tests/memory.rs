@@ -154,3 +154,23 @@ fn clear_removes_entries_and_abandoned_temporary_files_only() {
     assert!(memory.entries().unwrap().is_empty());
     assert!(theirs.exists() && fresh.exists());
 }
+
+#[test]
+fn a_function_name_never_reaches_outside_the_folder() {
+    #[cached(dir = dir("outside"))]
+    fn kept(x: u64) -> u64 {
+        x
+    }
+    kept(1);
+    let entry = Memory::new(dir("outside")).entries().unwrap().remove(0);
+    // A handle rooted beside the entry's code-version folder: `..` from there would be the
+    // entry's function folder, laid out as a function's.
+    let function = dir("outside").join(&entry.function);
+    fs::create_dir_all(function.join("elsewhere")).unwrap();
+    let memory = Memory::new(function.join("elsewhere"));
+    for name in ["..", "."] {
+        assert!(memory.entries_of(name).unwrap().is_empty(), "{name}");
+        assert_eq!(memory.clear_function(name).unwrap().entries, 0, "{name}");
+    }
+    assert!(entry.path.exists());
+}

@@ -75,12 +75,7 @@ fn run(memory: &Memory, command: Command) -> Result<ExitCode, joblet_runtime::Er
             print!("{}", report(&entries, now));
         }
         Command::Ls { function } => {
-            let folder = function.replace("::", ".");
-            let entries: Vec<EntryInfo> = memory
-                .entries()?
-                .into_iter()
-                .filter(|e| e.function == folder)
-                .collect();
+            let entries = memory.entries_of(&function)?;
             if entries.is_empty() {
                 eprintln!(
                     "joblet: no entries of `{function}` in {}; `joblet report` lists the functions there",

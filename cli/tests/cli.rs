@@ -101,3 +101,18 @@ fn mistakes_get_clear_messages() {
     // An empty or missing folder reports nothing, without failing.
     assert!(stdout(&joblet(&["report"], &cache)).contains("total"));
 }
+
+#[test]
+fn without_dir_the_folder_is_the_one_cached_functions_default_to() {
+    #[cached(dir = dir("from-env"))]
+    fn answer() -> u32 {
+        42
+    }
+    answer();
+    let out = Command::new(env!("CARGO_BIN_EXE_joblet"))
+        .arg("report")
+        .env(joblet::CACHE_DIR_ENV, dir("from-env"))
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("cli.answer "));
+}

@@ -129,14 +129,16 @@ impl Memory {
     /// # Errors
     /// When a folder cannot be read.
     pub fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        let mut entries = Vec::new();
-        self.walk(&mut |file| {
-            if let File::Entry(info) = file {
-                entries.push(info);
-            }
-        })?;
-        entries.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.path.cmp(&b.path)));
-        Ok(entries)
+        Ok(self.scan(None)?.entries)
+    }
+
+    /// The entries of one function, named by its folder (`my_crate.stats.mean`) or its path
+    /// (`my_crate::stats::mean`), least recently used first. Only its folder is read.
+    ///
+    /// # Errors
+    /// As [`Memory::entries`].
+    pub fn entries_of(&self, function: &str) -> Result<Vec<EntryInfo>, Error> {
+        Ok(self.scan(Some(function))?.entries)
     }
 
     /// Removes every entry of every function, and abandoned temporary files. Only joblet's
@@ -145,17 +147,18 @@ impl Memory {
     /// # Errors
     /// When a folder cannot be read or a file cannot be removed.
     pub fn clear(&self) -> Result<Reduced, Error> {
-        self.remove_where(|_| true)
+        let scan = self.scan(None)?;
+        self.remove(scan.entries.iter(), &scan.temps)
     }
 
-    /// Removes every entry of one function, named by its folder (`my_crate.stats.mean`) or
-    /// its path (`my_crate::stats::mean`), for every version of its code.
+    /// Removes every entry of one function, named as for [`Memory::entries_of`], for every
+    /// version of its code.
     ///
     /// # Errors
     /// As [`Memory::clear`].
     pub fn clear_function(&self, function: &str) -> Result<Reduced, Error> {
-        let folder = function.replace("::", ".");
-        self.remove_where(|e| e.function == folder)
+        let scan = self.scan(Some(function))?;
+        self.remove(scan.entries.iter(), &scan.temps)
     }
 
     /// Removes least recently used entries until the cache is within `limits`, and the
@@ -164,51 +167,53 @@ impl Memory {
     /// # Errors
     /// As [`Memory::clear`].
     pub fn reduce_size(&self, limits: &Limits) -> Result<Reduced, Error> {
-        let entries = self.entries()?;
+        let scan = self.scan(None)?;
         let now = SystemTime::now();
-        let mut count = entries.len();
-        let mut bytes: u64 = entries.iter().map(|e| e.size).sum();
-        let mut evict = std::collections::HashSet::new();
-        for entry in &entries {
+        let mut count = scan.entries.len();
+        let mut bytes: u64 = scan.entries.iter().map(|e| e.size).sum();
+        // Least recently used first: evict from the front while any limit is exceeded.
+        let evicted = scan.entries.iter().take_while(|entry| {
             let too_old = limits.age.is_some_and(|age| {
                 now.duration_since(entry.last_used)
                     .is_ok_and(|unused| unused > age)
             });
             let too_many = limits.items.is_some_and(|items| count > items);
             let too_big = limits.bytes.is_some_and(|limit| bytes > limit);
-            if too_old || too_many || too_big {
-                evict.insert(entry.path.clone());
+            let evict = too_old || too_many || too_big;
+            if evict {
                 count -= 1;
                 bytes -= entry.size;
             }
-        }
-        self.remove_where(|e| evict.contains(&e.path))
+            evict
+        });
+        self.remove(evicted, &scan.temps)
     }
 
-    /// Removes the entries `pick` chooses and abandoned temporary files, then empty folders.
-    fn remove_where(&self, mut pick: impl FnMut(&EntryInfo) -> bool) -> Result<Reduced, Error> {
-        let mut doomed = Vec::new();
+    /// Removes `entries` and the abandoned ones among temporary files, then the folders
+    /// they leave empty.
+    fn remove<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a EntryInfo>,
+        temps: &[(PathBuf, Duration)],
+    ) -> Result<Reduced, Error> {
         let mut reduced = Reduced::default();
-        self.walk(&mut |file| match file {
-            File::Entry(info) if pick(&info) => {
-                reduced.entries += 1;
-                reduced.bytes += info.size;
-                doomed.push(info.path);
-            }
-            File::Temp { path, age } if age > ABANDONED_AFTER => {
-                reduced.temp_files += 1;
-                doomed.push(path);
-            }
-            _ => {}
-        })?;
-        for path in &doomed {
+        let abandoned = temps.iter().filter(|(_, age)| *age > ABANDONED_AFTER);
+        for (path, entry_size) in entries
+            .map(|e| (&e.path, Some(e.size)))
+            .chain(abandoned.map(|(path, _)| (path, None)))
+        {
             match std::fs::remove_file(path) {
-                Ok(()) => {
-                    tracing::debug!(path = %path.display(), "evicted");
-                }
+                Ok(()) => tracing::debug!(path = %path.display(), "evicted"),
                 // Removed meanwhile by another process: as good.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::new(path, ErrorKind::from_io(e))),
+            }
+            match entry_size {
+                Some(size) => {
+                    reduced.entries += 1;
+                    reduced.bytes += size;
+                }
+                None => reduced.temp_files += 1,
             }
             // The shard, version and function folders, once empty (`remove_dir` refuses
             // otherwise, and another writer may just have filled one again).
@@ -223,29 +228,37 @@ impl Memory {
         Ok(reduced)
     }
 
-    /// Calls `visit` on every entry and temporary file below the root.
-    fn walk(&self, visit: &mut dyn FnMut(File)) -> Result<(), Error> {
+    /// The entries below the root (or one function's folder), least recently used first, and
+    /// the temporary files with their ages.
+    fn scan(&self, function: Option<&str>) -> Result<Scan, Error> {
         let now = SystemTime::now();
-        for function in subfolders(&self.root)? {
+        let functions = match function.map(crate::site::folder_name) {
+            // `..` would name a folder outside the cache: no function is called that.
+            Some(f) if f == "." || f == ".." => Vec::new(),
+            Some(f) => vec![self.root.join(f)],
+            None => subfolders(&self.root)?,
+        };
+        let mut scan = Scan::default();
+        for function in functions {
             for version in subfolders(&function)? {
                 for shard in subfolders(&version)? {
                     for file in read_dir(&shard)? {
                         let Ok(file) = file else { continue };
                         let name = file.file_name().to_string_lossy().into_owned();
-                        let path = file.path();
                         let Ok(meta) = file.metadata() else { continue };
                         if !meta.is_file() || !name.ends_with(".jbl") {
                             continue;
                         }
+                        let path = file.path();
                         let modified = meta.modified().unwrap_or(now);
                         if name.starts_with(TEMP_PREFIX) {
                             let age = now.duration_since(modified).unwrap_or_default();
-                            visit(File::Temp { path, age });
+                            scan.temps.push((path, age));
                             continue;
                         }
                         let header = Opened::open_unseen(&path).ok().and_then(|f| f.header());
                         let accessed = meta.accessed().unwrap_or(modified);
-                        visit(File::Entry(EntryInfo {
+                        scan.entries.push(EntryInfo {
                             function: last_name(&function),
                             code_version: last_name(&version),
                             key: name.trim_end_matches(".jbl").to_owned(),
@@ -257,18 +270,21 @@ impl Memory {
                             created: header.as_ref().map_or(modified, |h| h.created),
                             last_used: modified.max(accessed),
                             path,
-                        }));
+                        });
                     }
                 }
             }
         }
-        Ok(())
+        scan.entries
+            .sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.path.cmp(&b.path)));
+        Ok(scan)
     }
 }
 
-enum File {
-    Entry(EntryInfo),
-    Temp { path: PathBuf, age: Duration },
+#[derive(Default)]
+struct Scan {
+    entries: Vec<EntryInfo>,
+    temps: Vec<(PathBuf, Duration)>,
 }
 
 fn last_name(path: &Path) -> String {

@@ -636,7 +636,7 @@ fn strip_generic_args(path: &str) -> String {
 
 /// A folder name for a function identity: `a::b::f` becomes `a.b.f`; anything but ASCII
 /// letters, digits, `_`, `-` and `.` becomes `_`.
-fn folder_name(identity: &str) -> String {
+pub(crate) fn folder_name(identity: &str) -> String {
     identity
         .replace("::", ".")
         .chars()
