@@ -593,27 +593,33 @@ impl std::future::Future for YieldOnce {
 
 #[test]
 fn async_calls_on_one_thread_never_wait_for_each_other() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
     // Two calls of one key in flight at once on one thread, as on a single-threaded executor:
     // had the second waited for the first, it would have blocked the thread the first needs.
-    let mut a = std::pin::pin!(fetched(5));
-    let mut b = std::pin::pin!(fetched(5));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let (mut ra, mut rb) = (None, None);
-    while ra.is_none() || rb.is_none() {
-        if ra.is_none() {
-            ra = match a.as_mut().poll(&mut cx) {
-                std::task::Poll::Ready(v) => Some(v),
-                std::task::Poll::Pending => None,
-            };
+    // On a thread of its own, so that such a deadlock fails the test instead of hanging it.
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut calls = [Box::pin(fetched(5)), Box::pin(fetched(5))];
+        let mut results = [None, None];
+        let mut cx = Context::from_waker(Waker::noop());
+        while results.contains(&None) {
+            for (call, result) in calls.iter_mut().zip(&mut results) {
+                if result.is_none()
+                    && let Poll::Ready(v) = call.as_mut().poll(&mut cx)
+                {
+                    *result = Some(v);
+                }
+            }
         }
-        if rb.is_none() {
-            rb = match b.as_mut().poll(&mut cx) {
-                std::task::Poll::Ready(v) => Some(v),
-                std::task::Poll::Pending => None,
-            };
-        }
-    }
-    assert_eq!((ra, rb), (Some(10), Some(10)));
+        let _ = done.send(results);
+    });
+    let results = result.recv_timeout(std::time::Duration::from_secs(20));
+    assert_eq!(
+        results,
+        Ok([Some(10), Some(10)]),
+        "the calls waited for each other"
+    );
     assert_eq!(ASYNC_COMPUTED.load(SeqCst), 2);
 }
 

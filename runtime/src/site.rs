@@ -654,6 +654,19 @@ pub(crate) fn folder_name(identity: &str) -> String {
 mod tests {
     use super::folder_name;
 
+    /// `parallel!` tasks run on rayon's workers; blocking one to wait could deadlock.
+    #[cfg(feature = "threads")]
+    #[test]
+    fn rayon_workers_never_wait_for_another_thread_computing_a_call() {
+        assert!(super::may_wait());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert!(!pool.install(super::may_wait));
+        assert!(!rayon::join(super::may_wait, || ()).0);
+    }
+
     #[test]
     fn generic_arguments_are_left_out_of_method_paths() {
         use super::strip_generic_args as s;
