@@ -400,44 +400,51 @@ impl Site {
         key: &mut CallKey,
         decode: Decoder<T>,
     ) -> Begin<T> {
-        let decided = self.load_or_claim(mode, self_ty, key, decode);
-        if self.verbose >= 1 && matches!(decided, Begin::Compute(_)) {
-            eprintln!("{}\n[Memory] Calling {}...", "_".repeat(80), self.name);
-        }
-        decided
-    }
-
-    fn load_or_claim<T>(
-        &self,
-        mode: Mode,
-        self_ty: Option<&'static str>,
-        key: &mut CallKey,
-        decode: Decoder<T>,
-    ) -> Begin<T> {
         let start = Instant::now();
         let switches = switches();
-        if switches.disabled {
-            return Begin::Compute(Pending::new(None, None, start));
-        }
         let mode = if switches.refresh {
             Mode::Refresh
         } else {
             mode
         };
-        let Some(path) = self.path_for(self_ty, key) else {
-            return Begin::Compute(Pending::new(None, None, start));
+        // Nothing to read or write when caching is switched off or the key cannot be made.
+        let path = (!switches.disabled)
+            .then(|| self.path_for(self_ty, key))
+            .flatten();
+        let pending = match path {
+            Some(path) => match self.load_or_claim(mode, path, decode, start) {
+                Begin::Hit(value) => return Begin::Hit(value),
+                Begin::Compute(pending) => pending,
+            },
+            None => Pending::new(None, None, start),
+        };
+        if self.verbose >= 1 {
+            eprintln!("{}\n[Memory] Calling {}...", "_".repeat(80), self.name);
+        }
+        Begin::Compute(pending)
+    }
+
+    /// The result stored at `path`, or the computation this thread is to do: in [`Mode::Call`],
+    /// one thread of the process computes a call that others miss at the same time.
+    fn load_or_claim<T>(
+        &self,
+        mode: Mode,
+        path: PathBuf,
+        decode: Decoder<T>,
+        start: Instant,
+    ) -> Begin<T> {
+        let hit = |value| {
+            tracing::debug!(function = self.name, path = %path.display(), "cache hit");
+            if self.verbose >= 5 {
+                let took = format_time(start.elapsed().as_secs_f64());
+                eprintln!("[Memory]{took:>16}: Loading {}", self.name);
+            }
+            Begin::Hit(value)
         };
         loop {
             if mode != Mode::Refresh {
                 match entry::load(&path, decode) {
-                    Ok(value) => {
-                        tracing::debug!(function = self.name, path = %path.display(), "cache hit");
-                        if self.verbose >= 5 {
-                            let took = format_time(start.elapsed().as_secs_f64());
-                            eprintln!("[Memory]{took:>16}: Loading {}", self.name);
-                        }
-                        return Begin::Hit(value);
-                    }
+                    Ok(value) => return hit(value),
                     Err(e) if e.is_not_found() => {}
                     Err(e) => {
                         tracing::warn!(function = self.name, error = %e, "unreadable cache entry; recomputing");
@@ -453,8 +460,7 @@ impl Site {
                     // this claim: look once more before computing it again.
                     if let Ok(value) = entry::load(&path, decode) {
                         flight.stored = true;
-                        tracing::debug!(function = self.name, path = %path.display(), "cache hit");
-                        return Begin::Hit(value);
+                        return hit(value);
                     }
                     tracing::debug!(function = self.name, ?mode, "cache miss; computing");
                     return Begin::Compute(Pending::new(Some(path), Some(flight), start));
