@@ -268,10 +268,17 @@ fn a_cached_number_vector_is_decoded_in_bulk() {
     let path = common::entries(&common::dir("bulk")).pop().unwrap();
     let mut bytes = fs::read(&path).unwrap();
     let name_len = u16::from_le_bytes([bytes[20], bytes[21]]) as usize;
-    let payload = 64 + name_len;
+    let args_len = u16::from_le_bytes([bytes[22], bytes[23]]) as usize;
+    assert_eq!(
+        &bytes[64 + name_len..][..args_len],
+        b"100",
+        "the rendered argument"
+    );
+    let payload = 64 + name_len + args_len;
     assert_eq!(bytes[payload], 100, "the varint length of 100 floats");
     bytes[payload] = 101;
-    // Re-sign: checksum = xxh3(xxh3(bytes 16..64) ++ xxh3(bytes 64..)).
+    // Re-sign: checksum = xxh3(xxh3(bytes 16..64) ++ xxh3(bytes 64..)), hit count (bytes
+    // 28..32) as zero: the entry has never been hit.
     let mut both = [0u8; 16];
     both[..8].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&bytes[16..64]).to_le_bytes());
     both[8..].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&bytes[64..]).to_le_bytes());

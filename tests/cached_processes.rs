@@ -230,10 +230,12 @@ fn verbose_prints_joblibs_memory_lines_to_stderr() {
         .position(|l| *l == "[Memory] Calling talkative...");
     let calling = calling.unwrap_or_else(|| panic!("{stderr}"));
     assert_eq!(lines[calling - 1], "_".repeat(80));
-    let done = lines[calling + 1];
+    // The call, as joblib prints it: `square(2)`.
+    assert_eq!(lines[calling + 1], "talkative(21)");
+    let done = lines[calling + 2];
     assert_eq!(done.len(), 80, "{done}");
     assert!(done.ends_with("_talkative - 0.0s, 0.0min"), "{done}");
-    let loading = lines[calling + 2];
+    let loading = lines[calling + 3];
     assert!(
         loading.starts_with("[Memory]") && loading.ends_with(": Loading talkative"),
         "{loading}"

@@ -174,3 +174,146 @@ fn a_function_name_never_reaches_outside_the_folder() {
     }
     assert!(entry.path.exists());
 }
+
+#[test]
+fn entries_record_their_arguments_hits_and_last_use() {
+    /// Serializable, but without `Debug`.
+    #[derive(serde::Serialize)]
+    struct Opaque;
+    #[cached(dir = dir("meta"), ignore = [log])]
+    fn describe(n: u64, label: &str, _opaque: &Opaque, data: Vec<f64>, log: bool) -> usize {
+        let _ = log;
+        n as usize + label.len() + data.len()
+    }
+    let data = vec![0.5; 100_000];
+    assert_eq!(describe(3, "abc", &Opaque, data.clone(), true), 100_006);
+    let memory = Memory::new(dir("meta"));
+    let entry = memory.entries().unwrap().remove(0);
+    assert!(
+        entry
+            .args
+            .starts_with(r#"3, "abc", <&Opaque>, [0.5, 0.5, "#),
+        "{}",
+        entry.args
+    );
+    // A large argument is cut short; an ignored one is neither hashed nor shown.
+    assert!(entry.args.ends_with("…, _"), "{}", entry.args);
+    assert!(entry.args.len() < 200, "{}", entry.args);
+    assert_eq!(entry.hits, 0);
+
+    // Each hit counts, and marks the entry as just used.
+    used(&entry.path, 3600);
+    for _ in 0..3 {
+        assert_eq!(describe(3, "abc", &Opaque, data.clone(), false), 100_006);
+    }
+    let hit = memory.entries().unwrap().remove(0);
+    assert_eq!(hit.hits, 3);
+    let since = SystemTime::now().duration_since(hit.last_used).unwrap();
+    assert!(since < Duration::from_secs(60), "{since:?}");
+    // The count is not part of the checksum: the entry still loads.
+    assert!(describe::is_cached(3, "abc", &Opaque, data, true));
+}
+
+#[test]
+fn a_wrapped_closure_is_cached_like_an_annotated_function() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let computed = AtomicUsize::new(0);
+    let memory = Memory::new(dir("wrapped"));
+    let area = |(w, h): (u32, u32)| {
+        computed.fetch_add(1, SeqCst);
+        u64::from(w) * u64::from(h)
+    };
+    let cached_area = memory.cache("geometry::area", area).version("1");
+    assert_eq!(cached_area.call((3, 4)), 12);
+    assert_eq!(cached_area.call((3, 4)), 12);
+    assert_eq!(cached_area.call((5, 4)), 20);
+    assert_eq!(computed.load(SeqCst), 2);
+    assert!(cached_area.is_cached::<_, u64>(&(3, 4)));
+    assert!(!cached_area.is_cached::<_, u64>(&(9, 9)));
+
+    // Same folder layout and format as `#[cached]`, listed under the name given.
+    let entries = memory.entries_of("geometry::area").unwrap();
+    assert_eq!(entries.len(), 2);
+    let mut args: Vec<&str> = entries.iter().map(|e| e.args.as_str()).collect();
+    args.sort();
+    assert_eq!(args, ["(3, 4)", "(5, 4)"]);
+    assert_eq!(entries.iter().map(|e| e.hits).sum::<u64>(), 1);
+
+    // Another version, or another name, is another function.
+    let v2 = memory.cache("geometry::area", area).version("2");
+    assert_eq!(v2.call((3, 4)), 12);
+    assert_eq!(computed.load(SeqCst), 3);
+    let renamed = memory.cache("geometry::surface", area).version("1");
+    assert_eq!(renamed.call((3, 4)), 12);
+    assert_eq!(computed.load(SeqCst), 4);
+
+    // `refresh` recomputes; `try_call` stores only successes; `clear` removes every version.
+    assert_eq!(cached_area.refresh((3, 4)), 12);
+    assert_eq!(computed.load(SeqCst), 5);
+    let parse = memory.cache("parse", |s: &str| s.parse::<u8>());
+    assert!(parse.try_call("300").is_err());
+    assert_eq!(parse.try_call("30"), Ok(30));
+    assert_eq!(memory.entries_of("parse").unwrap().len(), 1);
+    cached_area.clear().unwrap();
+    assert!(memory.entries_of("geometry::area").unwrap().is_empty());
+    assert_eq!(memory.entries_of("geometry::surface").unwrap().len(), 1);
+}
+
+/// The bytes below `dir`, in entry files.
+fn total(dir: &Path) -> u64 {
+    common::entries(dir)
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn a_size_limit_in_the_attribute_is_enforced_as_entries_are_stored() {
+    #[cached(dir = dir("limit-attr"), max_size = "20k")]
+    fn blob(i: u32) -> Vec<u8> {
+        vec![i as u8; 4000]
+    }
+    let size = {
+        blob(0);
+        total(&dir("limit-attr"))
+    };
+    assert!((4000..4200).contains(&size), "{size}");
+    for i in 1..12 {
+        blob(i);
+        assert!(total(&dir("limit-attr")) <= 20_000, "after {i}");
+    }
+    // The most recently stored stay; the least recently used went first.
+    assert!(blob::is_cached(11) && blob::is_cached(10));
+    assert!(!blob::is_cached(0) && !blob::is_cached(1));
+}
+
+#[test]
+fn a_size_limit_on_memory_or_in_the_folders_settings_file_is_enforced() {
+    // On the handle.
+    let memory = Memory::new(dir("limit-memory")).max_size(12_000);
+    let blob = memory.cache("blob", |i: u32| vec![i as u8; 4000]);
+    for i in 0..8 {
+        blob.call(i);
+        assert!(total(memory.root()) <= 12_000, "after {i}");
+    }
+    assert!(blob.is_cached::<_, Vec<u8>>(&7));
+    assert!(!blob.is_cached::<_, Vec<u8>>(&0));
+
+    // In `joblet.toml`, for every function that stores in the folder.
+    fs::create_dir_all(dir("limit-file")).unwrap();
+    fs::write(
+        dir("limit-file").join(joblet::CONFIG_FILE),
+        "# this disk is small\nmax_size = \"10 kB\"\n",
+    )
+    .unwrap();
+    #[cached(dir = dir("limit-file"))]
+    fn limited(i: u32) -> Vec<u8> {
+        vec![i as u8; 3000]
+    }
+    for i in 0..10 {
+        limited(i);
+        assert!(total(&dir("limit-file")) <= 10_000, "after {i}");
+    }
+    assert!(limited::is_cached(9));
+    assert!(!limited::is_cached(0));
+}

@@ -84,17 +84,18 @@ fn run(memory: &Memory, command: Command) -> Result<ExitCode, joblet_runtime::Er
                 return Ok(ExitCode::FAILURE);
             }
             println!(
-                "{:<34} {:>10} {:>10} {:>12}  type",
-                "key", "size", "compute", "last used"
+                "{:<12} {:>10} {:>10} {:>6} {:>12}  arguments",
+                "key", "size", "compute", "hits", "last used"
             );
             for e in &entries {
                 println!(
-                    "{:<34} {:>10} {:>10} {:>12}  {}",
-                    e.key,
+                    "{:<12} {:>10} {:>10} {:>6} {:>12}  {}",
+                    &e.key[..e.key.len().min(12)],
                     bytes(e.size),
                     duration(e.compute),
+                    e.hits,
                     ago(now, e.last_used),
-                    e.type_name
+                    e.args
                 );
             }
         }
@@ -131,54 +132,65 @@ fn print_removed(removed: &Reduced) {
     );
 }
 
-/// A line per function, largest first, and a total.
+/// A line per function, largest first, and a total: what the entries took to compute, how
+/// often they were loaded instead, and the compute time those loads saved.
 fn report(entries: &[EntryInfo], now: SystemTime) -> String {
+    #[derive(Default)]
     struct Row {
         entries: usize,
         bytes: u64,
         compute: Duration,
-        last_used: SystemTime,
+        hits: u64,
+        saved: Duration,
+        last_used: Option<SystemTime>,
+    }
+    impl Row {
+        fn add(&mut self, other: &Row) {
+            self.entries += other.entries;
+            self.bytes += other.bytes;
+            self.compute += other.compute;
+            self.hits += other.hits;
+            self.saved += other.saved;
+            self.last_used = self.last_used.max(other.last_used);
+        }
     }
     let mut rows: std::collections::BTreeMap<&str, Row> = Default::default();
     for e in entries {
-        let row = rows.entry(&e.function).or_insert(Row {
-            entries: 0,
-            bytes: 0,
-            compute: Duration::ZERO,
-            last_used: SystemTime::UNIX_EPOCH,
+        rows.entry(&e.function).or_default().add(&Row {
+            entries: 1,
+            bytes: e.size,
+            compute: e.compute,
+            hits: e.hits,
+            saved: e
+                .compute
+                .saturating_mul(u32::try_from(e.hits).unwrap_or(u32::MAX)),
+            last_used: Some(e.last_used),
         });
-        row.entries += 1;
-        row.bytes += e.size;
-        row.compute += e.compute;
-        row.last_used = row.last_used.max(e.last_used);
     }
     let mut rows: Vec<(&str, Row)> = rows.into_iter().collect();
     rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+    let mut total = Row::default();
+    rows.iter().for_each(|(_, row)| total.add(row));
     let width = rows.iter().map(|(f, _)| f.len()).max().unwrap_or(0).max(8);
-    let mut out = format!(
-        "{:<width$} {:>8} {:>10} {:>12} {:>12}\n",
-        "function", "entries", "size", "compute", "last used"
-    );
-    for (function, row) in &rows {
-        out += &format!(
-            "{:<width$} {:>8} {:>10} {:>12} {:>12}\n",
-            function,
+    let line = |function: &str, row: &Row| {
+        format!(
+            "{function:<width$} {:>8} {:>10} {:>10} {:>8} {:>10} {:>12}\n",
             row.entries,
             bytes(row.bytes),
             duration(row.compute),
-            ago(now, row.last_used)
-        );
-    }
-    let (count, size, compute) = rows.iter().fold((0, 0, Duration::ZERO), |t, (_, r)| {
-        (t.0 + r.entries, t.1 + r.bytes, t.2 + r.compute)
-    });
-    out += &format!(
-        "{:<width$} {:>8} {:>10} {:>12}\n",
-        "total",
-        count,
-        bytes(size),
-        duration(compute)
+            row.hits,
+            duration(row.saved),
+            row.last_used.map_or_else(String::new, |t| ago(now, t)),
+        )
+    };
+    let mut out = format!(
+        "{:<width$} {:>8} {:>10} {:>10} {:>8} {:>10} {:>12}\n",
+        "function", "entries", "size", "compute", "hits", "saved", "last used"
     );
+    for (function, row) in &rows {
+        out += &line(function, row);
+    }
+    out += &line("total", &total);
     out
 }
 
@@ -221,32 +233,7 @@ fn ago(now: SystemTime, then: SystemTime) -> String {
 
 /// `500`, `500B`, `10k`, `1.5G`, `2GiB`: bytes, powers of 1000 or, with `i`, of 1024.
 fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size: write bytes, or 500M, 2G, 1GiB"))?;
-    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
-        "" => 1.0,
-        "k" => 1e3,
-        "m" => 1e6,
-        "g" => 1e9,
-        "t" => 1e12,
-        "ki" => 1024.0,
-        "mi" => 1024.0 * 1024.0,
-        "gi" => 1024.0 * 1024.0 * 1024.0,
-        "ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => {
-            return Err(format!(
-                "unknown unit in `{text}`: use k, M, G, T or Ki, Mi, Gi, Ti"
-            ));
-        }
-    };
-    Ok((number * scale) as u64)
+    joblet_runtime::size_in_bytes(text).map_err(|e| format!("`{text}`: {e}"))
 }
 
 /// `45s`, `30min`, `12h`, `30d`, `2w`.

@@ -547,7 +547,14 @@ mod tests {
         let written = Array::from(vec![1.0f64, 2.0]);
         let name = std::any::type_name::<Array<f32>>();
         let none = crate::Compression::None;
-        crate::entry::write(&path, &written, name, Default::default(), none, false).unwrap();
+        crate::entry::write(
+            &path,
+            &written,
+            &crate::entry::Meta::value(name),
+            none,
+            false,
+        )
+        .unwrap();
         let err = crate::load::<Array<f32>>(&path).unwrap_err();
         assert!(
             matches!(err.kind(), ErrorKind::Decode(m) if m.contains("an array of f64 was stored where an array of f32 is read")),

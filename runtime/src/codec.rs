@@ -361,7 +361,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         let kind = crate::entry::Compression::None;
-        crate::entry::write(&path, value, type_name, Default::default(), kind, false).unwrap();
+        crate::entry::write(
+            &path,
+            value,
+            &crate::entry::Meta::value(type_name),
+            kind,
+            false,
+        )
+        .unwrap();
         let file = Opened::open(&path).unwrap();
         (path, file)
     }

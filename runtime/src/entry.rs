@@ -4,19 +4,21 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic  b"\x89JBL\r\n\x1a\n"
-//!      8     8  checksum: xxh3-64 of the 16 bytes `xxh3-64(bytes 16..64) ++ xxh3-64(body)`
+//!      8     8  checksum: xxh3-64 of the 16 bytes `xxh3-64(bytes 16..64) ++ xxh3-64(body)`,
+//!               with the hit count (bytes 28..32) taken as zero
 //!     16     2  format version (2)
 //!     18     2  flags: bits 0-3 compression codec (0 = none); bit 4 set when written on a
 //!               big-endian machine; other bits zero
 //!     20     2  length of the stored type's name
-//!     22     2  reserved, zero
+//!     22     2  length of the arguments' rendering
 //!     24     4  length of the array section table (24 bytes a section)
-//!     28     4  reserved, zero
+//!     28     4  hit count: loads from the cache, rewritten in place by each
 //!     32     8  payload length as stored
 //!     40     8  payload length once decompressed
 //!     48     8  compute duration, nanoseconds
 //!     56     8  creation time, milliseconds since the Unix epoch
-//!     64        body: type name (UTF-8), payload (postcard), array section table
+//!     64        body: type name (UTF-8), arguments' rendering (UTF-8), payload (postcard),
+//!               array section table
 //!               then each array section at a 64-byte aligned offset, up to the end of the file
 //! ```
 //!
@@ -32,12 +34,19 @@
 //! contiguous memory, and writers can hash the body while they stream it out, before the
 //! header's lengths are known.
 //!
+//! The hit count is the one field written after the entry is complete: a cache hit adds one
+//! to it in place, a 4-byte write that also sets the file's modification time, which is how
+//! the entry's last use is known (file access times are unreliable: `relatime` records a
+//! read at most once a day, `noatime` never). No reader depends on the count, so a torn or
+//! lost update between processes costs a hit in the tally, nothing else.
+//!
 //! [`Array`]: crate::Array
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -50,6 +59,12 @@ use crate::error::{Error, ErrorKind};
 pub(crate) const MAGIC: [u8; 8] = *b"\x89JBL\r\n\x1a\n";
 pub(crate) const VERSION: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 64;
+
+/// Where the hit count is, in the header.
+const HITS_AT: usize = 28;
+
+/// The longest rendering of a call's arguments kept, in bytes.
+const MAX_ARGS: usize = 512;
 
 /// Bytes a row of the array section table takes: offset, length, hash.
 const ROW: usize = 24;
@@ -104,6 +119,10 @@ pub struct Header {
     pub compute: Duration,
     /// When the entry was written.
     pub created: SystemTime,
+    /// How the call's arguments read (`Debug`, truncated); empty for `dump`'s files.
+    pub args: String,
+    /// How many times the entry was loaded as a cache hit.
+    pub hits: u32,
 }
 
 impl Header {
@@ -116,11 +135,38 @@ impl Header {
         }
         let name_end = HEADER_LEN + u16_at(bytes, 20) as usize;
         let type_name = std::str::from_utf8(bytes.get(HEADER_LEN..name_end)?).ok()?;
+        let args = bytes
+            .get(name_end..payload_start(bytes))
+            .and_then(|args| std::str::from_utf8(args).ok());
         Some(Header {
             type_name: type_name.to_owned(),
             compute: Duration::from_nanos(u64_at(bytes, 48)),
             created: UNIX_EPOCH + Duration::from_millis(u64_at(bytes, 56)),
+            // Arguments that do not fit in what was read are not worth a second read.
+            args: args.unwrap_or("…").to_owned(),
+            hits: u32_at(bytes, HITS_AT),
         })
+    }
+}
+
+/// What an entry's header and body say about its value, besides the value itself.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Meta<'a> {
+    /// `std::any::type_name` of the value.
+    pub type_name: &'a str,
+    /// How the call's arguments read; empty for `dump`.
+    pub args: &'a str,
+    /// How long the value took to compute.
+    pub compute: Duration,
+}
+
+impl<'a> Meta<'a> {
+    /// A value of `type_name` that is not a call's result.
+    pub(crate) fn value(type_name: &'a str) -> Self {
+        Meta {
+            type_name,
+            ..Meta::default()
+        }
     }
 }
 
@@ -131,13 +177,12 @@ impl Header {
 pub(crate) fn write<T: ?Sized + Serialize>(
     path: &Path,
     value: &T,
-    type_name: &str,
-    compute: Duration,
+    meta: &Meta,
     compression: Compression,
     create_dirs: bool,
 ) -> Result<u64, ErrorKind> {
     let mut tmp = temp_for(path, create_dirs).map_err(ErrorKind::from_io)?;
-    let len = write_to(tmp.as_file_mut(), value, type_name, compute, compression)?;
+    let len = write_to(tmp.as_file_mut(), value, meta, compression)?;
     tmp.persist(path).map_err(|e| ErrorKind::from_io(e.error))?;
     Ok(len)
 }
@@ -151,7 +196,11 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
     compression: Compression,
 ) -> Result<Vec<u8>, ErrorKind> {
     let mut out = io::Cursor::new(Vec::new());
-    write_to(&mut out, value, type_name, compute, compression)?;
+    let meta = Meta {
+        compute,
+        ..Meta::value(type_name)
+    };
+    write_to(&mut out, value, &meta, compression)?;
     Ok(out.into_inner())
 }
 
@@ -161,13 +210,14 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
 fn write_to<W: Write + Seek, T: ?Sized + Serialize>(
     out: W,
     value: &T,
-    type_name: &str,
-    compute: Duration,
+    meta: &Meta,
     compression: Compression,
 ) -> Result<u64, ErrorKind> {
-    let (type_name, name_len) = stored_type_name(type_name)?;
+    let (type_name, name_len) = stored_type_name(meta.type_name)?;
+    let args = crate::render::truncate(meta.args, MAX_ARGS);
     let mut body = Body::new(out);
     body.extend(type_name.as_bytes()).map_err(ErrorKind::Io)?;
+    body.extend(args.as_bytes()).map_err(ErrorKind::Io)?;
     let start = body.len();
     let encode_err = |e: postcard::Error| ErrorKind::Encode(e.to_string());
     let (raw_len, sections) = match compression {
@@ -205,12 +255,13 @@ fn write_to<W: Write + Seek, T: ?Sized + Serialize>(
     };
     let fields = Fields {
         name_len,
+        args_len: args.len() as u16,
         table_len: u32::try_from(sections.len() * ROW)
             .map_err(|_| ErrorKind::Encode("too many arrays".into()))?,
         payload_len: body.len() - start,
         raw_len,
         compression,
-        compute,
+        compute: meta.compute,
     };
     body.finish(&fields, &sections).map_err(ErrorKind::Io)
 }
@@ -218,6 +269,7 @@ fn write_to<W: Write + Seek, T: ?Sized + Serialize>(
 /// The header fields other than the checksum.
 struct Fields {
     name_len: u16,
+    args_len: u16,
     table_len: u32,
     payload_len: u64,
     raw_len: u64,
@@ -238,6 +290,7 @@ impl Fields {
         h[16..18].copy_from_slice(&VERSION.to_le_bytes());
         h[18..20].copy_from_slice(&flags.to_le_bytes());
         h[20..22].copy_from_slice(&self.name_len.to_le_bytes());
+        h[22..24].copy_from_slice(&self.args_len.to_le_bytes());
         h[24..28].copy_from_slice(&self.table_len.to_le_bytes());
         h[32..40].copy_from_slice(&self.payload_len.to_le_bytes());
         h[40..48].copy_from_slice(&self.raw_len.to_le_bytes());
@@ -250,9 +303,13 @@ impl Fields {
 }
 
 /// The checksum of an entry, from its header fields (bytes 16..64) and the hash of its body.
+/// The hit count, which hits rewrite, counts as zero.
 fn checksum(fields: &[u8], body_hash: u64) -> u64 {
+    let mut fixed = [0u8; HEADER_LEN - 16];
+    fixed.copy_from_slice(&fields[..HEADER_LEN - 16]);
+    fixed[HITS_AT - 16..HITS_AT - 12].fill(0);
     let mut both = [0u8; 16];
-    both[..8].copy_from_slice(&xxh3_64(fields).to_le_bytes());
+    both[..8].copy_from_slice(&xxh3_64(&fixed).to_le_bytes());
     both[8..].copy_from_slice(&body_hash.to_le_bytes());
     xxh3_64(&both)
 }
@@ -500,6 +557,12 @@ impl<W: Write + Seek> postcard::ser_flavors::Flavor for &mut Body<W> {
     }
 }
 
+/// Where the payload starts in an entry whose header is at the start of `bytes`: after the
+/// type name and the arguments.
+fn payload_start(bytes: &[u8]) -> usize {
+    HEADER_LEN + u16_at(bytes, 20) as usize + u16_at(bytes, 22) as usize
+}
+
 /// The type name as stored, and its length as the header records it.
 fn stored_type_name(type_name: &str) -> Result<(std::borrow::Cow<'_, str>, u16), ErrorKind> {
     let name = canonical_type_name(type_name);
@@ -628,11 +691,48 @@ pub(crate) struct Opened {
     len: usize,
     /// The file's size: the head's length when it holds the whole file, else asked once.
     size: u64,
+    /// Opened for writing too, to count hits.
+    writable: bool,
 }
 
 impl Opened {
     pub(crate) fn open(path: &Path) -> Result<Self, ErrorKind> {
-        Self::read_head(File::open(path).map_err(ErrorKind::from_io)?)
+        Self::read_head(File::open(path).map_err(ErrorKind::from_io)?, false)
+    }
+
+    /// Opens to load a cache hit, for writing too if `writable` holds, so that the hit can
+    /// be counted. A cache that refuses writes (another user's, a read-only mount) clears
+    /// `writable`, and is read without counting from then on.
+    fn open_for_hit(path: &Path, writable: &AtomicBool) -> Result<Self, ErrorKind> {
+        if writable.load(Ordering::Relaxed) {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+            {
+                Ok(file) => return Self::read_head(file, true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(ErrorKind::from_io(e));
+                }
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "cache entries are read-only; hits are not counted");
+                    writable.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        Self::open(path)
+    }
+
+    /// Adds one to the entry's hit count, which also marks it as just used. Best effort: a
+    /// failure only leaves the count and the time as they were.
+    fn count_hit(&self) {
+        if !self.writable || self.len < HEADER_LEN || self.head[..8] != MAGIC {
+            return;
+        }
+        let hits = u32_at(&self.head, HITS_AT).saturating_add(1);
+        if let Err(e) = write_at(&self.file, &hits.to_le_bytes(), HITS_AT as u64) {
+            tracing::debug!(error = %e, "cannot count a hit");
+        }
     }
 
     /// Opens for a report: on Linux without recording an access, so that listing a cache
@@ -645,13 +745,13 @@ impl Opened {
             let mut options = std::fs::OpenOptions::new();
             options.read(true).custom_flags(libc::O_NOATIME);
             if let Ok(file) = options.open(path) {
-                return Self::read_head(file);
+                return Self::read_head(file, false);
             }
         }
         Self::open(path)
     }
 
-    fn read_head(mut file: File) -> Result<Self, ErrorKind> {
+    fn read_head(mut file: File, writable: bool) -> Result<Self, ErrorKind> {
         let mut head = [0u8; SMALL];
         let len = read_full(&mut file, &mut head)?;
         let size = if len < SMALL {
@@ -664,6 +764,7 @@ impl Opened {
             head,
             len,
             size,
+            writable,
         })
     }
 
@@ -689,10 +790,11 @@ impl Opened {
                 // whose pages are read only if and when they are used.
                 options.populate();
             }
-            // SAFETY: entry files are never modified in place: writers create a new file and
-            // rename it over the old path, so the inode mapped here keeps its contents while
-            // the map lives. A process that writes into cache files by hand breaks this, as it
-            // would for any mapped file.
+            // SAFETY: entry files are never modified in place but for the 4-byte hit count,
+            // which no decoder reads from the map (the checksum copies the header and zeroes
+            // it): writers create a new file and rename it over the old path, so the inode
+            // mapped here keeps its contents while the map lives. A process that writes into
+            // cache files by hand breaks this, as it would for any mapped file.
             let map = unsafe { options.map(&self.file) }.map_err(ErrorKind::from_io)?;
             return Ok(Bytes::Mapped(Arc::new(map)));
         }
@@ -721,16 +823,17 @@ impl Opened {
             return None;
         }
         let name_end = HEADER_LEN + u16_at(head, 20) as usize;
+        let payload_at = payload_start(head);
         let payload_len = u64_at(head, 32);
-        let end = (name_end as u64).checked_add(payload_len);
-        if self.size < DIRECT_FROM || name_end >= self.len || end != Some(self.size) {
+        let end = (payload_at as u64).checked_add(payload_len);
+        if self.size < DIRECT_FROM || payload_at >= self.len || end != Some(self.size) {
             return None;
         }
         let name = std::str::from_utf8(&head[HEADER_LEN..name_end]).ok()?;
         if name != canonical_type_name(std::any::type_name::<T>()) {
             return None;
         }
-        let in_head = &head[name_end..];
+        let in_head = &head[payload_at..];
         let (skip, mut value) = skip(in_head, payload_len)?;
         let dest = fill(&mut value);
         if (skip + dest.len()) as u64 != payload_len || skip > in_head.len() {
@@ -866,10 +969,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         return Err(ErrorKind::UnsupportedVersion(version));
     }
     let name_len = u16_at(bytes, 20) as u64;
+    let args_len = u16_at(bytes, 22) as u64;
     let table_len = u32_at(bytes, 24) as u64;
     let payload_len = u64_at(bytes, 32);
     let body_end = (HEADER_LEN as u64)
-        .checked_add(name_len)
+        .checked_add(name_len + args_len)
         .and_then(|n| n.checked_add(payload_len))
         .and_then(|n| n.checked_add(table_len))
         .ok_or(ErrorKind::Corrupt("lengths in the header overflow"))?;
@@ -894,12 +998,13 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         return Err(e);
     }
     let name_end = HEADER_LEN + name_len as usize;
-    let payload_end = name_end + payload_len as usize;
+    let payload_at = name_end + args_len as usize;
+    let payload_end = payload_at + payload_len as usize;
     let type_name = std::str::from_utf8(&bytes[HEADER_LEN..name_end]);
     let flags = u16_at(bytes, 18);
     let entry = Entry {
         type_name: type_name.unwrap_or(""),
-        payload: &bytes[name_end..payload_end],
+        payload: &bytes[payload_at..payload_end],
         table: &bytes[payload_end..body_end],
         body_end,
         bytes,
@@ -1096,11 +1201,32 @@ impl Entry<'_> {
 
 /// Reads, checks and decodes the entry at `path`.
 pub(crate) fn load<T>(path: &Path, decode: Decoder<T>) -> Result<T, Error> {
-    let decoded = Opened::open(path).and_then(|mut file| {
-        if let Some(value) = decode.file(&mut file) {
+    Opened::open(path)
+        .and_then(|mut file| file.decode(decode))
+        .map_err(|kind| Error::new(path, kind))
+}
+
+/// Loads a cache hit, as [`load`] does, and counts it in the entry: see [`Opened::open_for_hit`].
+pub(crate) fn load_hit<T>(
+    path: &Path,
+    decode: Decoder<T>,
+    writable: &AtomicBool,
+) -> Result<T, Error> {
+    Opened::open_for_hit(path, writable)
+        .and_then(|mut file| {
+            let value = file.decode(decode)?;
+            file.count_hit();
+            Ok(value)
+        })
+        .map_err(|kind| Error::new(path, kind))
+}
+
+impl Opened {
+    fn decode<T>(&mut self, decode: Decoder<T>) -> Result<T, ErrorKind> {
+        if let Some(value) = decode.file(self) {
             return Ok(value);
         }
-        let bytes = file.bytes()?;
+        let bytes = self.bytes()?;
         let entry = parse(&bytes)?;
         let arrays = SourceGuard::enter(entry.source(&bytes));
         let decoded = entry.decode_with(decode);
@@ -1108,8 +1234,30 @@ pub(crate) fn load<T>(path: &Path, decode: Decoder<T>) -> Result<T, Error> {
             Some(problem) => Err(problem),
             None => decoded,
         }
-    });
-    decoded.map_err(|kind| Error::new(path, kind))
+    }
+}
+
+/// Writes `data` at `offset` in `file`, leaving its cursor alone where the platform allows.
+fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::write_all_at(file, data, offset);
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < data.len() {
+            done += std::os::windows::fs::FileExt::seek_write(
+                file,
+                &data[done..],
+                offset + done as u64,
+            )?;
+        }
+        return Ok(());
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, data, offset);
+        Ok(())
+    }
 }
 
 /// Whether `path` holds a valid entry of type `T`, without decoding it.

@@ -8,8 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::decoder_any;
 use crate::entry::{Opened, TEMP_PREFIX};
 use crate::error::{Error, ErrorKind};
+use crate::site::{Begin, Mode, Site};
 
 /// A temporary file older than this belongs to a writer that crashed: no live writer takes
 /// this long between creating its file and renaming it.
@@ -31,6 +36,8 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct Memory {
     root: PathBuf,
+    /// The most bytes stores through this handle let the folder hold.
+    max_size: Option<u64>,
 }
 
 /// One stored result, as its file and header describe it.
@@ -53,10 +60,14 @@ pub struct EntryInfo {
     pub compute: Duration,
     /// When it was stored.
     pub created: SystemTime,
-    /// When it was last stored or read, as far as the file system records it: the later of
-    /// the file's modification and access times. (Most Linux systems mount with `relatime`,
-    /// which records a read at most once a day.)
+    /// When it was last stored or loaded from the cache: each hit marks its entry.
     pub last_used: SystemTime,
+    /// How the call's arguments read: `Debug` where their types have it, else `<Type>`, `_`
+    /// for an ignored one, each cut short. Empty for entries that store none.
+    pub args: String,
+    /// How many times the entry was loaded from the cache. Hits of concurrent processes can
+    /// be missed, and a cache the loading process may not write counts none.
+    pub hits: u64,
 }
 
 /// Bounds for [`Memory::reduce_size`]; each is off unless set.
@@ -116,7 +127,54 @@ pub struct Reduced {
 impl Memory {
     /// The cache folder at `root` (nothing is read until asked).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Memory { root: root.into() }
+        Memory {
+            root: root.into(),
+            max_size: None,
+        }
+    }
+
+    /// Limits the folder to `bytes`, enforced as functions wrapped by [`Memory::cache`] store
+    /// their results: once the folder holds more, its least recently used entries are evicted
+    /// down to 90 % of the limit. The folder's `joblet.toml` can set a limit as well
+    /// ([`CONFIG_FILE`](crate::CONFIG_FILE)); the lower one holds.
+    ///
+    /// ```
+    /// let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-limit"))
+    ///     .max_size(100 << 20);
+    /// let double = memory.cache("double", |x: u64| 2 * x);
+    /// assert_eq!(double.call(21), 42);
+    /// ```
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Wraps `f`, a closure or a function that cannot carry `#[cached]`, into a cached one
+    /// stored in this folder under `name`. Its code cannot be fingerprinted, so its entries
+    /// stay valid until the name changes, or the version set by [`Cached::version`] does.
+    ///
+    /// `f` takes one argument: several go as a tuple. The argument must implement
+    /// `serde::Serialize` (it is the key) and `Debug` (it is shown in `joblet ls`).
+    ///
+    /// ```
+    /// use joblet_runtime::Memory;
+    ///
+    /// let memory = Memory::new(std::env::temp_dir().join("joblet-doc-cache"));
+    /// let norm = memory
+    ///     .cache("norm", |(x, y): (f64, f64)| x.hypot(y))
+    ///     .version("1");
+    /// assert_eq!(norm.call((3.0, 4.0)), 5.0); // computed, or loaded from an earlier run
+    /// assert_eq!(norm.call((3.0, 4.0)), 5.0); // loaded
+    /// assert!(norm.is_cached(&(3.0, 4.0)));
+    /// ```
+    pub fn cache<F>(&self, name: impl Into<String>, f: F) -> Cached<F> {
+        let mut site = Site::wrapped(
+            std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone()),
+            name.into(),
+            String::new(),
+        );
+        site.set_max_size(self.max_size);
+        Cached { site, f }
     }
 
     /// The folder.
@@ -167,7 +225,23 @@ impl Memory {
     /// # Errors
     /// As [`Memory::clear`].
     pub fn reduce_size(&self, limits: &Limits) -> Result<Reduced, Error> {
-        let scan = self.scan(None)?;
+        Ok(self.reduce(limits)?.0)
+    }
+
+    /// The bytes of every entry in the folder.
+    pub(crate) fn total_bytes(&self) -> Result<u64, Error> {
+        Ok(self
+            .scan_with(None, false)?
+            .entries
+            .iter()
+            .map(|e| e.size)
+            .sum())
+    }
+
+    /// [`Memory::reduce_size`], which also says how many bytes remain.
+    pub(crate) fn reduce(&self, limits: &Limits) -> Result<(Reduced, u64), Error> {
+        // The order and the sizes are all eviction needs: no entry is opened.
+        let scan = self.scan_with(None, false)?;
         let now = SystemTime::now();
         let mut count = scan.entries.len();
         let mut bytes: u64 = scan.entries.iter().map(|e| e.size).sum();
@@ -186,7 +260,8 @@ impl Memory {
             }
             evict
         });
-        self.remove(evicted, &scan.temps)
+        let reduced = self.remove(evicted, &scan.temps)?;
+        Ok((reduced, bytes))
     }
 
     /// Removes `entries` and the abandoned ones among temporary files, then the folders
@@ -231,6 +306,11 @@ impl Memory {
     /// The entries below the root (or one function's folder), least recently used first, and
     /// the temporary files with their ages.
     fn scan(&self, function: Option<&str>) -> Result<Scan, Error> {
+        self.scan_with(function, true)
+    }
+
+    /// [`Memory::scan`], reading each entry's header only if `headers` holds.
+    fn scan_with(&self, function: Option<&str>, headers: bool) -> Result<Scan, Error> {
         let now = SystemTime::now();
         let functions = match function.map(crate::site::folder_name) {
             // `..` would name a folder outside the cache: no function is called that.
@@ -256,8 +336,9 @@ impl Memory {
                             scan.temps.push((path, age));
                             continue;
                         }
-                        let header = Opened::open_unseen(&path).ok().and_then(|f| f.header());
-                        let accessed = meta.accessed().unwrap_or(modified);
+                        let header = headers
+                            .then(|| Opened::open_unseen(&path).ok().and_then(|f| f.header()))
+                            .flatten();
                         scan.entries.push(EntryInfo {
                             function: last_name(&function),
                             code_version: last_name(&version),
@@ -268,7 +349,9 @@ impl Memory {
                                 .map_or_else(|| "?".to_owned(), |h| h.type_name.clone()),
                             compute: header.as_ref().map_or(Duration::ZERO, |h| h.compute),
                             created: header.as_ref().map_or(modified, |h| h.created),
-                            last_used: modified.max(accessed),
+                            last_used: modified,
+                            hits: header.as_ref().map_or(0, |h| u64::from(h.hits)),
+                            args: header.map(|h| h.args).unwrap_or_default(),
                             path,
                         });
                     }
@@ -312,4 +395,162 @@ fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         .collect();
     dirs.sort();
     Ok(dirs)
+}
+
+/// A function wrapped by [`Memory::cache`]: calls load a stored result, or compute and store
+/// it, as a `#[cached]` function's do, in the same format and folder layout.
+pub struct Cached<F> {
+    site: Site,
+    f: F,
+}
+
+impl<F> Cached<F> {
+    /// Names this version of the function's code: entries stored under another version are
+    /// not loaded. Change it when the function's results change.
+    ///
+    /// ```
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-version"));
+    /// let area = memory.cache("area", |r: f64| std::f64::consts::PI * r * r).version("2");
+    /// # assert!(area.call(1.0) > 3.0);
+    /// ```
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.site.set_version(version.into());
+        self
+    }
+
+    /// Prints joblib's `[Memory]` lines to stderr: from 1, for each computed call; from 5,
+    /// for each loaded one too.
+    ///
+    /// ```
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-verbose"));
+    /// let square = memory.cache("square", |x: u64| x * x).verbose(1);
+    /// # assert_eq!(square.call(3), 9);
+    /// ```
+    pub fn verbose(mut self, level: u8) -> Self {
+        self.site.set_verbose(level);
+        self
+    }
+
+    /// Calls the function through the cache: loads the result stored for an equal `arg`, or
+    /// computes, stores and returns it. As with `#[cached]`, a cache that cannot be read or
+    /// written only costs the computation, with a `tracing` warning.
+    ///
+    /// ```
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-call"));
+    /// let add = memory.cache("add", |(a, b): (i32, i32)| a + b);
+    /// assert_eq!(add.call((2, 3)), 5);
+    /// ```
+    pub fn call<A, R>(&self, arg: A) -> R
+    where
+        F: Fn(A) -> R,
+        A: Serialize + std::fmt::Debug,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.run(Mode::Call, arg)
+    }
+
+    /// Calls the function, storing only `Ok` results: an error is returned, never stored, and
+    /// the next call computes again.
+    ///
+    /// ```
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-try"));
+    /// let parse = memory.cache("parse", |s: String| s.parse::<u32>());
+    /// assert_eq!(parse.try_call("42".to_string()), Ok(42));
+    /// assert!(parse.try_call("x".to_string()).is_err());
+    /// ```
+    pub fn try_call<A, T, E>(&self, arg: A) -> Result<T, E>
+    where
+        F: Fn(A) -> Result<T, E>,
+        A: Serialize + std::fmt::Debug,
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        let mut key = self.site.key(None);
+        key.arg(&arg);
+        match self
+            .site
+            .begin_ok::<T, E>(Mode::Call, None, &mut key, decoder_any())
+        {
+            Begin::Hit(value) => value,
+            Begin::Compute(mut pending) => {
+                self.site.describe(&mut pending, |args| args.debug(&arg));
+                self.site.finish_ok(pending, (self.f)(arg))
+            }
+        }
+    }
+
+    /// Computes, stores the result in place of any stored one, and returns it.
+    ///
+    /// ```
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-refresh"));
+    /// let now = memory.cache("now", |_: ()| std::time::SystemTime::now());
+    /// let first = now.call(());
+    /// assert!(now.refresh(()) >= first);
+    /// ```
+    pub fn refresh<A, R>(&self, arg: A) -> R
+    where
+        F: Fn(A) -> R,
+        A: Serialize + std::fmt::Debug,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.run(Mode::Refresh, arg)
+    }
+
+    /// Whether a call with `arg` has a valid stored result of type `R`. Computes nothing.
+    ///
+    /// ```
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-is-cached"));
+    /// let cube = memory.cache("cube", |x: u64| x * x * x);
+    /// cube.call(3);
+    /// assert!(cube.is_cached::<_, u64>(&3));
+    /// ```
+    pub fn is_cached<A, R>(&self, arg: &A) -> bool
+    where
+        F: Fn(A) -> R,
+        A: Serialize,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let mut key = self.site.key(None);
+        key.arg(arg);
+        self.site.contains::<R>(&mut key)
+    }
+
+    /// Removes every stored result of the function, for every version.
+    ///
+    /// # Errors
+    /// When its folder exists but cannot be removed.
+    ///
+    /// ```
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-clear"));
+    /// let half = memory.cache("half", |x: u64| x / 2);
+    /// half.call(8);
+    /// half.clear()?;
+    /// assert!(!half.is_cached::<_, u64>(&8));
+    /// # Ok::<(), joblet_runtime::Error>(())
+    /// ```
+    pub fn clear(&self) -> Result<(), Error> {
+        self.site.clear()
+    }
+
+    fn run<A, R>(&self, mode: Mode, arg: A) -> R
+    where
+        F: Fn(A) -> R,
+        A: Serialize + std::fmt::Debug,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let mut key = self.site.key(None);
+        key.arg(&arg);
+        match self.site.begin::<R>(mode, None, &mut key, decoder_any()) {
+            Begin::Hit(value) => value,
+            Begin::Compute(mut pending) => {
+                self.site.describe(&mut pending, |args| args.debug(&arg));
+                self.site.finish(pending, (self.f)(arg))
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for Cached<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cached").finish_non_exhaustive()
+    }
 }

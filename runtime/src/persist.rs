@@ -2,7 +2,6 @@
 //! written atomically, optionally compressed.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -54,9 +53,15 @@ pub fn dump_with<T: Serialize + ?Sized>(
 ) -> Result<(), Error> {
     let path = path.as_ref();
     let type_name = std::any::type_name::<T>();
-    entry::write(path, value, type_name, Duration::ZERO, compression, false)
-        .map(drop)
-        .map_err(|kind| Error::new(path, kind))
+    entry::write(
+        path,
+        value,
+        &entry::Meta::value(type_name),
+        compression,
+        false,
+    )
+    .map(drop)
+    .map_err(|kind| Error::new(path, kind))
 }
 
 /// Reads a value written by [`dump`] or [`dump_with`], as the type it was written as.

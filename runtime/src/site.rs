@@ -4,7 +4,9 @@
 //! Nothing here fails the caller: a cache that cannot be read or written is reported through
 //! `tracing` at warn level and the value is computed as if there were no cache.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -16,6 +18,7 @@ use crate::codec::Decoder;
 use crate::entry;
 use crate::error::{Error, ErrorKind};
 use crate::hash::{HashError, Key, KeyHasher};
+use crate::render::Args;
 
 /// The environment variable that sets the cache folder of functions declared without `dir`.
 ///
@@ -160,14 +163,17 @@ pub enum Mode {
     Refresh,
 }
 
-/// One `#[cached]` function: its identity and where its entries live.
+/// One `#[cached]` function, or one function wrapped by [`Memory::cache`]: its identity and
+/// where its entries live.
+///
+/// [`Memory::cache`]: crate::Memory::cache
 pub struct Site {
     module: &'static str,
-    name: &'static str,
+    name: Cow<'static, str>,
     /// `name = "..."` given in the attribute: the identity, instead of `module::name`.
-    rename: Option<&'static str>,
+    rename: Option<Cow<'static, str>>,
     fingerprint: u128,
-    version: &'static str,
+    version: Cow<'static, str>,
     dir: Option<fn() -> PathBuf>,
     /// The cache folder, resolved at the first call.
     root: OnceLock<PathBuf>,
@@ -178,6 +184,10 @@ pub struct Site {
     /// `verbose = N`: from 1, joblib's `[Memory]` lines for computed calls; from 5, for
     /// loaded ones too.
     verbose: u8,
+    /// `max_size = "..."`: the most bytes the cache folder may hold.
+    max_size: Option<u64>,
+    /// Whether hits may count themselves in their entries; cleared at the first refusal.
+    writable: AtomicBool,
 }
 
 /// What the first step of a call decided.
@@ -195,6 +205,8 @@ pub struct Pending {
     /// Holds off other threads' misses of the same call until the result is stored (or the
     /// computation panicked and this is dropped).
     flight: Option<FlightGuard>,
+    /// How the arguments read, once [`Site::describe`] rendered them.
+    args: Args,
 }
 
 impl Pending {
@@ -203,6 +215,7 @@ impl Pending {
             path,
             start,
             flight,
+            args: Args::default(),
         }
     }
 }
@@ -296,18 +309,35 @@ impl Site {
         version: &'static str,
         dir: Option<fn() -> PathBuf>,
     ) -> Self {
+        let rename = match rename {
+            Some(name) => Some(Cow::Borrowed(name)),
+            None => None,
+        };
         Site {
             module,
-            name,
+            name: Cow::Borrowed(name),
             rename,
             fingerprint,
-            version,
+            version: Cow::Borrowed(version),
             dir,
             root: OnceLock::new(),
             base: OnceLock::new(),
             code_version: OnceLock::new(),
             verbose: 0,
+            max_size: None,
+            writable: AtomicBool::new(true),
         }
+    }
+
+    /// Describes a function wrapped at run time, which has no code to fingerprint: `name`
+    /// and `version` are its identity, and its entries live in `root`.
+    pub(crate) fn wrapped(root: PathBuf, name: String, version: String) -> Self {
+        let mut site = Site::new("", "", None, 0, "", None);
+        site.root = OnceLock::from(root);
+        site.rename = Some(Cow::Owned(name.clone()));
+        site.name = Cow::Owned(name);
+        site.version = Cow::Owned(version);
+        site
     }
 
     /// Sets how much is printed to stderr, as joblib's `Memory(verbose=N)` does.
@@ -316,20 +346,42 @@ impl Site {
         self
     }
 
+    /// Sets the most bytes the cache folder may hold: stores beyond it evict the least
+    /// recently used entries (see [`crate::budget`]).
+    pub const fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// The code version given by `version = "..."`, for a function wrapped at run time.
+    pub(crate) fn set_version(&mut self, version: String) {
+        self.version = Cow::Owned(version);
+    }
+
+    /// Sets the most bytes, or none, for a function wrapped at run time.
+    pub(crate) fn set_max_size(&mut self, bytes: Option<u64>) {
+        self.max_size = bytes;
+    }
+
+    /// Sets `verbose`, for a function wrapped at run time.
+    pub(crate) fn set_verbose(&mut self, level: u8) {
+        self.verbose = level;
+    }
+
     /// Starts the key of a call. `self_ty` is the type name of `Self` for methods.
     #[inline]
     pub fn key(&self, self_ty: Option<&'static str>) -> CallKey {
         let mut h = KeyHasher::new();
-        match self.rename {
+        match &self.rename {
             Some(name) => h.str(name),
             None => {
                 h.str(self.module);
-                h.str(self.name);
+                h.str(&self.name);
             }
         }
         h.str(self_ty.unwrap_or(""));
         h.u128(self.fingerprint);
-        h.str(self.version);
+        h.str(&self.version);
         CallKey {
             hasher: h,
             error: None,
@@ -351,8 +403,8 @@ impl Site {
     }
 
     fn identity(&self, self_ty: Option<&'static str>) -> String {
-        match (self.rename, self_ty) {
-            (Some(name), _) => name.to_owned(),
+        match (&self.rename, self_ty) {
+            (Some(name), _) => name.to_string(),
             // A method is named by the path of its body (`<Ty as Trait>::method`), generic
             // arguments left out (they are in the key), so one folder serves every
             // instantiation.
@@ -385,7 +437,7 @@ impl Site {
 
     /// The entry file of a call, or `None` when its arguments could not be hashed.
     fn path_for(&self, self_ty: Option<&'static str>, key: &mut CallKey) -> Option<PathBuf> {
-        let hex = key.finish(self.name)?.to_string();
+        let hex = key.finish(&self.name)?.to_string();
         let mut path = self.base(self_ty);
         path.push(&hex[..2]);
         path.push(hex + ".jbl");
@@ -411,17 +463,30 @@ impl Site {
         let path = (!switches.disabled)
             .then(|| self.path_for(self_ty, key))
             .flatten();
-        let pending = match path {
-            Some(path) => match self.load_or_claim(mode, path, decode, start) {
-                Begin::Hit(value) => return Begin::Hit(value),
-                Begin::Compute(pending) => pending,
-            },
-            None => Pending::new(None, None, start),
-        };
-        if self.verbose >= 1 {
-            eprintln!("{}\n[Memory] Calling {}...", "_".repeat(80), self.name);
+        match path {
+            Some(path) => self.load_or_claim(mode, path, decode, start),
+            None => Begin::Compute(Pending::new(None, None, start)),
         }
-        Begin::Compute(pending)
+    }
+
+    /// Second step of a computed call, before the computation: renders the arguments, for the
+    /// entry and for `verbose`'s `[Memory] Calling` line. `render` feeds each argument to
+    /// `Args`; it runs only when the rendering is needed.
+    #[inline]
+    pub fn describe(&self, pending: &mut Pending, render: impl FnOnce(&mut Args)) {
+        if pending.path.is_none() && self.verbose == 0 {
+            return;
+        }
+        render(&mut pending.args);
+        if self.verbose >= 1 {
+            eprintln!(
+                "{}\n[Memory] Calling {}...\n{}({})",
+                "_".repeat(80),
+                self.name,
+                self.name,
+                pending.args.as_str()
+            );
+        }
     }
 
     /// The result stored at `path`, or the computation this thread is to do: in [`Mode::Call`],
@@ -434,7 +499,7 @@ impl Site {
         start: Instant,
     ) -> Begin<T> {
         let hit = |value| {
-            tracing::debug!(function = self.name, path = %path.display(), "cache hit");
+            tracing::debug!(function = %self.name, path = %path.display(), "cache hit");
             if self.verbose >= 5 {
                 let took = format_time(start.elapsed().as_secs_f64());
                 eprintln!("[Memory]{took:>16}: Loading {}", self.name);
@@ -443,11 +508,11 @@ impl Site {
         };
         loop {
             if mode != Mode::Refresh {
-                match entry::load(&path, decode) {
+                match entry::load_hit(&path, decode, &self.writable) {
                     Ok(value) => return hit(value),
                     Err(e) if e.is_not_found() => {}
                     Err(e) => {
-                        tracing::warn!(function = self.name, error = %e, "unreadable cache entry; recomputing");
+                        tracing::warn!(function = %self.name, error = %e, "unreadable cache entry; recomputing");
                     }
                 }
             }
@@ -458,11 +523,11 @@ impl Site {
                 Ok(mut flight) => {
                     // Another thread may have stored the result between the miss above and
                     // this claim: look once more before computing it again.
-                    if let Ok(value) = entry::load(&path, decode) {
+                    if let Ok(value) = entry::load_hit(&path, decode, &self.writable) {
                         flight.stored = true;
                         return hit(value);
                     }
-                    tracing::debug!(function = self.name, ?mode, "cache miss; computing");
+                    tracing::debug!(function = %self.name, ?mode, "cache miss; computing");
                     return Begin::Compute(Pending::new(Some(path), Some(flight), start));
                 }
                 // Another thread computes this very call: wait for it, then load its result. If
@@ -470,7 +535,7 @@ impl Site {
                 // here, without making further threads wait in turn.
                 Err(other) => {
                     tracing::debug!(
-                        function = self.name,
+                        function = %self.name,
                         "cache miss; waiting for the thread computing it"
                     );
                     if !other.wait() {
@@ -479,7 +544,7 @@ impl Site {
                 }
             }
         }
-        tracing::debug!(function = self.name, ?mode, "computing");
+        tracing::debug!(function = %self.name, ?mode, "computing");
         Begin::Compute(Pending::new(Some(path), None, start))
     }
 
@@ -533,24 +598,23 @@ impl Site {
             return;
         };
         let took = pending.start.elapsed();
-        let result = entry::write(
-            &path,
-            value,
-            std::any::type_name::<T>(),
-            took,
-            entry::Compression::None,
-            true,
-        )
-        .map_err(|kind| Error::new(&path, kind));
+        let meta = entry::Meta {
+            type_name: std::any::type_name::<T>(),
+            args: pending.args.as_str(),
+            compute: took,
+        };
+        let result = entry::write(&path, value, &meta, entry::Compression::None, true)
+            .map_err(|kind| Error::new(&path, kind));
         match result {
             Ok(bytes) => {
                 if let Some(flight) = &mut pending.flight {
                     flight.stored = true;
                 }
-                tracing::debug!(function = self.name, path = %path.display(), bytes, ?took, "stored");
+                tracing::debug!(function = %self.name, path = %path.display(), bytes, ?took, "stored");
+                crate::budget::stored(self.root(), bytes, self.max_size);
             }
             Err(e) => {
-                tracing::warn!(function = self.name, error = %e, "cannot store result in the cache; returning it uncached");
+                tracing::warn!(function = %self.name, error = %e, "cannot store result in the cache; returning it uncached");
             }
         }
     }

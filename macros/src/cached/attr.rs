@@ -27,9 +27,13 @@ pub struct Args {
     /// `verbose = N`: joblib's `[Memory]` lines on stderr, from 1 for computed calls, from 5
     /// for loaded ones too.
     pub verbose: Option<LitInt>,
+    /// `max_size = "10G"`: the most bytes the cache folder may hold; checked at compile time.
+    pub max_size: Option<LitStr>,
 }
 
-const KEYS: &[&str] = &["controls", "dir", "ignore", "name", "verbose", "version"];
+const KEYS: &[&str] = &[
+    "controls", "dir", "ignore", "max_size", "name", "verbose", "version",
+];
 
 impl Args {
     /// Parses what it can; every mistake goes to `errors`.
@@ -55,7 +59,7 @@ impl Args {
         let key = input.call(Ident::parse_any).map_err(|e| {
             syn::Error::new(
                 e.span(),
-                "expected an argument such as `dir = \"cache\"`; arguments are `controls`, `dir`, `ignore`, `name`, `verbose` and `version`",
+                "expected an argument such as `dir = \"cache\"`; arguments are `controls`, `dir`, `ignore`, `max_size`, `name`, `verbose` and `version`",
             )
         })?;
         if !input.peek(Token![=]) {
@@ -73,6 +77,7 @@ impl Args {
             "ignore" => !self.ignore.is_empty(),
             "controls" => self.controls.is_some(),
             "verbose" => self.verbose.is_some(),
+            "max_size" => self.max_size.is_some(),
             _ => false,
         };
         if duplicate {
@@ -94,12 +99,17 @@ impl Args {
                 }
                 self.dir.get_or_insert(expr);
             }
-            "version" | "name" => {
-                let example = if name == "version" { "2" } else { "features" };
+            "version" | "name" | "max_size" => {
+                let example = match name.as_str() {
+                    "version" => "2",
+                    "name" => "features",
+                    _ => "10G",
+                };
                 let lit = parse_lit_str(input, &key, example)?;
                 match name.as_str() {
                     "version" => self.version.get_or_insert(lit),
-                    _ => self.name.get_or_insert(lit),
+                    "name" => self.name.get_or_insert(lit),
+                    _ => self.max_size.get_or_insert(lit),
                 };
             }
             "controls" => {

@@ -276,14 +276,58 @@ fn load_or_compute(
     let (begin, finish) = steps(&model.output);
     let decoder = decoder(model.output.stored());
     let body = compute(model, ret);
+    let describe = describe(model, site, &pending);
     quote! {
         match #site.#begin(#mode, #self_ty, &mut #key, #decoder) {
             #private::Begin::Hit(#value) => #value,
-            #private::Begin::Compute(#pending) => {
+            #private::Begin::Compute(mut #pending) => {
+                #describe
                 let #value = #body;
                 #site.#finish(#pending, #value)
             }
         }
+    }
+}
+
+// Input:
+//     fn f(&self, x: u64, #[ignored] log: Log)
+//
+// Output:
+//     __site.describe(&mut __pending, |__args| {
+//         (&Show(&self)).render(__args);
+//         (&Show(&x)).render(__args);
+//         __args.ignored();
+//     });
+/// Renders the arguments of a computed call, `Debug` where their types have it (autoref
+/// specialization picks), for the entry and the `[Memory]` lines.
+fn describe(model: &Model, site: &Ident, pending: &Ident) -> TokenStream {
+    let private = quote!(::joblet::__private);
+    let args = Ident::new("__args", Span::mixed_site());
+    let receiver = model
+        .item
+        .sig
+        .receiver()
+        .filter(|_| model.hash_self)
+        .map(|r| {
+            let self_token = &r.self_token;
+            quote!((&#private::Show(&#self_token)).render(#args);)
+        });
+    let each = model.params.iter().map(|p| {
+        let name = &p.name;
+        if p.hashed {
+            quote!((&#private::Show(&#name)).render(#args);)
+        } else {
+            quote!(#args.ignored();)
+        }
+    });
+    quote! {
+        #site.describe(&mut #pending, |#args: &mut #private::Args| {
+            // Only one of the two is used, whichever method resolution picks.
+            #[allow(unused_imports)]
+            use #private::{ViaDebug as _, ViaName as _};
+            #receiver
+            #(#each)*
+        });
     }
 }
 
@@ -317,9 +361,20 @@ fn site_init(model: &Model) -> TokenStream {
         Some(n) => quote!(#n),
         None => quote!(0),
     };
+    // Evaluated in the static's initializer, so that a size that does not parse is a compile
+    // error at the literal.
+    let max_size = model.args.max_size.as_ref().map(|lit| {
+        quote_spanned! {lit.span()=>
+            .max_size(match #private::size_in_bytes(#lit) {
+                ::core::result::Result::Ok(bytes) => bytes,
+                ::core::result::Result::Err(why) => ::core::panic!("{}", why.in_attribute()),
+            })
+        }
+    });
     quote! {
         #private::Site::new(::core::module_path!(), #name, #rename, #fingerprint, #version, #dir)
             .verbose(#verbose)
+            #max_size
     }
 }
 
