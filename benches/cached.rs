@@ -1,5 +1,5 @@
-//! `#[cached]` costs: hit and miss+store for a small and a large result, key hashing
-//! throughput, and the first hit in a fresh process.
+//! `#[cached]` costs: hit and miss+store for a small and a large result, what metadata adds to
+//! a small hit, key hashing throughput, and the first hit in a fresh process.
 //!
 //!     cargo bench --bench cached
 //!
@@ -59,6 +59,46 @@ fn hits(c: &mut Criterion) {
             |b, &n| b.iter(|| array(black_box(n))),
         );
     }
+    g.finish();
+}
+
+/// What keeping metadata costs a small hit: the hit of `small` as `#[cached]` generates it,
+/// against the same steps through a site that does not count hits (the one piece of metadata
+/// a hit writes; arguments are rendered only when computing). Run back to back in one process,
+/// on the same folder.
+fn metadata(c: &mut Criterion) {
+    use joblet::__private::{Begin, Codec, Mode, Site};
+    // Only one of the two is used, whichever method resolution picks.
+    #[allow(unused_imports)]
+    use joblet::__private::{ViaBulk as _, ViaSerde as _};
+    fn uncounted_dir() -> PathBuf {
+        bench_dir()
+    }
+    static UNCOUNTED: Site = Site::new(
+        module_path!(),
+        "small_uncounted",
+        None,
+        0,
+        "",
+        Some(uncounted_dir),
+    )
+    .count_hits(false);
+    let uncounted = |x: u64| -> u64 {
+        let mut key = UNCOUNTED.key(None);
+        key.arg(&x);
+        let decoder = (&&Codec::<u64>::new()).decoder();
+        match UNCOUNTED.begin(Mode::Call, None, &mut key, decoder) {
+            Begin::Hit(v) => v,
+            Begin::Compute(pending) => UNCOUNTED.finish(pending, black_box(x) + 1),
+        }
+    };
+    small(1);
+    uncounted(1);
+    let mut g = c.benchmark_group("small hit metadata");
+    g.bench_function("hits counted (#[cached])", |b| {
+        b.iter(|| small(black_box(1)))
+    });
+    g.bench_function("hits not counted", |b| b.iter(|| uncounted(black_box(1))));
     g.finish();
 }
 
@@ -136,6 +176,7 @@ fn main() {
     }
     let mut c = Criterion::default().configure_from_args();
     hits(&mut c);
+    metadata(&mut c);
     misses(&mut c);
     hashing(&mut c);
     fresh_process(&mut c);

@@ -25,6 +25,8 @@ fn child() {
         return;
     }
     let v = expensive(100_000);
+    // A hit in quick succession: its count is written when the process exits.
+    assert_eq!(expensive(100_000), v);
     assert_eq!(v.len(), 100_000);
     assert_eq!(v[99_999], (99_999f64).sqrt());
     println!("child got {} values", v.len());
@@ -64,6 +66,11 @@ fn a_second_process_loads_what_the_first_computed() {
     );
     assert!(second.contains("child got 100000 values"), "{second}");
     assert_eq!(common::entries(&dir).len(), 1);
+    // Every hit was counted in the entry, those still in memory at exit included: one in the
+    // first process, two in the second.
+    let entry = joblet::Memory::new(&dir).entries().unwrap().remove(0);
+    assert_eq!(entry.hits, 3);
+    assert_eq!(entry.args, "100000");
 }
 
 const DEFAULT_CHILD: &str = "JOBLET_TEST_DEFAULT_CHILD";

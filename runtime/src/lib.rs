@@ -18,6 +18,7 @@ mod parallel;
 mod persist;
 mod render;
 mod site;
+mod usage;
 
 pub use array::Array;
 pub use budget::{CONFIG_FILE, SizeError, size_in_bytes};

@@ -353,6 +353,13 @@ impl Site {
         self
     }
 
+    /// Whether hits are counted in their entries (they are unless this says otherwise): for
+    /// benchmarks of what counting costs.
+    pub const fn count_hits(mut self, on: bool) -> Self {
+        self.writable = AtomicBool::new(on);
+        self
+    }
+
     /// The code version given by `version = "..."`, for a function wrapped at run time.
     pub(crate) fn set_version(&mut self, version: String) {
         self.version = Cow::Owned(version);

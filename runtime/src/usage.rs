@@ -1,0 +1,190 @@
+//! Hits, counted in their entries: each entry's header holds how often it was loaded, and its
+//! modification time says when it last was (see the entry format).
+//!
+//! Writing the count at every hit would cost a system call each, which a small hit cannot
+//! afford (it takes a few microseconds). So an entry's count is written at most once a second
+//! by each process: the hit that finds the last write older than that writes its own and those
+//! counted in memory since, through the file it already has open. What is still in memory is
+//! written when the process exits normally, and before `Memory` lists a folder, so that a
+//! report made by the process that hit is exact. A process that is killed loses at most its
+//! last second of hits per entry.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// How often at most a process writes one entry's count.
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// Beyond this many entries remembered, all counts are written and the table starts afresh.
+const REMEMBERED: usize = 1 << 16;
+
+/// Where the hit count is, in the header.
+pub(crate) const HITS_AT: u64 = 28;
+
+/// What this process knows of one entry's hits.
+struct Usage {
+    path: PathBuf,
+    /// Hits not yet written.
+    unwritten: u32,
+    /// When the last of them happened.
+    last_hit: SystemTime,
+    /// When this process last wrote the count.
+    written: SystemTime,
+}
+
+/// Entries hit by this process, by the hash of their path.
+static TABLE: Mutex<Option<HashMap<u64, Usage>>> = Mutex::new(None);
+
+/// Counts a hit of the entry at `path`. If its count is due to be written, `write` is given
+/// the hits to add, and writes them through the open file (which sets its modification time).
+pub(crate) fn hit(path: &Path, write: impl FnOnce(u32)) {
+    let now = SystemTime::now();
+    let id = xxh3_64(path.as_os_str().as_encoded_bytes());
+    let due = {
+        let Ok(mut table) = TABLE.lock() else { return };
+        let table = table.get_or_insert_with(|| {
+            at_exit(write_all);
+            HashMap::new()
+        });
+        if table.len() >= REMEMBERED && !table.contains_key(&id) {
+            write_table(std::mem::take(table));
+        }
+        let usage = table.entry(id).or_insert_with(|| Usage {
+            path: path.to_owned(),
+            unwritten: 0,
+            last_hit: now,
+            written: SystemTime::UNIX_EPOCH,
+        });
+        usage.unwritten = usage.unwritten.saturating_add(1);
+        usage.last_hit = now;
+        let due = now
+            .duration_since(usage.written)
+            .map_or(true, |since| since >= WRITE_EVERY);
+        due.then(|| {
+            usage.written = now;
+            std::mem::take(&mut usage.unwritten)
+        })
+    };
+    if let Some(hits) = due {
+        write(hits);
+    }
+}
+
+/// Writes every count still in memory: before a listing, and at exit.
+pub(crate) fn write_all() {
+    // At exit, another thread may hold the lock forever: never wait for it.
+    let taken = match TABLE.try_lock() {
+        Ok(mut table) => table.as_mut().map(std::mem::take),
+        Err(_) => None,
+    };
+    if let Some(table) = taken {
+        write_table(table);
+    }
+}
+
+fn write_table(table: HashMap<u64, Usage>) {
+    for usage in table.into_values().filter(|u| u.unwritten > 0) {
+        if let Err(e) = write_to_path(&usage) {
+            tracing::debug!(path = %usage.path.display(), error = %e, "cannot count hits");
+        }
+    }
+}
+
+/// Adds `usage`'s hits to the count in its file, and sets the file's time to its last hit.
+fn write_to_path(usage: &Usage) -> io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&usage.path)?;
+    let mut head = [0u8; 32];
+    read_at(&file, &mut head, 0)?;
+    if head[..8] != crate::entry::MAGIC {
+        return Ok(());
+    }
+    add_hits(&file, &head, usage.unwritten)?;
+    file.set_modified(usage.last_hit)
+}
+
+/// Adds `hits` to the count of the entry open as `file`, whose first 32 bytes are `head`.
+pub(crate) fn add_hits(file: &File, head: &[u8], hits: u32) -> io::Result<()> {
+    let at = HITS_AT as usize;
+    let count = u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    write_at(file, &count.saturating_add(hits).to_le_bytes(), HITS_AT)
+}
+
+/// Runs `f` when the process exits normally (returns from `main` or calls `exit`).
+fn at_exit(f: fn()) {
+    #[cfg(unix)]
+    {
+        static EXIT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+        extern "C" fn run() {
+            if let Some(f) = EXIT.get() {
+                // Nothing may unwind out of an exit handler.
+                let _ = std::panic::catch_unwind(f);
+            }
+        }
+        if EXIT.set(f).is_ok() {
+            // SAFETY: `run` is an `extern "C" fn()` that never unwinds; `atexit` only stores it.
+            unsafe { libc::atexit(run) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = f;
+}
+
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_exact_at(file, buf, offset);
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            match std::os::windows::fs::FileExt::seek_read(
+                file,
+                &mut buf[done..],
+                offset + done as u64,
+            )? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        return Ok(());
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, buf, offset);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Writes `data` at `offset` in `file`, leaving its cursor alone where the platform allows.
+fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::write_all_at(file, data, offset);
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < data.len() {
+            match std::os::windows::fs::FileExt::seek_write(
+                file,
+                &data[done..],
+                offset + done as u64,
+            )? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => done += n,
+            }
+        }
+        return Ok(());
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, data, offset);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
