@@ -86,6 +86,8 @@ fn metadata(c: &mut Criterion) {
     let uncounted = |x: u64| -> u64 {
         let mut key = UNCOUNTED.key(None);
         key.arg(&x);
+        // As the macro writes it: the borrows are how the decoder is picked.
+        #[allow(clippy::needless_borrow)]
         let decoder = (&&Codec::<u64>::new()).decoder();
         match UNCOUNTED.begin(Mode::Call, None, &mut key, decoder) {
             Begin::Hit(v) => v,
