@@ -116,8 +116,9 @@
 /// ## `verbose`
 ///
 /// `verbose = N` prints joblib's `[Memory]` lines to stderr: from 1, when a call computes
-/// (`[Memory] Calling square...`, then `square - 0.5s, 0.0min`); from 5, when it loads too.
-/// Every decision also goes to `tracing` at debug level, whatever `verbose` says.
+/// (`[Memory] Calling square...`, the call as `square(3)`, then `square - 0.5s, 0.0min`); from
+/// 5, when it loads too. Every decision also goes to `tracing` at debug level, whatever
+/// `verbose` says.
 ///
 /// ```
 /// # use joblet::cached;
@@ -126,6 +127,23 @@
 ///     x * x
 /// }
 /// assert_eq!(slow_square(3), 9);
+/// ```
+///
+/// ## `max_size`
+///
+/// `max_size = "10G"` bounds the whole cache folder: when a store takes it past the limit, the
+/// least recently used entries (of every function in the folder) are evicted down to 90 % of
+/// it. Units are `k`, `M`, `G`, `T` (powers of 1000) and `Ki`, `Mi`, `Gi`, `Ti` (of 1024); a
+/// size that does not parse is a compile error. A `joblet.toml` file in the folder can set a
+/// limit too ([`CONFIG_FILE`]); the lower one holds.
+///
+/// ```
+/// # use joblet::cached;
+/// #[cached(dir = "target/doc-cache-limited", max_size = "500M")]
+/// fn render(frame: u32) -> Vec<u8> {
+///     vec![0; 1000 + frame as usize]
+/// }
+/// assert_eq!(render(3).len(), 1003);
 /// ```
 ///
 /// # Controls
