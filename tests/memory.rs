@@ -317,3 +317,33 @@ fn a_size_limit_on_memory_or_in_the_folders_settings_file_is_enforced() {
     assert!(limited::is_cached(9));
     assert!(!limited::is_cached(0));
 }
+
+#[test]
+fn every_cache_decision_is_a_tracing_event_with_its_function_and_key() {
+    #[cached(dir = dir("events"), max_size = "6k")]
+    fn traced(i: u32) -> Vec<u8> {
+        vec![i as u8; 2500]
+    }
+    let ((), logged) = common::logs(tracing::Level::DEBUG, || {
+        traced(1); // miss, store
+        traced(1); // hit
+        traced(2);
+        traced(3); // past the limit: evicts
+    });
+    let lines: Vec<&str> = logged.lines().collect();
+    let find = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(message))
+            .unwrap_or_else(|| panic!("no `{message}` in {logged}"))
+    };
+    for message in ["cache miss; computing", "stored", "cache hit"] {
+        let line = find(message);
+        assert!(line.contains("function=traced"), "{line}");
+        assert!(line.contains("key="), "{line}");
+    }
+    assert!(find("stored").contains("bytes="));
+    assert!(find("cache hit").contains("took="));
+    assert!(find("evicted").contains("bytes="));
+    assert!(find("over its size limit").contains("evicted=1"));
+}

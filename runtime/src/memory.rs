@@ -278,7 +278,7 @@ impl Memory {
             .chain(abandoned.map(|(path, _)| (path, None)))
         {
             match std::fs::remove_file(path) {
-                Ok(()) => tracing::debug!(path = %path.display(), "evicted"),
+                Ok(()) => tracing::debug!(path = %path.display(), bytes = entry_size, "evicted"),
                 // Removed meanwhile by another process: as good.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::new(path, ErrorKind::from_io(e))),

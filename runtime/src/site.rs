@@ -505,8 +505,9 @@ impl Site {
         decode: Decoder<T>,
         start: Instant,
     ) -> Begin<T> {
+        let key = key_prefix(&path);
         let hit = |value| {
-            tracing::debug!(function = %self.name, path = %path.display(), "cache hit");
+            tracing::debug!(function = %self.name, key, took = ?start.elapsed(), "cache hit");
             if self.verbose >= 5 {
                 let took = format_time(start.elapsed().as_secs_f64());
                 eprintln!("[Memory]{took:>16}: Loading {}", self.name);
@@ -519,7 +520,7 @@ impl Site {
                     Ok(value) => return hit(value),
                     Err(e) if e.is_not_found() => {}
                     Err(e) => {
-                        tracing::warn!(function = %self.name, error = %e, "unreadable cache entry; recomputing");
+                        tracing::warn!(function = %self.name, key, error = %e, "unreadable cache entry; recomputing");
                     }
                 }
             }
@@ -534,7 +535,7 @@ impl Site {
                         flight.stored = true;
                         return hit(value);
                     }
-                    tracing::debug!(function = %self.name, ?mode, "cache miss; computing");
+                    tracing::debug!(function = %self.name, key, ?mode, "cache miss; computing");
                     return Begin::Compute(Pending::new(Some(path), Some(flight), start));
                 }
                 // Another thread computes this very call: wait for it, then load its result. If
@@ -543,6 +544,7 @@ impl Site {
                 Err(other) => {
                     tracing::debug!(
                         function = %self.name,
+                        key,
                         "cache miss; waiting for the thread computing it"
                     );
                     if !other.wait() {
@@ -551,7 +553,7 @@ impl Site {
                 }
             }
         }
-        tracing::debug!(function = %self.name, ?mode, "computing");
+        tracing::debug!(function = %self.name, key, ?mode, "computing");
         Begin::Compute(Pending::new(Some(path), None, start))
     }
 
@@ -617,11 +619,11 @@ impl Site {
                 if let Some(flight) = &mut pending.flight {
                     flight.stored = true;
                 }
-                tracing::debug!(function = %self.name, path = %path.display(), bytes, ?took, "stored");
+                tracing::debug!(function = %self.name, key = key_prefix(&path), bytes, ?took, "stored");
                 crate::budget::stored(self.root(), bytes, self.max_size);
             }
             Err(e) => {
-                tracing::warn!(function = %self.name, error = %e, "cannot store result in the cache; returning it uncached");
+                tracing::warn!(function = %self.name, key = key_prefix(&path), error = %e, "cannot store result in the cache; returning it uncached");
             }
         }
     }
@@ -691,6 +693,12 @@ impl CallKey {
             }
         }
     }
+}
+
+/// The first hex digits of an entry's key, which name it in `tracing` events and `joblet ls`.
+fn key_prefix(path: &Path) -> &str {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    &name[..name.len().min(12)]
 }
 
 /// `a::B<T>::m<U>` becomes `a::B::m`; a qualified `<X as Tr<T>>::m` becomes `<X as Tr>::m`.
