@@ -312,7 +312,7 @@ impl Memory {
     /// [`Memory::scan`], reading each entry's header only if `headers` holds.
     fn scan_with(&self, function: Option<&str>, headers: bool) -> Result<Scan, Error> {
         // This process's own hits, so that what it lists or evicts is up to date.
-        crate::usage::write_all();
+        crate::usage::write_all(true);
         let now = SystemTime::now();
         let functions = match function.map(crate::site::folder_name) {
             // `..` would name a folder outside the cache: no function is called that.

@@ -49,7 +49,7 @@ pub(crate) fn hit(path: &Path, write: impl FnOnce(u32)) {
     let due = {
         let Ok(mut table) = TABLE.lock() else { return };
         let table = table.get_or_insert_with(|| {
-            at_exit(write_all);
+            at_exit(|| write_all(false));
             HashMap::new()
         });
         if table.len() >= REMEMBERED && !table.contains_key(&id) {
@@ -76,13 +76,15 @@ pub(crate) fn hit(path: &Path, write: impl FnOnce(u32)) {
     }
 }
 
-/// Writes every count still in memory: before a listing, and at exit.
-pub(crate) fn write_all() {
-    // At exit, another thread may hold the lock forever: never wait for it.
-    let taken = match TABLE.try_lock() {
-        Ok(mut table) => table.as_mut().map(std::mem::take),
-        Err(_) => None,
+/// Writes every count still in memory: before a listing, and at exit, where `wait` is false
+/// (another thread may hold the lock forever then).
+pub(crate) fn write_all(wait: bool) {
+    let table = if wait {
+        TABLE.lock().ok()
+    } else {
+        TABLE.try_lock().ok()
     };
+    let taken = table.and_then(|mut table| table.as_mut().map(std::mem::take));
     if let Some(table) = taken {
         write_table(table);
     }
