@@ -266,6 +266,14 @@ pub use joblet_macros::cached;
 /// assert_eq!(lengths, vec![1, 2, 3]);
 /// ```
 ///
+/// # Tracing
+///
+/// Each run is a `tracing` span named `parallel` (INFO; fields `backend`, `n_jobs`, `tasks`,
+/// `batch_size`, `return_as`), the parent of your tasks' events, on worker threads too. At
+/// DEBUG it logs `run started`, one `batch done` per batch (`batch`, `tasks`, `elapsed`) and
+/// `run finished` (`tasks`, `failed`, `elapsed`): enable them with a filter such as
+/// `joblet_runtime::parallel=debug`.
+///
 /// # Panics
 ///
 /// A task that panics stops the run: tasks not yet started are not started, and the caller

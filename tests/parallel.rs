@@ -235,6 +235,210 @@ fn tracing_events_in_unordered_tasks_reach_the_callers_subscriber() {
     }
 }
 
+/// `common::logs` for the events of runs. tracing caches each callsite's interest for the
+/// whole process, set when a callsite is first reached: reached then by a test's thread without
+/// a subscriber, joblet's callsites could be cached as "never" while this test's subscriber is
+/// the only one. So a first run reaches them all (a task failing, without the panic hook's
+/// output) under a subscriber of its own, which registers them; installing the test's
+/// subscriber then recomputes them with it, and the rebuild below closes the window in which
+/// another thread was registering one at that moment.
+fn run_logs<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
+    common::logs(tracing::Level::TRACE, || {
+        let _ = panic::catch_unwind(|| {
+            parallel!(backend = sequential, batch_size = 1; for i in 0..2 => {
+                if i == 1 {
+                    panic::resume_unwind(Box::new(()));
+                }
+            })
+        });
+    });
+    common::logs(level, || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    })
+}
+
+/// One of joblet's own events in a run, as the fmt subscriber writes it: the fields of its
+/// `parallel` span, its message and its own fields.
+#[derive(Debug)]
+struct RunEvent<'a> {
+    span: &'a str,
+    message: String,
+    fields: HashMap<&'a str, &'a str>,
+}
+
+/// joblet's events in `logged`, in order (the tasks' own events are left out).
+fn run_events(logged: &str) -> Vec<RunEvent<'_>> {
+    logged
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(" parallel{")?;
+            let (span, event) = rest.split_once("}: joblet_runtime::parallel: ")?;
+            let words = event.split(' ');
+            Some(RunEvent {
+                span,
+                message: words
+                    .clone()
+                    .take_while(|w| !w.contains('='))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                fields: words.filter_map(|w| w.split_once('=')).collect(),
+            })
+        })
+        .collect()
+}
+
+/// The `tasks` of each `batch done` event, by batch index, checking that the indices are
+/// 0, 1, 2, ... and that every batch has its duration. (Two workers may log their batches in
+/// an order other than their numbers.)
+fn batch_sizes(events: &[RunEvent<'_>]) -> Vec<usize> {
+    let mut batches: Vec<(usize, usize)> = events
+        .iter()
+        .filter(|e| e.message == "batch done")
+        .map(|b| {
+            assert!(b.fields.contains_key("elapsed"), "{b:?}");
+            (
+                b.fields["batch"].parse().unwrap(),
+                b.fields["tasks"].parse().unwrap(),
+            )
+        })
+        .collect();
+    batches.sort_unstable();
+    let indices: Vec<usize> = batches.iter().map(|&(index, _)| index).collect();
+    assert_eq!(indices, (0..batches.len()).collect::<Vec<_>>());
+    batches.into_iter().map(|(_, tasks)| tasks).collect()
+}
+
+/// Checks that `events` are one run in the span with `span` fields: a start, `batches`, and a
+/// finish with `done` tasks and `failed` failures; the messages and span, in order.
+fn assert_run(events: &[RunEvent<'_>], span: &str, batches: &[usize], done: usize, failed: usize) {
+    assert!(events.iter().all(|e| e.span == span), "{events:#?}");
+    assert_eq!(
+        events.first().unwrap().message,
+        "run started",
+        "{events:#?}"
+    );
+    let finish = events.last().unwrap();
+    assert_eq!(finish.message, "run finished", "{events:#?}");
+    assert_eq!(finish.fields["tasks"], done.to_string());
+    let failed = (failed > 0).then(|| failed.to_string());
+    assert_eq!(finish.fields.get("failed").copied(), failed.as_deref());
+    assert!(finish.fields.contains_key("elapsed"));
+    assert_eq!(batch_sizes(events), batches, "{events:#?}");
+}
+
+#[cfg(feature = "threads")]
+#[test]
+fn a_threads_run_reports_its_start_batches_and_finish_in_its_span() {
+    let (out, logged) = run_logs(tracing::Level::DEBUG, || {
+        parallel!(n_jobs = 2, batch_size = 2; for i in 0..8 => {
+            tracing::info!(task = i, "in a task");
+            i
+        })
+    });
+    assert_eq!(out, (0..8).collect::<Vec<_>>());
+    let span = r#"backend="threads" n_jobs=2 tasks=8 batch_size=2 return_as="list""#;
+    let events = run_events(&logged);
+    // 8 tasks in batches of 2 split into exactly 4 rayon jobs.
+    assert_run(&events, span, &[2, 2, 2, 2], 8, 0);
+    assert_eq!(events.len(), 6, "{logged}");
+    // The tasks' events, logged on the workers, are in the run's span too.
+    let in_span = format!(" parallel{{{span}}}: ");
+    let tasks: Vec<&str> = logged.lines().filter(|l| l.contains("in a task")).collect();
+    assert_eq!(tasks.len(), 8, "{logged}");
+    assert!(tasks.iter().all(|l| l.contains(&in_span)), "{logged}");
+}
+
+#[test]
+fn a_sequential_run_reports_its_start_batches_and_finish_in_its_span() {
+    let (out, logged) = run_logs(
+        tracing::Level::DEBUG,
+        || parallel!(backend = sequential, batch_size = 3; for i in 0..7 => i),
+    );
+    assert_eq!(out.len(), 7);
+    let span = r#"backend="sequential" n_jobs=1 tasks=7 batch_size=3 return_as="list""#;
+    let events = run_events(&logged);
+    assert_run(&events, span, &[3, 3, 1], 7, 0);
+    assert_eq!(events.len(), 5, "{logged}");
+
+    // With `batch_size = auto`, a sequential run is one batch.
+    let (_, logged) = run_logs(
+        tracing::Level::DEBUG,
+        || parallel!(backend = sequential; for i in 0..5 => i),
+    );
+    let span = r#"backend="sequential" n_jobs=1 tasks=5 batch_size="auto" return_as="list""#;
+    assert_run(&run_events(&logged), span, &[5], 5, 0);
+}
+
+#[test]
+fn a_failed_run_reports_the_tasks_done_and_failed() {
+    let (caught, logged) = run_logs(tracing::Level::DEBUG, || {
+        panic::catch_unwind(|| {
+            parallel!(backend = sequential, batch_size = 2; for i in 0..7 => {
+                if i == 3 { panic!("three") }
+                i
+            })
+        })
+    });
+    assert!(caught.is_err());
+    let events = run_events(&logged);
+    // The batch the failure cut short is not reported; its completed task counts.
+    let span = r#"backend="sequential" n_jobs=1 tasks=7 batch_size=2 return_as="list""#;
+    assert_run(&events, span, &[2], 3, 1);
+    let error = &events[events.len() - 2];
+    assert_eq!(error.message, "task 3 panicked: three");
+    assert_eq!(error.fields["task"], "3");
+}
+
+#[test]
+fn unordered_and_lazy_runs_report_their_start_batches_and_finish() {
+    // A consumer that drains the results has seen the run's events: the last `next` waits for
+    // the background work to end.
+    let (count, logged) = run_logs(tracing::Level::DEBUG, || {
+        parallel!(n_jobs = 2, batch_size = 2, return_as = unordered; for i in 0..8u32 => i).count()
+    });
+    assert_eq!(count, 8);
+    let span = if cfg!(feature = "threads") {
+        r#"backend="threads" n_jobs=2 tasks=8 batch_size=2 return_as="unordered""#
+    } else {
+        r#"backend="sequential" n_jobs=1 tasks=8 batch_size=2 return_as="unordered""#
+    };
+    assert_run(&run_events(&logged), span, &[2, 2, 2, 2], 8, 0);
+
+    let (count, logged) = run_logs(tracing::Level::DEBUG, || {
+        parallel!(backend = sequential, batch_size = 3, return_as = unordered; for i in 0..7u32 => i)
+            .count()
+    });
+    assert_eq!(count, 7);
+    let span = r#"backend="sequential" n_jobs=1 tasks=7 batch_size=3 return_as="unordered""#;
+    assert_run(&run_events(&logged), span, &[3, 3, 1], 7, 0);
+
+    // Dropped early, a lazy run finishes with the tasks it ran.
+    let (_, logged) = run_logs(tracing::Level::DEBUG, || {
+        let mut results = parallel!(backend = sequential, batch_size = 3, return_as = unordered; for i in 0..7u32 => i);
+        assert_eq!(results.next(), Some(0));
+        assert_eq!(results.next(), Some(1));
+    });
+    let span = r#"backend="sequential" n_jobs=1 tasks=7 batch_size=3 return_as="unordered""#;
+    assert_run(&run_events(&logged), span, &[2], 2, 0);
+}
+
+#[test]
+fn at_info_a_run_gives_its_tasks_events_context_and_logs_nothing_itself() {
+    let (_, logged) = run_logs(
+        tracing::Level::INFO,
+        || parallel!(n_jobs = 2; for i in 0..4 => tracing::info!(task = i, "in a task")),
+    );
+    let lines: Vec<&str> = logged.lines().collect();
+    assert_eq!(lines.len(), 4, "{logged}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" parallel{backend=") && l.contains("in a task")),
+        "{logged}"
+    );
+}
+
 const VERBOSE_CHILD: &str = "JOBLET_TEST_VERBOSE_CHILD";
 
 #[test]
@@ -303,10 +507,12 @@ fn verbose_output_follows_joblibs_format() {
 
 #[test]
 fn unordered_results_come_as_their_tasks_complete() {
-    // Task i sleeps the longer the smaller i is: with a worker each, the last finishes first.
+    // With a worker each, the last task finishes first and the first last: 280 ms apart from
+    // the others, a margin that a loaded 2-core machine does not eat.
     let out: Vec<u64> = parallel!(n_jobs = 6, batch_size = 1, return_as = unordered;
     for i in 0..6u64 => {
-        std::thread::sleep(Duration::from_millis((6 - i) * 40));
+        let ms = match i { 0 => 600, 5 => 20, _ => 300 };
+        std::thread::sleep(Duration::from_millis(ms));
         i
     })
     .collect();

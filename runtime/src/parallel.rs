@@ -1,5 +1,5 @@
 //! The runtime of `parallel!`: worker counts, thread pools, batches, joblib-style progress
-//! output, panics and `tracing` propagation.
+//! output, panics, and `tracing` (a span and events per run, the caller's subscriber on workers).
 //!
 //! Tasks run on rayon thread pools built once per size and kept for the life of the process.
 //! Each task runs under `catch_unwind`: the first panic records the task's index, stops the
@@ -174,7 +174,36 @@ impl std::error::Error for TaskPanic {}
 /// Unwinds the tasks that were running or queued when another task failed.
 struct Cancelled;
 
-/// The state of one run: progress, the first failure, and the caller's subscriber.
+/// Where a run's tasks run.
+#[derive(Clone, Copy)]
+enum Backend {
+    #[cfg(feature = "threads")]
+    Threads,
+    Sequential,
+}
+
+impl Backend {
+    /// The name `parallel!` takes, and `tracing` records.
+    fn name(self) -> &'static str {
+        match self {
+            #[cfg(feature = "threads")]
+            Backend::Threads => "threads",
+            Backend::Sequential => "sequential",
+        }
+    }
+
+    /// joblib's name, for its progress lines.
+    fn joblib(self) -> &'static str {
+        match self {
+            #[cfg(feature = "threads")]
+            Backend::Threads => "ThreadingBackend",
+            Backend::Sequential => "SequentialBackend",
+        }
+    }
+}
+
+/// The state of one run: progress, the first failure, the caller's subscriber and the run's
+/// `tracing` span.
 struct Run {
     progress: Progress,
     cancel: AtomicBool,
@@ -182,24 +211,43 @@ struct Run {
     /// The `tracing` subscriber active where `parallel!` was called (also a scoped one), for
     /// the workers to log to; `None` when there is none to pass on.
     caller: Option<tracing::Dispatch>,
+    trace: Trace,
 }
 
 impl Run {
-    fn new(opts: &Options, total: Option<usize>, workers: usize, backend: &str) -> Self {
+    fn new(
+        opts: &Options,
+        total: Option<usize>,
+        workers: usize,
+        backend: Backend,
+        unordered: bool,
+    ) -> Self {
         let caller = tracing::dispatcher::get_default(Clone::clone);
         Run {
-            progress: Progress::start(opts, total, workers, backend),
+            progress: Progress::start(opts, total, workers, backend.joblib()),
             cancel: AtomicBool::new(false),
             failure: Mutex::new(None),
             caller: (!caller.is::<tracing::subscriber::NoSubscriber>()).then_some(caller),
+            trace: Trace::start(opts.batch, total, workers, backend, unordered),
         }
     }
 
-    /// Makes the caller's subscriber this thread's default until the guard drops: entered
-    /// once per batch on a worker.
+    /// Makes the caller's subscriber this thread's default until the guard drops.
     #[cfg_attr(not(feature = "threads"), allow(dead_code))]
     fn enter_caller(&self) -> Option<tracing::dispatcher::DefaultGuard> {
         self.caller.as_ref().map(tracing::dispatcher::set_default)
+    }
+
+    /// Opens a batch on a worker: until it drops, the caller's subscriber is the default and
+    /// the run's span is entered, so that the tasks' events reach the caller inside the span.
+    #[cfg_attr(not(feature = "threads"), allow(dead_code))]
+    fn worker_batch(&self) -> WorkerBatch<'_> {
+        let caller = self.enter_caller();
+        WorkerBatch {
+            batch: self.trace.batch(),
+            _in_span: self.trace.span.enter(),
+            _caller: caller,
+        }
     }
 
     /// Called as a batch starts: after a failure, the batches not yet started never start.
@@ -229,6 +277,7 @@ impl Run {
     #[cold]
     fn fail(&self, index: usize, payload: Box<dyn Any + Send>) -> ! {
         self.cancel.store(true, Ordering::Relaxed);
+        self.trace.failed.fetch_add(1, Ordering::Relaxed);
         let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if first.is_none() {
             *first = Some(TaskPanic { index, payload });
@@ -242,20 +291,198 @@ impl Run {
         match outcome {
             Ok(results) => {
                 self.progress.finish(results.len());
+                self.trace.finish(results.len());
                 results
             }
             Err(other) => {
                 self.progress.abandon();
                 let failure = self.failure.into_inner().unwrap_or_else(|e| e.into_inner());
+                if let Some(failure) = &failure {
+                    self.trace.task_failed(failure);
+                }
+                self.trace.finish(self.trace.done.load(Ordering::Relaxed));
                 match failure {
-                    Some(failure) => {
-                        tracing::error!(task = failure.index, "{failure}");
-                        panic::resume_unwind(Box::new(failure))
-                    }
+                    Some(failure) => panic::resume_unwind(Box::new(failure)),
                     None => panic::resume_unwind(other),
                 }
             }
         }
+    }
+}
+
+/// The `tracing` side of a run: a `parallel` span around it, and debug events as it starts,
+/// as each batch completes, and as it finishes. The events are emitted here, in functions that
+/// are not generic, so that each is one callsite whatever the task types.
+struct Trace {
+    span: tracing::Span,
+    start: Instant,
+    /// Whether batch events are wanted, asked once a run: only then does a batch read the
+    /// clock. Everything else a batch pays is a counter.
+    batch_events: bool,
+    /// Batches reported so far, which numbers the next.
+    batches: AtomicUsize,
+    /// Tasks completed, summed a batch at a time (no atomic operation a task).
+    done: AtomicUsize,
+    /// Tasks that panicked.
+    failed: AtomicUsize,
+}
+
+impl Trace {
+    fn start(
+        batch: Batch,
+        total: Option<usize>,
+        workers: usize,
+        backend: Backend,
+        unordered: bool,
+    ) -> Self {
+        let batch_size: &dyn tracing::Value = match &batch {
+            Batch::Fixed(b) => b,
+            Batch::Auto => &"auto",
+        };
+        // INFO, the level `#[instrument]` gives a function: a run is an operation the user
+        // wrote, and its span is the context of the user's own events in tasks, which are
+        // mostly INFO. A span prints no line of its own; the run's events are DEBUG, as a
+        // library's should be, so a program logging at INFO gets context and no extra lines.
+        let span = tracing::info_span!(
+            "parallel",
+            backend = backend.name(),
+            n_jobs = workers,
+            tasks = total,
+            batch_size,
+            return_as = if unordered { "unordered" } else { "list" },
+        );
+        span.in_scope(|| tracing::debug!("run started"));
+        Trace {
+            span,
+            start: Instant::now(),
+            batch_events: tracing::event_enabled!(tracing::Level::DEBUG),
+            batches: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+        }
+    }
+
+    /// Opens a batch, to be closed with [`Trace::end_batch`].
+    fn begin_batch(&self) -> BatchClock {
+        BatchClock {
+            tasks: 0,
+            began: self.batch_events.then(Instant::now),
+            // A batch that begins while the thread unwinds (a run in a destructor) still
+            // reports; one that the unwinding interrupts does not.
+            unwinding: self.batch_events && std::thread::panicking(),
+        }
+    }
+
+    /// A batch that closes itself when dropped.
+    fn batch(&self) -> BatchScope<'_> {
+        BatchScope {
+            clock: self.begin_batch(),
+            trace: self,
+        }
+    }
+
+    /// Counts a batch's tasks, and reports it unless a failure cut it short.
+    fn end_batch(&self, batch: &BatchClock) {
+        if batch.tasks == 0 {
+            return;
+        }
+        self.done.fetch_add(batch.tasks, Ordering::Relaxed);
+        let Some(began) = batch.began else { return };
+        if !std::thread::panicking() || batch.unwinding {
+            let index = self.batches.fetch_add(1, Ordering::Relaxed);
+            self.span.in_scope(|| {
+                tracing::debug!(
+                    batch = index,
+                    tasks = batch.tasks,
+                    elapsed = ?began.elapsed(),
+                    "batch done"
+                );
+            });
+        }
+    }
+
+    #[cold]
+    fn task_failed(&self, failure: &TaskPanic) {
+        self.span
+            .in_scope(|| tracing::error!(task = failure.index, "{failure}"));
+    }
+
+    /// Reports the end of the run: `tasks` completed, and how many failed if any did.
+    fn finish(&self, tasks: usize) {
+        let failed = self.failed.load(Ordering::Relaxed);
+        self.span.in_scope(|| {
+            tracing::debug!(
+                tasks,
+                failed = (failed > 0).then_some(failed),
+                elapsed = ?self.start.elapsed(),
+                "run finished"
+            );
+        });
+    }
+}
+
+/// A batch as it runs: its tasks so far, and when it began when batch events are wanted.
+struct BatchClock {
+    tasks: usize,
+    began: Option<Instant>,
+    unwinding: bool,
+}
+
+/// A batch that reports itself when dropped, also when a failure unwinds through it (its
+/// completed tasks still count).
+struct BatchScope<'a> {
+    trace: &'a Trace,
+    clock: BatchClock,
+}
+
+impl BatchScope<'_> {
+    /// Counts a completed task.
+    #[cfg(feature = "threads")]
+    #[inline(always)]
+    fn count(&mut self) {
+        self.clock.tasks += 1;
+    }
+
+    /// Counts a completed task, and starts a new batch once this one has `size` tasks.
+    #[inline(always)]
+    fn count_up_to(&mut self, size: usize) {
+        self.clock.tasks += 1;
+        if self.clock.tasks == size {
+            self.trace.end_batch(&self.clock);
+            self.clock = self.trace.begin_batch();
+        }
+    }
+}
+
+impl Drop for BatchScope<'_> {
+    fn drop(&mut self) {
+        self.trace.end_batch(&self.clock);
+    }
+}
+
+/// A batch on a worker. The fields drop in order: the batch reports itself while the span is
+/// entered and the caller's subscriber is the default, then both are left.
+#[cfg_attr(not(feature = "threads"), allow(dead_code))]
+struct WorkerBatch<'a> {
+    batch: BatchScope<'a>,
+    _in_span: tracing::span::Entered<'a>,
+    _caller: Option<tracing::dispatcher::DefaultGuard>,
+}
+
+/// The exact number of tasks, when the iterator tells.
+fn exact_len(iter: &impl Iterator) -> Option<usize> {
+    match iter.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
+    }
+}
+
+/// The number of tasks a sequential batch takes. With `auto`, the whole run is one batch:
+/// on one thread, in order, splitting changes nothing.
+fn sequential_batch(opts: &Options) -> usize {
+    match opts.batch {
+        Batch::Fixed(b) => b,
+        Batch::Auto => usize::MAX,
     }
 }
 
@@ -267,22 +494,30 @@ where
     F: Fn(I::Item) -> R,
 {
     let iter = tasks.into_iter();
-    let total = match iter.size_hint() {
-        (lo, Some(hi)) if lo == hi => Some(lo),
-        _ => None,
-    };
-    let run = Run::new(opts, total, 1, "SequentialBackend");
+    let run = Run::new(opts, exact_len(&iter), 1, Backend::Sequential, false);
+    let size = sequential_batch(opts);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        let tasks = iter.enumerate();
-        if run.progress.enabled {
-            tasks
-                .map(|(i, item)| run.task::<_, _, true>(i, item, &f))
-                .collect()
-        } else {
-            tasks
-                .map(|(i, item)| run.task::<_, _, false>(i, item, &f))
-                .collect()
-        }
+        run.trace.span.in_scope(|| {
+            let mut batch = run.trace.batch();
+            let tasks = iter.enumerate();
+            if run.progress.enabled {
+                tasks
+                    .map(|(i, item)| {
+                        let value = run.task::<_, _, true>(i, item, &f);
+                        batch.count_up_to(size);
+                        value
+                    })
+                    .collect()
+            } else {
+                tasks
+                    .map(|(i, item)| {
+                        let value = run.task::<_, _, false>(i, item, &f);
+                        batch.count_up_to(size);
+                        value
+                    })
+                    .collect()
+            }
+        })
     }));
     run.finish(outcome)
 }
@@ -294,11 +529,12 @@ pub use threads::{run_indexed, run_iter, run_unordered};
 mod threads {
     use std::collections::HashMap;
     use std::panic::{self, AssertUnwindSafe};
+    use std::sync::atomic::Ordering;
     use std::sync::{Mutex, OnceLock};
 
     use rayon::prelude::*;
 
-    use super::{Options, Run};
+    use super::{Backend, Options, Run};
 
     std::thread_local! {
         /// Set on joblet's own worker threads: a `parallel!` run there is nested.
@@ -349,26 +585,30 @@ mod threads {
         } else {
             opts.workers()
         };
-        let run = Run::new(opts, Some(total), workers, "ThreadingBackend");
+        let run = Run::new(opts, Some(total), workers, Backend::Threads, false);
         let (min, max) = opts.batch_bounds();
         let tasks = iter.enumerate().with_min_len(min).with_max_len(max);
         // Each rayon job is a batch: it checks for a failure before it starts, and runs under
-        // the caller's subscriber.
+        // the caller's subscriber, in the run's span.
         let start_batch = || {
             run.batch_start();
-            run.enter_caller()
+            run.worker_batch()
         };
         let job = || {
             if run.progress.enabled {
                 tasks
-                    .map_init(start_batch, |_, (i, item)| {
-                        run.task::<_, _, true>(i, item, &f)
+                    .map_init(start_batch, |batch, (i, item)| {
+                        let value = run.task::<_, _, true>(i, item, &f);
+                        batch.batch.count();
+                        value
                     })
                     .collect::<Vec<R>>()
             } else {
                 tasks
-                    .map_init(start_batch, |_, (i, item)| {
-                        run.task::<_, _, false>(i, item, &f)
+                    .map_init(start_batch, |batch, (i, item)| {
+                        let value = run.task::<_, _, false>(i, item, &f);
+                        batch.batch.count();
+                        value
                     })
                     .collect::<Vec<R>>()
             }
@@ -401,7 +641,7 @@ mod threads {
         let items: Vec<I::Item> = tasks.into_iter().collect();
         let total = items.len();
         let workers = opts.workers();
-        let run = std::sync::Arc::new(Run::new(opts, Some(total), workers, "ThreadingBackend"));
+        let run = std::sync::Arc::new(Run::new(opts, Some(total), workers, Backend::Threads, true));
         let (sender, receiver) = std::sync::mpsc::channel();
         let background = run.clone();
         let (min, max) = opts.batch_bounds();
@@ -412,25 +652,33 @@ mod threads {
                 .enumerate()
                 .with_min_len(min)
                 .with_max_len(max)
-                // Per batch, as in `run_indexed`: a sender and the caller's subscriber.
+                // Per batch, as in `run_indexed`: a sender, the caller's subscriber and the
+                // run's span.
                 .for_each_init(
-                    || (sender.clone(), run.enter_caller()),
-                    |(sender, _), (i, item)| {
+                    || (sender.clone(), run.worker_batch()),
+                    |(sender, batch), (i, item)| {
                         // After a failure, or once the consumer is gone, the rest is skipped.
-                        if run.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                        if run.cancel.load(Ordering::Relaxed) {
                             return;
                         }
                         let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(item)));
                         if outcome.is_err() {
-                            run.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                            run.cancel.store(true, Ordering::Relaxed);
+                            run.trace.failed.fetch_add(1, Ordering::Relaxed);
                         } else {
                             run.progress.count_one_if_enabled();
+                            batch.batch.count();
                         }
                         if sender.send((i, outcome)).is_err() {
-                            run.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                            run.cancel.store(true, Ordering::Relaxed);
                         }
                     },
                 );
+            let _caller = run.enter_caller();
+            run.trace.finish(run.trace.done.load(Ordering::Relaxed));
+            // Only now: the consumer's `next` gives `None` once every sender is gone, so one
+            // that drains the results has seen every event of the run by then.
+            drop(sender);
         });
         super::Unordered {
             inner: super::UnorderedInner::Background { receiver, run },
@@ -521,16 +769,83 @@ where
     F: Fn(I::Item) -> R + Send + 'static,
     R: 'static,
 {
-    let _ = opts;
     let iter = tasks.into_iter();
     let total = iter.size_hint().0;
-    let lazy = iter
-        .enumerate()
-        .map(move |(i, item)| (i, panic::catch_unwind(AssertUnwindSafe(|| f(item)))));
+    let lazy = Lazy {
+        trace: Trace::start(opts.batch, exact_len(&iter), 1, Backend::Sequential, true),
+        tasks: iter.enumerate(),
+        f,
+        batch_size: sequential_batch(opts),
+        batch: None,
+        finished: false,
+    };
     Unordered {
         inner: UnorderedInner::Lazy(Box::new(lazy)),
         received: 0,
         total,
+    }
+}
+
+/// The tasks of a lazy run, each run in the run's span as its result is asked for.
+struct Lazy<I, F> {
+    trace: Trace,
+    tasks: std::iter::Enumerate<I>,
+    f: F,
+    batch_size: usize,
+    /// The batch under way; it begins with its first task, so that its time leaves out what
+    /// the consumer does before asking for more.
+    batch: Option<BatchClock>,
+    finished: bool,
+}
+
+impl<I, F> Lazy<I, F> {
+    /// Reports the last batch and the end of the run, once: when the tasks run out, or when
+    /// the consumer drops the iterator before.
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        if let Some(batch) = self.batch.take() {
+            self.trace.end_batch(&batch);
+        }
+        self.trace.finish(self.trace.done.load(Ordering::Relaxed));
+    }
+}
+
+impl<I, F, R> Iterator for Lazy<I, F>
+where
+    I: Iterator,
+    F: Fn(I::Item) -> R,
+{
+    type Item = Outcome<R>;
+
+    fn next(&mut self) -> Option<Outcome<R>> {
+        let Some((i, item)) = self.tasks.next() else {
+            self.finish();
+            return None;
+        };
+        let batch = self.batch.get_or_insert_with(|| self.trace.begin_batch());
+        let f = &self.f;
+        let outcome = self
+            .trace
+            .span
+            .in_scope(|| panic::catch_unwind(AssertUnwindSafe(|| f(item))));
+        if outcome.is_ok() {
+            batch.tasks += 1;
+            if batch.tasks == self.batch_size {
+                self.trace.end_batch(batch);
+                self.batch = None;
+            }
+        } else {
+            self.trace.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        Some((i, outcome))
+    }
+}
+
+impl<I, F> Drop for Lazy<I, F> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
