@@ -173,6 +173,18 @@ fn a_function_name_never_reaches_outside_the_folder() {
         assert_eq!(memory.clear_function(name).unwrap().entries, 0, "{name}");
     }
     assert!(entry.path.exists());
+    // Wrapped functions named so get folders of their own, inside the cache.
+    let theirs = function.join("theirs.txt");
+    fs::write(&theirs, b"mine").unwrap();
+    for name in ["", ".", ".."] {
+        let odd = memory.cache(name, |x: u64| x + 1);
+        assert_eq!(odd.call(1), 2);
+        assert_eq!(memory.entries_of(name).unwrap().len(), 1, "{name:?}");
+        odd.clear().unwrap();
+        assert!(memory.entries_of(name).unwrap().is_empty(), "{name:?}");
+    }
+    assert!(entry.path.exists() && theirs.exists());
+    assert!(memory.root().exists());
 }
 
 #[test]
@@ -239,8 +251,13 @@ fn a_wrapped_closure_is_cached_like_an_annotated_function() {
     assert_eq!(args, ["(3, 4)", "(5, 4)"]);
     assert_eq!(entries.iter().map(|e| e.hits).sum::<u64>(), 1);
 
-    // Another version, or another name, is another function.
+    // Another version, or another name, is another function; also a version set on a
+    // wrapper that was called before.
     let v2 = memory.cache("geometry::area", area).version("2");
+    let called = memory.cache("geometry::area", area).version("1");
+    assert_eq!(called.call((3, 4)), 12); // a hit, which resolves version 1's folder
+    let now_v2 = called.version("2");
+    assert!(!now_v2.is_cached::<_, u64>(&(3, 4)));
     assert_eq!(v2.call((3, 4)), 12);
     assert_eq!(computed.load(SeqCst), 3);
     let renamed = memory.cache("geometry::surface", area).version("1");
@@ -346,4 +363,45 @@ fn every_cache_decision_is_a_tracing_event_with_its_function_and_key() {
     assert!(find("cache hit").contains("took="));
     assert!(find("evicted").contains("bytes="));
     assert!(find("over its size limit").contains("evicted=1"));
+}
+
+#[test]
+fn hits_from_many_threads_are_all_counted() {
+    #[cached(dir = dir("threads-hits"))]
+    fn shared(x: u64) -> u64 {
+        x + 1
+    }
+    shared(1);
+    let threads = 8;
+    let each = 2000;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..each {
+                    assert_eq!(shared(1), 2);
+                }
+            });
+        }
+    });
+    let entry = Memory::new(dir("threads-hits"))
+        .entries()
+        .unwrap()
+        .remove(0);
+    assert_eq!(entry.hits, threads * each);
+}
+
+#[test]
+fn once_a_folder_has_a_limit_every_store_in_it_counts() {
+    #[cached(dir = dir("limit-shared"), max_size = "12k")]
+    fn limited(i: u32) -> Vec<u8> {
+        vec![i as u8; 1000]
+    }
+    limited(0);
+    // Stores without a limit of their own, in the same folder and process.
+    let unlimited =
+        Memory::new(dir("limit-shared")).cache("unlimited", |i: u32| vec![i as u8; 3000]);
+    for i in 0..10 {
+        unlimited.call(i);
+        assert!(total(&dir("limit-shared")) <= 12_000, "after {i}");
+    }
 }

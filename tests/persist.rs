@@ -167,15 +167,15 @@ fn a_file_of_a_future_format_version_is_refused() {
     let p = file("future.jbl");
     dump(&1u32, &p).unwrap();
     let mut bytes = fs::read(&p).unwrap();
-    bytes[16] = 3;
+    bytes[16] = 9;
     fs::write(&p, bytes).unwrap();
     let err = load::<u32>(&p).unwrap_err();
     assert!(
-        matches!(kind_of(&err), ErrorKind::UnsupportedVersion(3)),
+        matches!(kind_of(&err), ErrorKind::UnsupportedVersion(9)),
         "{err}"
     );
     assert!(
-        err.to_string().contains("version 3 is not supported"),
+        err.to_string().contains("version 9 is not supported"),
         "{err}"
     );
 }

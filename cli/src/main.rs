@@ -90,12 +90,12 @@ fn run(memory: &Memory, command: Command) -> Result<ExitCode, joblet_runtime::Er
             for e in &entries {
                 println!(
                     "{:<12} {:>10} {:>10} {:>6} {:>12}  {}",
-                    &e.key[..e.key.len().min(12)],
+                    e.key.chars().take(12).collect::<String>(),
                     bytes(e.size),
                     duration(e.compute),
                     e.hits,
                     ago(now, e.last_used),
-                    e.args
+                    printable(&e.args)
                 );
             }
         }
@@ -145,12 +145,14 @@ fn report(entries: &[EntryInfo], now: SystemTime) -> String {
         last_used: Option<SystemTime>,
     }
     impl Row {
+        // Saturating: the times and counts come from headers, which a damaged file can
+        // make as large as they go.
         fn add(&mut self, other: &Row) {
             self.entries += other.entries;
-            self.bytes += other.bytes;
-            self.compute += other.compute;
-            self.hits += other.hits;
-            self.saved += other.saved;
+            self.bytes = self.bytes.saturating_add(other.bytes);
+            self.compute = self.compute.saturating_add(other.compute);
+            self.hits = self.hits.saturating_add(other.hits);
+            self.saved = self.saved.saturating_add(other.saved);
             self.last_used = self.last_used.max(other.last_used);
         }
     }
@@ -192,6 +194,20 @@ fn report(entries: &[EntryInfo], now: SystemTime) -> String {
     }
     out += &line("total", &total);
     out
+}
+
+/// `text` with its control characters escaped, so that what a file says cannot drive the
+/// terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `1234567` as `1.2 MB` (powers of 1000).
@@ -281,5 +297,6 @@ mod tests {
         assert_eq!(duration(Duration::from_secs(190)), "3.2 min");
         let now = SystemTime::now();
         assert_eq!(ago(now, now - Duration::from_secs(7300)), "2 h ago");
+        assert_eq!(printable("a\u{1b}[2Jé"), "a\\u{1b}[2Jé");
     }
 }

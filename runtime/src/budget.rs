@@ -28,24 +28,20 @@ pub const CONFIG_FILE: &str = "joblet.toml";
 
 /// What a cache folder holds, as far as this process knows.
 struct Budget {
-    /// The limit in the folder's settings file, read once.
-    configured: Option<u64>,
-    /// Bytes in the folder: `None` until a store needs it.
-    used: Mutex<Option<u64>>,
+    /// The limit, the lowest of the settings file's and those of the functions that stored
+    /// here, and the bytes in the folder (`None` until a store needs them).
+    state: Mutex<(Option<u64>, Option<u64>)>,
 }
 
-/// Accounts for an entry of `bytes` just stored in the cache folder `root`, under the limit
-/// `limit` of its function, if any, and evicts if the folder is now beyond its limit.
+/// Accounts for an entry of `bytes` just stored in the cache folder `root` by a function with
+/// the limit `limit`, if any, and evicts if the folder is now beyond its limit. Once a folder
+/// has a limit, every store into it counts, whichever function made it.
 pub(crate) fn stored(root: &Path, bytes: u64, limit: Option<u64>) {
     let budget = budget_of(root);
-    let limit = match (limit, budget.configured) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => match a.or(b) {
-            Some(limit) => limit,
-            None => return,
-        },
-    };
-    let mut used = budget.used.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = budget.state.lock().unwrap_or_else(|e| e.into_inner());
+    let (lowest, used) = &mut *state;
+    *lowest = [*lowest, limit].into_iter().flatten().min();
+    let Some(limit) = *lowest else { return };
     let memory = Memory::new(root);
     let total = match *used {
         Some(used) => used + bytes,
@@ -64,7 +60,7 @@ pub(crate) fn stored(root: &Path, bytes: u64, limit: Option<u64>) {
     }
     let target = limit - limit / 10;
     match memory.reduce(&Limits::new().bytes(target)) {
-        Ok((reduced, remaining)) => {
+        Ok((reduced, remaining, failure)) => {
             tracing::info!(
                 folder = %root.display(),
                 limit,
@@ -72,11 +68,14 @@ pub(crate) fn stored(root: &Path, bytes: u64, limit: Option<u64>) {
                 bytes = reduced.bytes,
                 "cache folder over its size limit: evicted least recently used entries"
             );
+            if let Some(e) = failure {
+                tracing::warn!(error = %e, "some entries could not be evicted; others went in their place");
+            }
             *used = Some(remaining);
         }
         Err(e) => {
+            // The folder cannot be read: count on, rather than scan again at every store.
             tracing::warn!(error = %e, "cannot evict from the cache folder over its size limit");
-            *used = None;
         }
     }
 }
@@ -90,58 +89,68 @@ fn budget_of(root: &Path) -> Arc<Budget> {
         .unwrap_or_else(|e| e.into_inner());
     let budget = budgets.entry(root.to_owned()).or_insert_with(|| {
         Arc::new(Budget {
-            configured: configured_limit(root),
-            used: Mutex::new(None),
+            state: Mutex::new((configured_limit(root), None)),
         })
     });
     Arc::clone(budget)
 }
 
-/// The `max_size` in `root`'s settings file, if it has one. A file that cannot be understood
-/// is reported, and sets no limit.
+/// The `max_size` in `root`'s settings file, if it has one. What the file holds that cannot
+/// be understood is reported, and left out.
 fn configured_limit(root: &Path) -> Option<u64> {
     let path = root.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).ok()?;
-    match parse_config(&text) {
-        Ok(limit) => limit,
-        Err(e) => {
-            tracing::warn!(file = %path.display(), "{e}; the folder has no size limit");
-            None
-        }
+    let (limit, problems) = parse_config(&text);
+    for problem in problems {
+        tracing::warn!(file = %path.display(), "{problem}");
     }
+    limit
 }
 
-/// Reads a settings file: `key = value` lines, `#` comments, in the TOML syntax (the one key
-/// known, `max_size`, takes a string or an integer of bytes).
-fn parse_config(text: &str) -> Result<Option<u64>, String> {
+/// Reads a settings file: `key = value` lines and `#` comments, in the TOML syntax. The one
+/// key known, `max_size`, takes a size as a string (`"10G"`, `'10G'`) or an integer of bytes
+/// (`10_000_000`). Returns it, and a line for each problem found.
+fn parse_config(text: &str) -> (Option<u64>, Vec<String>) {
     let mut max_size = None;
+    let mut problems = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
+        let mut problem =
+            |message: String| problems.push(format!("line {}: {message}", number + 1));
         if line.is_empty() {
             continue;
         }
-        let at = |message: &str| format!("line {}: {message}", number + 1);
+        if line.starts_with('[') {
+            problem("tables are not read: `max_size` goes at the top of the file".into());
+            break;
+        }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(at("expected `key = value`"));
+            problem("expected `key = value`, as in `max_size = \"10G\"`".into());
+            continue;
         };
+        let value = value.trim();
         match key.trim() {
             "max_size" => {
-                let value = value.trim();
-                let value = value
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(value);
-                let size = size_in_bytes(value).map_err(|e| at(&format!("`{value}`: {e}")))?;
-                max_size = Some(size);
+                let quoted = ['"', '\'']
+                    .into_iter()
+                    .find_map(|q| value.strip_prefix(q).and_then(|v| v.strip_suffix(q)));
+                let size = match quoted {
+                    Some(text) => size_in_bytes(text),
+                    None => size_in_bytes(&value.replace('_', "")),
+                };
+                match size {
+                    Ok(size) => max_size = Some(size),
+                    Err(e) => problem(format!(
+                        "`max_size = {value}`: {e}; the folder has no size limit"
+                    )),
+                }
             }
-            other => {
-                return Err(at(&format!(
-                    "unknown setting `{other}`; expected `max_size`"
-                )));
-            }
+            other => problem(format!(
+                "unknown setting `{other}`; the one known is `max_size`"
+            )),
         }
     }
-    Ok(max_size)
+    (max_size, problems)
 }
 
 /// Why a size does not parse: see [`size_in_bytes`].
@@ -170,7 +179,7 @@ impl SizeError {
             SizeError::UnknownUnit => {
                 "unknown unit: use k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (of 1024)"
             }
-            SizeError::TooLarge => "too large a size",
+            SizeError::TooLarge => "too large a size: 2^64 bytes or more",
         }
     }
 
@@ -183,7 +192,7 @@ impl SizeError {
             SizeError::UnknownUnit => {
                 "unknown unit in `max_size`: use k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (of 1024), as in `max_size = \"10G\"`"
             }
-            SizeError::TooLarge => "`max_size` is larger than 2^64 bytes",
+            SizeError::TooLarge => "`max_size` is too large: 2^64 bytes or more",
         }
     }
 }
@@ -248,26 +257,32 @@ pub const fn size_in_bytes(text: &str) -> Result<u64, SizeError> {
     while end > start && b[end - 1] == b' ' {
         end -= 1;
     }
+    // At most 24 significant digits and 24 decimals: 10^24 times 2^40 fits in a u128.
     let (mut mantissa, mut digits, mut decimals, mut dot) = (0u128, 0u32, 0u32, false);
+    let mut seen = 0;
     let mut i = start;
     while i < end {
         match b[i] {
             c @ b'0'..=b'9' => {
-                if digits >= 30 {
-                    return Err(TooLarge);
+                // Leading zeros do not count towards the digits kept.
+                if mantissa > 0 || c != b'0' {
+                    digits += 1;
                 }
-                mantissa = mantissa * 10 + (c - b'0') as u128;
-                digits += 1;
                 if dot {
                     decimals += 1;
                 }
+                if digits > 24 || decimals > 24 {
+                    return Err(TooLarge);
+                }
+                mantissa = mantissa * 10 + (c - b'0') as u128;
+                seen += 1;
             }
             b'.' if !dot => dot = true,
             _ => return Err(NotASize),
         }
         i += 1;
     }
-    if digits == 0 {
+    if seen == 0 {
         return Err(NotASize);
     }
     let unit: u128 = if binary {
@@ -302,23 +317,49 @@ mod tests {
         assert!(size_in_bytes("5i").is_err());
         assert!(size_in_bytes("-5").is_err());
         assert_eq!(size_in_bytes("3X"), Err(SizeError::UnknownUnit));
-        assert!(size_in_bytes("99999999999T").is_err());
-        assert!(size_in_bytes("1000000000000000000000000000000").is_err());
+        assert_eq!(size_in_bytes("99999999999T"), Err(SizeError::TooLarge));
+        assert_eq!(
+            size_in_bytes("1000000000000000000000000000000"),
+            Err(SizeError::TooLarge)
+        );
+        let big = "999999999999999999999999Ti";
+        assert_eq!(size_in_bytes(big), Err(SizeError::TooLarge));
+        assert_eq!(
+            size_in_bytes("309485009821345068724781056Ti"),
+            Err(SizeError::TooLarge)
+        );
+        assert_eq!(size_in_bytes("0000000000000000000000000000001k"), Ok(1000));
+        assert_eq!(size_in_bytes("16777215.999999Ti"), Ok(18446744073708452104));
+        assert_eq!(size_in_bytes("16777216Ti"), Err(SizeError::TooLarge));
+        assert_eq!(size_in_bytes(".5k"), Ok(500));
+        assert_eq!(size_in_bytes("5."), Ok(5));
+        assert_eq!(size_in_bytes("."), Err(SizeError::NotASize));
+        assert!(size_in_bytes("1e3").is_err());
+        assert!(size_in_bytes("1.5.5").is_err());
     }
 
     #[test]
     fn settings_files_set_the_limit_or_say_what_is_wrong() {
         let text = "# limits\nmax_size = \"10G\"  # the disk is small\n\n";
-        assert_eq!(parse_config(text), Ok(Some(10_000_000_000)));
-        assert_eq!(parse_config("max_size = 4096"), Ok(Some(4096)));
-        assert_eq!(parse_config(""), Ok(None));
-        let unknown = parse_config("max_sise = 1").unwrap_err();
+        assert_eq!(parse_config(text), (Some(10_000_000_000), vec![]));
+        assert_eq!(parse_config("max_size = 4096").0, Some(4096));
+        assert_eq!(parse_config("max_size = 5_000").0, Some(5000));
+        assert_eq!(parse_config("max_size = '5k'").0, Some(5000));
+        assert_eq!(parse_config(""), (None, vec![]));
+        // An unknown key is reported, and the rest still read.
+        let (limit, problems) = parse_config("max_sise = 1\nmax_size = \"1k\"");
+        assert_eq!(limit, Some(1000));
         assert!(
-            unknown.contains("line 1") && unknown.contains("max_sise"),
-            "{unknown}"
+            problems[0].contains("line 1") && problems[0].contains("max_sise"),
+            "{problems:?}"
         );
-        let bad = parse_config("\nmax_size = \"lots\"").unwrap_err();
-        assert!(bad.contains("line 2") && bad.contains("`lots`"), "{bad}");
-        assert!(parse_config("max_size").is_err());
+        let (limit, problems) = parse_config("\nmax_size = \"lots\"");
+        assert_eq!(limit, None);
+        assert!(
+            problems[0].contains("line 2") && problems[0].contains("lots"),
+            "{problems:?}"
+        );
+        assert_eq!(parse_config("max_size").1.len(), 1);
+        assert_eq!(parse_config("[joblet]\nmax_size = 1").0, None);
     }
 }

@@ -6,13 +6,13 @@
 //!      0     8  magic  b"\x89JBL\r\n\x1a\n"
 //!      8     8  checksum: xxh3-64 of the 16 bytes `xxh3-64(bytes 16..64) ++ xxh3-64(body)`,
 //!               with the hit count (bytes 28..32) taken as zero
-//!     16     2  format version (2)
+//!     16     2  format version (3; version 2, without arguments or hits, is read too)
 //!     18     2  flags: bits 0-3 compression codec (0 = none); bit 4 set when written on a
 //!               big-endian machine; other bits zero
 //!     20     2  length of the stored type's name
 //!     22     2  length of the arguments' rendering
 //!     24     4  length of the array section table (24 bytes a section)
-//!     28     4  hit count: loads from the cache, rewritten in place by each
+//!     28     4  hit count: how often the entry was loaded as a cache hit
 //!     32     8  payload length as stored
 //!     40     8  payload length once decompressed
 //!     48     8  compute duration, nanoseconds
@@ -34,11 +34,12 @@
 //! contiguous memory, and writers can hash the body while they stream it out, before the
 //! header's lengths are known.
 //!
-//! The hit count is the one field written after the entry is complete: a cache hit adds one
-//! to it in place, a 4-byte write that also sets the file's modification time, which is how
-//! the entry's last use is known (file access times are unreliable: `relatime` records a
-//! read at most once a day, `noatime` never). No reader depends on the count, so a torn or
-//! lost update between processes costs a hit in the tally, nothing else.
+//! The hit count is the one field written after the entry is complete: hits add to it in
+//! place (a 4-byte write, made at most once a second per entry and process, see
+//! [`crate::usage`]), which also sets the file's modification time: that is how the entry's
+//! last use is known (file access times are unreliable: `relatime` records a read at most
+//! once a day, `noatime` never). No reader depends on the count, so an update lost between
+//! processes costs hits in the tally, nothing else.
 //!
 //! [`Array`]: crate::Array
 
@@ -57,7 +58,12 @@ use crate::codec::Decoder;
 use crate::error::{Error, ErrorKind};
 
 pub(crate) const MAGIC: [u8; 8] = *b"\x89JBL\r\n\x1a\n";
-pub(crate) const VERSION: u16 = 2;
+pub(crate) const VERSION: u16 = 3;
+
+/// The oldest format version this build reads: version 2 had zeros where version 3 has the
+/// arguments' length and the hit count, so it reads as a version 3 entry without either.
+/// Hits are never counted in a version 2 entry, whose checksum covers the count.
+pub(crate) const OLDEST_READ: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 64;
 
 /// Where the hit count is, in the header.
@@ -303,11 +309,13 @@ impl Fields {
 }
 
 /// The checksum of an entry, from its header fields (bytes 16..64) and the hash of its body.
-/// The hit count, which hits rewrite, counts as zero.
+/// The hit count, which hits rewrite, counts as zero: it is not even read, since another
+/// process may be writing it into the map this reads from.
 fn checksum(fields: &[u8], body_hash: u64) -> u64 {
     let mut fixed = [0u8; HEADER_LEN - 16];
-    fixed.copy_from_slice(&fields[..HEADER_LEN - 16]);
-    fixed[HITS_AT - 16..HITS_AT - 12].fill(0);
+    let (count, after) = (HITS_AT - 16, HITS_AT - 12);
+    fixed[..count].copy_from_slice(&fields[..count]);
+    fixed[after..].copy_from_slice(&fields[after..HEADER_LEN - 16]);
     let mut both = [0u8; 16];
     both[..8].copy_from_slice(&xxh3_64(&fixed).to_le_bytes());
     both[8..].copy_from_slice(&body_hash.to_le_bytes());
@@ -715,8 +723,15 @@ impl Opened {
                     return Err(ErrorKind::from_io(e));
                 }
                 Err(e) => {
-                    tracing::debug!(path = %path.display(), error = %e, "cache entries are read-only; hits are not counted");
-                    writable.store(false, Ordering::Relaxed);
+                    // A cache that refuses writes for good; anything else (too many open
+                    // files, say) only costs this hit its count.
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                    ) {
+                        tracing::debug!(path = %path.display(), error = %e, "cache entries are read-only; hits are not counted");
+                        writable.store(false, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -726,11 +741,13 @@ impl Opened {
     /// Counts a hit of this entry, which also marks it as just used (see [`crate::usage`]).
     /// Best effort: a failure only leaves the count and the time as they were.
     fn count_hit(&self, path: &Path) {
-        if !self.writable || self.len < HEADER_LEN || self.head[..8] != MAGIC {
+        let counts =
+            self.len >= HEADER_LEN && self.head[..8] == MAGIC && u16_at(&self.head, 16) == VERSION;
+        if !self.writable || !counts {
             return;
         }
         crate::usage::hit(path, |hits| {
-            if let Err(e) = crate::usage::add_hits(&self.file, &self.head, hits) {
+            if let Err(e) = crate::usage::add_hits(&self.file, hits) {
                 tracing::debug!(error = %e, "cannot count a hit");
             }
         });
@@ -966,7 +983,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         return Err(ErrorKind::NotAnEntry);
     }
     let version = u16_at(bytes, 16);
-    if version != VERSION {
+    if !(OLDEST_READ..=VERSION).contains(&version) {
         return Err(ErrorKind::UnsupportedVersion(version));
     }
     let name_len = u16_at(bytes, 20) as u64;
@@ -1035,7 +1052,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
 fn known_codec(bytes: &[u8]) -> Option<u16> {
     let flags = u16_at(bytes, 18);
     let known = bytes[0..8] == MAGIC
-        && u16_at(bytes, 16) == VERSION
+        && (OLDEST_READ..=VERSION).contains(&u16_at(bytes, 16))
         && flags_known(flags)
         && flags & BIG_ENDIAN == NATIVE;
     known.then_some(flags & 0xF)
@@ -1276,6 +1293,33 @@ mod tests {
         let mut damaged = bytes.clone();
         damaged[0] ^= 1;
         assert_eq!(Header::read(&damaged), None);
+    }
+
+    #[test]
+    fn version_2_entries_are_read_and_never_counted_in() {
+        let mut v2 = entry(&vec![1.5f64, 2.5]);
+        assert_eq!(u16_at(&v2, 22), 0, "no arguments");
+        v2[16..18].copy_from_slice(&2u16.to_le_bytes());
+        let sum = checksum(&v2[16..HEADER_LEN], xxh3_64(&v2[HEADER_LEN..]));
+        v2[8..16].copy_from_slice(&sum.to_le_bytes());
+        let read = check(&v2).unwrap().decode_with(decoder_any::<Vec<f64>>());
+        assert_eq!(read.unwrap(), vec![1.5, 2.5]);
+        assert_eq!(Header::read(&v2).unwrap().hits, 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.jbl");
+        std::fs::write(&path, &v2).unwrap();
+        let writable = AtomicBool::new(true);
+        for _ in 0..3 {
+            let hit = load_hit(&path, decoder_any::<Vec<f64>>(), &writable);
+            assert_eq!(hit.unwrap(), vec![1.5, 2.5]);
+        }
+        crate::usage::write_all(true);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            v2,
+            "an older build's file was changed"
+        );
     }
 
     #[test]

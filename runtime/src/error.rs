@@ -117,7 +117,8 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::UnsupportedVersion(v) => write!(
                 f,
-                "file format version {v} is not supported by this build (it reads version {})",
+                "file format version {v} is not supported by this build (it reads versions {} to {})",
+                crate::entry::OLDEST_READ,
                 crate::entry::VERSION
             ),
             ErrorKind::Decode(e) => write!(f, "payload does not decode: {e}"),

@@ -225,7 +225,10 @@ impl Memory {
     /// # Errors
     /// As [`Memory::clear`].
     pub fn reduce_size(&self, limits: &Limits) -> Result<Reduced, Error> {
-        Ok(self.reduce(limits)?.0)
+        match self.reduce(limits)? {
+            (_, _, Some(failure)) => Err(failure),
+            (reduced, _, None) => Ok(reduced),
+        }
     }
 
     /// The bytes of every entry in the folder.
@@ -238,69 +241,53 @@ impl Memory {
             .sum())
     }
 
-    /// [`Memory::reduce_size`], which also says how many bytes remain.
-    pub(crate) fn reduce(&self, limits: &Limits) -> Result<(Reduced, u64), Error> {
+    /// [`Memory::reduce_size`], which also says how many bytes remain. An entry that cannot
+    /// be removed stays, and the next is evicted in its place; the first such failure is
+    /// returned beside what was done.
+    pub(crate) fn reduce(&self, limits: &Limits) -> Result<(Reduced, u64, Option<Error>), Error> {
         // The order and the sizes are all eviction needs: no entry is opened.
         let scan = self.scan_with(None, false)?;
         let now = SystemTime::now();
         let mut count = scan.entries.len();
         let mut bytes: u64 = scan.entries.iter().map(|e| e.size).sum();
+        let mut removal = Removal::new(self);
         // Least recently used first: evict from the front while any limit is exceeded.
-        let evicted = scan.entries.iter().take_while(|entry| {
+        for entry in &scan.entries {
             let too_old = limits.age.is_some_and(|age| {
                 now.duration_since(entry.last_used)
                     .is_ok_and(|unused| unused > age)
             });
             let too_many = limits.items.is_some_and(|items| count > items);
             let too_big = limits.bytes.is_some_and(|limit| bytes > limit);
-            let evict = too_old || too_many || too_big;
-            if evict {
+            if !(too_old || too_many || too_big) {
+                break;
+            }
+            if removal.entry(entry) {
                 count -= 1;
                 bytes -= entry.size;
             }
-            evict
-        });
-        let reduced = self.remove(evicted, &scan.temps)?;
-        Ok((reduced, bytes))
+        }
+        removal.abandoned(&scan.temps);
+        Ok((removal.reduced, bytes, removal.failure))
     }
 
     /// Removes `entries` and the abandoned ones among temporary files, then the folders
-    /// they leave empty.
+    /// they leave empty; fails with the first file that could not be removed, once every
+    /// other is.
     fn remove<'a>(
         &self,
         entries: impl Iterator<Item = &'a EntryInfo>,
         temps: &[(PathBuf, Duration)],
     ) -> Result<Reduced, Error> {
-        let mut reduced = Reduced::default();
-        let abandoned = temps.iter().filter(|(_, age)| *age > ABANDONED_AFTER);
-        for (path, entry_size) in entries
-            .map(|e| (&e.path, Some(e.size)))
-            .chain(abandoned.map(|(path, _)| (path, None)))
-        {
-            match std::fs::remove_file(path) {
-                Ok(()) => tracing::debug!(path = %path.display(), bytes = entry_size, "evicted"),
-                // Removed meanwhile by another process: as good.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::new(path, ErrorKind::from_io(e))),
-            }
-            match entry_size {
-                Some(size) => {
-                    reduced.entries += 1;
-                    reduced.bytes += size;
-                }
-                None => reduced.temp_files += 1,
-            }
-            // The shard, version and function folders, once empty (`remove_dir` refuses
-            // otherwise, and another writer may just have filled one again).
-            let mut dir = path.parent();
-            while let Some(d) = dir.filter(|d| *d != self.root) {
-                if std::fs::remove_dir(d).is_err() {
-                    break;
-                }
-                dir = d.parent();
-            }
+        let mut removal = Removal::new(self);
+        for entry in entries {
+            removal.entry(entry);
         }
-        Ok(reduced)
+        removal.abandoned(temps);
+        match removal.failure {
+            Some(e) => Err(e),
+            None => Ok(removal.reduced),
+        }
     }
 
     /// The entries below the root (or one function's folder), least recently used first, and
@@ -315,8 +302,7 @@ impl Memory {
         crate::usage::write_all(true);
         let now = SystemTime::now();
         let functions = match function.map(crate::site::folder_name) {
-            // `..` would name a folder outside the cache: no function is called that.
-            Some(f) if f == "." || f == ".." => Vec::new(),
+            // Never `.` or `..`: always a folder inside the cache.
             Some(f) => vec![self.root.join(f)],
             None => subfolders(&self.root)?,
         };
@@ -363,6 +349,67 @@ impl Memory {
         scan.entries
             .sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.path.cmp(&b.path)));
         Ok(scan)
+    }
+}
+
+/// Files being removed from a cache folder, with what was removed and the first failure.
+struct Removal<'a> {
+    memory: &'a Memory,
+    reduced: Reduced,
+    failure: Option<Error>,
+}
+
+impl<'a> Removal<'a> {
+    fn new(memory: &'a Memory) -> Self {
+        Removal {
+            memory,
+            reduced: Reduced::default(),
+            failure: None,
+        }
+    }
+
+    /// Removes an entry; says whether it is gone.
+    fn entry(&mut self, entry: &EntryInfo) -> bool {
+        let gone = self.file(&entry.path, Some(entry.size));
+        if gone {
+            self.reduced.entries += 1;
+            self.reduced.bytes += entry.size;
+        }
+        gone
+    }
+
+    /// Removes the temporary files old enough to be a crashed writer's.
+    fn abandoned(&mut self, temps: &[(PathBuf, Duration)]) {
+        for (path, age) in temps {
+            if *age > ABANDONED_AFTER && self.file(path, None) {
+                self.reduced.temp_files += 1;
+            }
+        }
+    }
+
+    /// Removes a file, then the shard, version and function folders it leaves empty.
+    fn file(&mut self, path: &Path, size: Option<u64>) -> bool {
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::debug!(path = %path.display(), bytes = size, "evicted"),
+            // Removed meanwhile by another process: as good.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a cache entry");
+                self.failure
+                    .get_or_insert_with(|| Error::new(path, ErrorKind::from_io(e)));
+                return false;
+            }
+        }
+        // `remove_dir` refuses a folder that is not empty, and another writer may just have
+        // filled one again.
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.memory.root) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        true
     }
 }
 

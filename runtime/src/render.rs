@@ -46,11 +46,8 @@ impl Args {
 
     /// Renders an argument whose type has no `Debug` form: its type's name.
     pub fn unnamed<T: ?Sized>(&mut self) {
-        self.next();
         let name = short_type_name(std::any::type_name::<T>());
-        self.text.push('<');
-        self.text.push_str(truncate(&name, ARG_LIMIT));
-        self.text.push('>');
+        self.debug(&format_args!("<{name}>"));
     }
 
     /// Marks an argument left out of the key (`ignore`): neither hashed nor rendered.

@@ -363,6 +363,9 @@ impl Site {
     /// The code version given by `version = "..."`, for a function wrapped at run time.
     pub(crate) fn set_version(&mut self, version: String) {
         self.version = Cow::Owned(version);
+        // Derived from the version: made again at the next call.
+        self.code_version = OnceLock::new();
+        self.base = OnceLock::new();
     }
 
     /// Sets the most bytes, or none, for a function wrapped at run time.
@@ -616,7 +619,9 @@ impl Site {
             .map_err(|kind| Error::new(&path, kind));
         match result {
             Ok(bytes) => {
-                if let Some(flight) = &mut pending.flight {
+                if let Some(mut flight) = pending.flight.take() {
+                    // Let the threads waiting for this call load it now, not after the
+                    // size limit's eviction below.
                     flight.stored = true;
                 }
                 tracing::debug!(function = %self.name, key = key_prefix(&path), bytes, ?took, "stored");
@@ -698,7 +703,7 @@ impl CallKey {
 /// The first hex digits of an entry's key, which name it in `tracing` events and `joblet ls`.
 fn key_prefix(path: &Path) -> &str {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    &name[..name.len().min(12)]
+    name.get(..12).unwrap_or(name)
 }
 
 /// `a::B<T>::m<U>` becomes `a::B::m`; a qualified `<X as Tr<T>>::m` becomes `<X as Tr>::m`.
@@ -720,9 +725,11 @@ fn strip_generic_args(path: &str) -> String {
 }
 
 /// A folder name for a function identity: `a::b::f` becomes `a.b.f`; anything but ASCII
-/// letters, digits, `_`, `-` and `.` becomes `_`.
+/// letters, digits, `_`, `-` and `.` becomes `_`. A name that would be no folder of its own
+/// (empty, `.` or `..`, which `Memory::cache` or `name = "..."` could be given) gets a `_` in
+/// front, so that a function's folder is always inside the cache folder, and its own.
 pub(crate) fn folder_name(identity: &str) -> String {
-    identity
+    let name: String = identity
         .replace("::", ".")
         .chars()
         .map(|c| {
@@ -732,7 +739,11 @@ pub(crate) fn folder_name(identity: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    match name.as_str() {
+        "" | "." | ".." => format!("_{name}"),
+        _ => name,
+    }
 }
 
 #[cfg(test)]
@@ -768,5 +779,9 @@ mod tests {
         assert_eq!(folder_name("demo::square"), "demo.square");
         assert_eq!(folder_name("demo::Point::norm"), "demo.Point.norm");
         assert_eq!(folder_name("a b/c:d"), "a_b_c_d");
+        assert_eq!(folder_name(""), "_");
+        assert_eq!(folder_name("."), "_.");
+        assert_eq!(folder_name(".."), "_..");
+        assert_eq!(folder_name("..."), "...");
     }
 }

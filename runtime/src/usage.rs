@@ -5,9 +5,12 @@
 //! afford (it takes a few microseconds). So an entry's count is written at most once a second
 //! by each process: the hit that finds the last write older than that writes its own and those
 //! counted in memory since, through the file it already has open. What is still in memory is
-//! written when the process exits normally, and before `Memory` lists a folder, so that a
-//! report made by the process that hit is exact. A process that is killed loses at most its
-//! last second of hits per entry.
+//! written when the process exits normally (on Unix), and before `Memory` lists a folder, so
+//! that a report made by the process that hit is exact. A process that is killed (or, on
+//! other systems, that exits) loses at most its last second of hits per entry. Two processes
+//! writing one entry's count at the same moment can lose one's addition.
+
+use std::time::Instant;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -35,7 +38,7 @@ struct Usage {
     /// When the last of them happened.
     last_hit: SystemTime,
     /// When this process last wrote the count.
-    written: SystemTime,
+    written: Option<Instant>,
 }
 
 /// Entries hit by this process, by the hash of their path.
@@ -44,8 +47,8 @@ static TABLE: Mutex<Option<HashMap<u64, Usage>>> = Mutex::new(None);
 /// Counts a hit of the entry at `path`. If its count is due to be written, `write` is given
 /// the hits to add, and writes them through the open file (which sets its modification time).
 pub(crate) fn hit(path: &Path, write: impl FnOnce(u32)) {
-    let now = SystemTime::now();
     let id = xxh3_64(path.as_os_str().as_encoded_bytes());
+    let mut full = None;
     let due = {
         let Ok(mut table) = TABLE.lock() else { return };
         let table = table.get_or_insert_with(|| {
@@ -53,26 +56,32 @@ pub(crate) fn hit(path: &Path, write: impl FnOnce(u32)) {
             HashMap::new()
         });
         if table.len() >= REMEMBERED && !table.contains_key(&id) {
-            write_table(std::mem::take(table));
+            full = Some(std::mem::take(table));
         }
+        // The times are read under the lock, so that they never go backwards from one hit of
+        // an entry to the next: two threads never both find its count due.
+        let now = Instant::now();
         let usage = table.entry(id).or_insert_with(|| Usage {
             path: path.to_owned(),
             unwritten: 0,
-            last_hit: now,
-            written: SystemTime::UNIX_EPOCH,
+            last_hit: SystemTime::now(),
+            written: None,
         });
         usage.unwritten = usage.unwritten.saturating_add(1);
-        usage.last_hit = now;
-        let due = now
-            .duration_since(usage.written)
-            .map_or(true, |since| since >= WRITE_EVERY);
+        usage.last_hit = SystemTime::now();
+        let due = usage
+            .written
+            .is_none_or(|written| now.duration_since(written) >= WRITE_EVERY);
         due.then(|| {
-            usage.written = now;
+            usage.written = Some(now);
             std::mem::take(&mut usage.unwritten)
         })
     };
     if let Some(hits) = due {
         write(hits);
+    }
+    if let Some(table) = full {
+        write_table(table, true);
     }
 }
 
@@ -86,38 +95,51 @@ pub(crate) fn write_all(wait: bool) {
     };
     let taken = table.and_then(|mut table| table.as_mut().map(std::mem::take));
     if let Some(table) = taken {
-        write_table(table);
+        // At exit, `tracing` may no longer be usable: the thread's locals are gone.
+        write_table(table, wait);
     }
 }
 
-fn write_table(table: HashMap<u64, Usage>) {
+/// Writes the counts of `table`, reporting failures through `tracing` if `report` holds.
+fn write_table(table: HashMap<u64, Usage>, report: bool) {
     for usage in table.into_values().filter(|u| u.unwritten > 0) {
         if let Err(e) = write_to_path(&usage) {
-            tracing::debug!(path = %usage.path.display(), error = %e, "cannot count hits");
+            if report {
+                tracing::debug!(path = %usage.path.display(), error = %e, "cannot count hits");
+            }
         }
     }
 }
 
-/// Adds `usage`'s hits to the count in its file, and sets the file's time to its last hit.
+/// Adds `usage`'s hits to the count in its file, and sets the file's time to its last hit,
+/// unless another process has marked a later use already.
 fn write_to_path(usage: &Usage) -> io::Result<()> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&usage.path)?;
-    let mut head = [0u8; 32];
+    let mut head = [0u8; 18];
     read_at(&file, &mut head, 0)?;
-    if head[..8] != crate::entry::MAGIC {
+    let version = u16::from_le_bytes([head[16], head[17]]);
+    if head[..8] != crate::entry::MAGIC || version != crate::entry::VERSION {
         return Ok(());
     }
-    add_hits(&file, &head, usage.unwritten)?;
-    file.set_modified(usage.last_hit)
+    let marked = file.metadata()?.modified()?;
+    add_hits(&file, usage.unwritten)?;
+    file.set_modified(marked.max(usage.last_hit))
 }
 
-/// Adds `hits` to the count of the entry open as `file`, whose first 32 bytes are `head`.
-pub(crate) fn add_hits(file: &File, head: &[u8], hits: u32) -> io::Result<()> {
-    let at = HITS_AT as usize;
-    let count = u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    write_at(file, &count.saturating_add(hits).to_le_bytes(), HITS_AT)
+/// Adds `hits` to the count of the entry open as `file`, read just before: another process
+/// may have added to it since this one opened the file.
+pub(crate) fn add_hits(file: &File, hits: u32) -> io::Result<()> {
+    // One read-and-write at a time in this process, so that a listing's writes and a hit's
+    // never both add to the same count. (Held for two system calls, once a second an entry.)
+    static WRITING: Mutex<()> = Mutex::new(());
+    let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut count = [0u8; 4];
+    read_at(file, &mut count, HITS_AT)?;
+    let count = u32::from_le_bytes(count).saturating_add(hits);
+    write_at(file, &count.to_le_bytes(), HITS_AT)
 }
 
 /// Runs `f` when the process exits normally (returns from `main` or calls `exit`).

@@ -290,7 +290,8 @@ fn load_or_compute(
 }
 
 // Input:
-//     fn f(&self, x: u64, #[ignored] log: Log)
+//     #[cached(ignore = [log])]
+//     fn f(&self, x: u64, log: Log)
 //
 // Output:
 //     __site.describe(&mut __pending, |__args| {
