@@ -675,7 +675,15 @@ fn temp_for(path: &Path, create_dirs: bool) -> io::Result<tempfile::NamedTempFil
     };
     match temp_in(dir) {
         Err(e) if create_dirs && e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)?;
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                // As the files: never writable by others, whatever the process umask allows.
+                builder.mode(0o755);
+            }
+            builder.create(dir)?;
             temp_in(dir)
         }
         other => other,
