@@ -38,7 +38,11 @@ pub fn load_every_way(root: &Path, path: &Path) {
         let _ = value
             .b
             .map(|b| b.iter().map(|&x| u64::from(x)).sum::<u64>());
-        let _ = value.c.iter().map(|c| c.iter().sum::<i32>()).count();
+        let _ = value
+            .c
+            .iter()
+            .flat_map(|c| c.iter())
+            .fold(0i32, |a, &x| a.wrapping_add(x));
     }
     let _ = joblet::Memory::new(root).entries();
 }
