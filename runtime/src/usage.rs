@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -36,13 +37,30 @@ struct Usage {
     /// Hits not yet written.
     unwritten: u32,
     /// When the last of them happened.
-    last_hit: SystemTime,
+    last_hit: Instant,
     /// When this process last wrote the count.
     written: Option<Instant>,
 }
 
 /// Entries hit by this process, by the hash of their path.
-static TABLE: Mutex<Option<HashMap<u64, Usage>>> = Mutex::new(None);
+static TABLE: Mutex<Option<HashMap<u64, Usage, BuildHasherDefault<Id>>>> = Mutex::new(None);
+
+/// Hashes a table key, already a well-mixed hash, as itself.
+#[derive(Default)]
+struct Id(u64);
+
+impl Hasher for Id {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; this is never called.
+        self.0 = xxh3_64(bytes);
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
 
 /// Counts a hit of the entry at `path`. If its count is due to be written, `write` is given
 /// the hits to add, and writes them through the open file (which sets its modification time).
@@ -53,22 +71,22 @@ pub(crate) fn hit(path: &Path, write: impl FnOnce(u32)) {
         let Ok(mut table) = TABLE.lock() else { return };
         let table = table.get_or_insert_with(|| {
             at_exit(|| write_all(false));
-            HashMap::new()
+            HashMap::default()
         });
         if table.len() >= REMEMBERED && !table.contains_key(&id) {
             full = Some(std::mem::take(table));
         }
-        // The times are read under the lock, so that they never go backwards from one hit of
+        // The time is read under the lock, so that it never goes backwards from one hit of
         // an entry to the next: two threads never both find its count due.
         let now = Instant::now();
         let usage = table.entry(id).or_insert_with(|| Usage {
             path: path.to_owned(),
             unwritten: 0,
-            last_hit: SystemTime::now(),
+            last_hit: now,
             written: None,
         });
         usage.unwritten = usage.unwritten.saturating_add(1);
-        usage.last_hit = SystemTime::now();
+        usage.last_hit = now;
         let due = usage
             .written
             .is_none_or(|written| now.duration_since(written) >= WRITE_EVERY);
@@ -101,9 +119,11 @@ pub(crate) fn write_all(wait: bool) {
 }
 
 /// Writes the counts of `table`, reporting failures through `tracing` if `report` holds.
-fn write_table(table: HashMap<u64, Usage>, report: bool) {
+fn write_table(table: HashMap<u64, Usage, BuildHasherDefault<Id>>, report: bool) {
+    let (now, instant) = (SystemTime::now(), Instant::now());
     for usage in table.into_values().filter(|u| u.unwritten > 0) {
-        if let Err(e) = write_to_path(&usage) {
+        let last_hit = now - instant.duration_since(usage.last_hit);
+        if let Err(e) = write_to_path(&usage, last_hit) {
             if report {
                 tracing::debug!(path = %usage.path.display(), error = %e, "cannot count hits");
             }
@@ -113,7 +133,7 @@ fn write_table(table: HashMap<u64, Usage>, report: bool) {
 
 /// Adds `usage`'s hits to the count in its file, and sets the file's time to its last hit,
 /// unless another process has marked a later use already.
-fn write_to_path(usage: &Usage) -> io::Result<()> {
+fn write_to_path(usage: &Usage, last_hit: SystemTime) -> io::Result<()> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -126,7 +146,7 @@ fn write_to_path(usage: &Usage) -> io::Result<()> {
     }
     let marked = file.metadata()?.modified()?;
     add_hits(&file, usage.unwritten)?;
-    file.set_modified(marked.max(usage.last_hit))
+    file.set_modified(marked.max(last_hit))
 }
 
 /// Adds `hits` to the count of the entry open as `file`, read just before: another process
