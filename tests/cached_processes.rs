@@ -248,3 +248,44 @@ fn verbose_prints_joblibs_memory_lines_to_stderr() {
         "{loading}"
     );
 }
+
+const EXIT_CHILD: &str = "JOBLET_TEST_EXIT_CHILD";
+
+#[cached(dir = child_dir())]
+fn hit_twice(x: u32) -> u32 {
+    x + 1
+}
+
+#[test]
+fn exit_child() {
+    if std::env::var_os(EXIT_CHILD).is_none() {
+        return;
+    }
+    // A subscriber that logs everything: at exit, its thread-locals are gone.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(std::io::stderr)
+        .init();
+    hit_twice(1);
+    hit_twice(1); // the first hit: its count is written now
+    hit_twice(1); // the second: its count waits for the exit
+    // Gone before the exit, so that writing the count there fails.
+    for entry in common::entries(&child_dir()) {
+        std::fs::remove_file(entry).unwrap();
+    }
+    println!("exit child done");
+}
+
+#[test]
+fn hits_left_to_write_at_exit_never_fail_the_exit() {
+    let dir = common::dir("processes-exit");
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "exit_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, &dir)
+        .env(EXIT_CHILD, "1");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exit child done"));
+}

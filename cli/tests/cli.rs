@@ -139,3 +139,39 @@ fn without_dir_the_folder_is_the_one_cached_functions_default_to() {
         .unwrap();
     assert!(stdout(&out).contains("cli.answer "));
 }
+
+#[cached(dir = dir("forged"))]
+fn forged(x: u32) -> u32 {
+    x
+}
+
+/// Listing reads headers without verifying them: what a damaged or forged file says must not
+/// break the command.
+#[test]
+fn forged_headers_and_odd_file_names_do_not_break_report_or_ls() {
+    let cache = dir("forged");
+    forged(1);
+    forged(2);
+    let entries = joblet::Memory::new(&cache).entries().unwrap();
+    for entry in &entries {
+        let mut bytes = std::fs::read(&entry.path).unwrap();
+        bytes[28..32].copy_from_slice(&u32::MAX.to_le_bytes()); // hits
+        bytes[48..56].copy_from_slice(&u64::MAX.to_le_bytes()); // compute time
+        // The arguments' rendering, `1` or `2`, becomes a terminal escape.
+        let args = 64 + usize::from(u16::from_le_bytes([bytes[20], bytes[21]]));
+        bytes[args] = 0x1b;
+        std::fs::write(&entry.path, bytes).unwrap();
+    }
+    // A file of no joblet's making, with a name that is not a key, beside the entries.
+    let shard = entries[0].path.parent().unwrap();
+    std::fs::write(shard.join("abcdefghijké.jbl"), b"\x1b[2J").unwrap();
+
+    let report = stdout(&joblet(&["report"], &cache));
+    assert!(report.contains("cli.forged"), "{report}");
+    let ls = stdout(&joblet(
+        &["ls", &format!("{}::forged", module_path!())],
+        &cache,
+    ));
+    assert!(ls.contains("abcdefghijké"), "{ls}");
+    assert!(!ls.contains('\x1b') && ls.contains("\\u{1b}"), "{ls}");
+}
