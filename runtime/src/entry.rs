@@ -591,6 +591,15 @@ impl<W: Write + Seek> postcard::ser_flavors::Flavor for &mut Body<W> {
     }
 }
 
+/// The first bytes of a file that [`counts_hits`] reads.
+pub(crate) const COUNTED_HEAD: usize = 18;
+
+/// Whether hits are counted in the entry whose first bytes are `head`: one of this format
+/// version (an older one's checksum covers the count's bytes).
+pub(crate) fn counts_hits(head: &[u8]) -> bool {
+    head.len() >= COUNTED_HEAD && head[..8] == MAGIC && u16_at(head, 16) == VERSION
+}
+
 /// Where the payload starts in an entry whose header is at the start of `bytes`: after the
 /// type name and the arguments.
 fn payload_start(bytes: &[u8]) -> usize {
@@ -780,9 +789,7 @@ impl Opened {
     /// Counts a hit of this entry, which also marks it as just used (see [`crate::usage`]).
     /// Best effort: a failure only leaves the count and the time as they were.
     fn count_hit(&self, path: &Path) {
-        let counts =
-            self.len >= HEADER_LEN && self.head[..8] == MAGIC && u16_at(&self.head, 16) == VERSION;
-        if !self.writable || !counts {
+        if !self.writable || !counts_hits(&self.head[..self.len]) {
             return;
         }
         crate::usage::hit(path, |hits| {

@@ -10,15 +10,13 @@
 //! other systems, that exits) loses at most its last second of hits per entry. Two processes
 //! writing one entry's count at the same moment can lose one's addition.
 
-use std::time::Instant;
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -138,10 +136,9 @@ fn write_to_path(usage: &Usage, last_hit: SystemTime) -> io::Result<()> {
         .read(true)
         .write(true)
         .open(&usage.path)?;
-    let mut head = [0u8; 18];
+    let mut head = [0u8; crate::entry::COUNTED_HEAD];
     read_at(&file, &mut head, 0)?;
-    let version = u16::from_le_bytes([head[16], head[17]]);
-    if head[..8] != crate::entry::MAGIC || version != crate::entry::VERSION {
+    if !crate::entry::counts_hits(&head) {
         return Ok(());
     }
     let marked = file.metadata()?.modified()?;
@@ -182,53 +179,29 @@ fn at_exit(f: fn()) {
     let _ = f;
 }
 
+/// Reads `buf` from `offset` in `file`.
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     return std::os::unix::fs::FileExt::read_exact_at(file, buf, offset);
-    #[cfg(windows)]
+    // Elsewhere through the cursor, which nothing else uses once the file is read.
+    #[cfg(not(unix))]
     {
-        let mut done = 0;
-        while done < buf.len() {
-            match std::os::windows::fs::FileExt::seek_read(
-                file,
-                &mut buf[done..],
-                offset + done as u64,
-            )? {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n => done += n,
-            }
-        }
-        return Ok(());
-    }
-    #[cfg(not(any(unix, windows)))]
-    {
-        let _ = (file, buf, offset);
-        Err(io::ErrorKind::Unsupported.into())
+        use std::io::{Read, Seek};
+        let mut file = file;
+        file.seek(io::SeekFrom::Start(offset))?;
+        file.read_exact(buf)
     }
 }
 
-/// Writes `data` at `offset` in `file`, leaving its cursor alone where the platform allows.
+/// Writes `data` at `offset` in `file`.
 fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     return std::os::unix::fs::FileExt::write_all_at(file, data, offset);
-    #[cfg(windows)]
+    #[cfg(not(unix))]
     {
-        let mut done = 0;
-        while done < data.len() {
-            match std::os::windows::fs::FileExt::seek_write(
-                file,
-                &data[done..],
-                offset + done as u64,
-            )? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => done += n,
-            }
-        }
-        return Ok(());
-    }
-    #[cfg(not(any(unix, windows)))]
-    {
-        let _ = (file, data, offset);
-        Err(io::ErrorKind::Unsupported.into())
+        use std::io::{Seek, Write};
+        let mut file = file;
+        file.seek(io::SeekFrom::Start(offset))?;
+        file.write_all(data)
     }
 }
