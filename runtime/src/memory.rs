@@ -187,7 +187,7 @@ impl Memory {
     /// # Errors
     /// When a folder cannot be read.
     pub fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        Ok(self.scan(None)?.entries)
+        Ok(self.scan(None, Need::Listing)?.entries)
     }
 
     /// The entries of one function, named by its folder (`my_crate.stats.mean`) or its path
@@ -196,7 +196,7 @@ impl Memory {
     /// # Errors
     /// As [`Memory::entries`].
     pub fn entries_of(&self, function: &str) -> Result<Vec<EntryInfo>, Error> {
-        Ok(self.scan(Some(function))?.entries)
+        Ok(self.scan(Some(function), Need::Listing)?.entries)
     }
 
     /// Removes every entry of every function, and abandoned temporary files. Only joblet's
@@ -205,7 +205,7 @@ impl Memory {
     /// # Errors
     /// When a folder cannot be read or a file cannot be removed.
     pub fn clear(&self) -> Result<Reduced, Error> {
-        let scan = self.scan_with(None, false)?;
+        let scan = self.scan(None, Need::Files)?;
         self.remove(scan.entries.iter(), &scan.temps)
     }
 
@@ -215,7 +215,7 @@ impl Memory {
     /// # Errors
     /// As [`Memory::clear`].
     pub fn clear_function(&self, function: &str) -> Result<Reduced, Error> {
-        let scan = self.scan_with(Some(function), false)?;
+        let scan = self.scan(Some(function), Need::Files)?;
         self.remove(scan.entries.iter(), &scan.temps)
     }
 
@@ -234,7 +234,7 @@ impl Memory {
     /// The bytes of every entry in the folder.
     pub(crate) fn total_bytes(&self) -> Result<u64, Error> {
         Ok(self
-            .scan_with(None, false)?
+            .scan(None, Need::Files)?
             .entries
             .iter()
             .map(|e| e.size)
@@ -245,8 +245,7 @@ impl Memory {
     /// be removed stays, and the next is evicted in its place; the first such failure is
     /// returned beside what was done.
     pub(crate) fn reduce(&self, limits: &Limits) -> Result<(Reduced, u64, Option<Error>), Error> {
-        // The order and the sizes are all eviction needs: no entry is opened.
-        let scan = self.scan_with(None, false)?;
+        let scan = self.scan(None, Need::Order)?;
         let now = SystemTime::now();
         let mut count = scan.entries.len();
         let mut bytes: u64 = scan.entries.iter().map(|e| e.size).sum();
@@ -290,16 +289,16 @@ impl Memory {
         }
     }
 
-    /// The entries below the root (or one function's folder), least recently used first, and
-    /// the temporary files with their ages.
-    fn scan(&self, function: Option<&str>) -> Result<Scan, Error> {
-        self.scan_with(function, true)
-    }
-
-    /// [`Memory::scan`], reading each entry's header only if `headers` holds.
-    fn scan_with(&self, function: Option<&str>, headers: bool) -> Result<Scan, Error> {
-        // This process's own hits, so that what it lists or evicts is up to date.
-        crate::usage::write_all(true);
+    /// The entries below the root (or one function's folder), and the temporary files with
+    /// their ages; with what `need` asks for besides.
+    fn scan(&self, function: Option<&str>, need: Need) -> Result<Scan, Error> {
+        let headers = need == Need::Listing;
+        let ordered = need != Need::Files;
+        if ordered {
+            // This process's own hits, so that the counts it lists and the times it orders by
+            // are up to date.
+            crate::usage::write_all(true);
+        }
         let now = SystemTime::now();
         let functions = match function.map(crate::site::folder_name) {
             // Never `.` or `..`: always a folder inside the cache.
@@ -346,13 +345,16 @@ impl Memory {
                 }
             }
         }
-        // The path breaks ties, so the order is total and an unstable sort as good; compared as
-        // bytes, not as path components, which took half a million-entry report's time.
-        scan.entries.sort_unstable_by(|a, b| {
-            a.last_used
-                .cmp(&b.last_used)
-                .then_with(|| a.path.as_os_str().cmp(b.path.as_os_str()))
-        });
+        if ordered {
+            // The path breaks ties, so the order is total and an unstable sort as good;
+            // compared as bytes, not as path components, which took half a million-entry
+            // report's time.
+            scan.entries.sort_unstable_by(|a, b| {
+                a.last_used
+                    .cmp(&b.last_used)
+                    .then_with(|| a.path.as_os_str().cmp(b.path.as_os_str()))
+            });
+        }
         Ok(scan)
     }
 }
@@ -416,6 +418,17 @@ impl<'a> Removal<'a> {
         }
         true
     }
+}
+
+/// What a scan is for, which decides what it does besides finding the files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Entries with what their headers say, least recently used first.
+    Listing,
+    /// Entries least recently used first, their sizes: eviction opens none.
+    Order,
+    /// The files alone, in no order: clearing and measuring.
+    Files,
 }
 
 #[derive(Default)]
