@@ -7,7 +7,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use joblet::cached;
 
@@ -30,11 +29,7 @@ fn small(x: u32) -> u32 {
 
 /// Runs `test` of this binary in a child, with `CHILD` set to `dir`.
 fn run_child(test: &str, dir: &Path) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, dir)
-        .output()
-        .unwrap();
+    let out = common::child(test).env(CHILD, dir).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -277,13 +277,7 @@ fn a_cached_number_vector_is_decoded_in_bulk() {
     let payload = 64 + name_len + args_len;
     assert_eq!(bytes[payload], 100, "the varint length of 100 floats");
     bytes[payload] = 101;
-    // Re-sign: checksum = xxh3(xxh3(bytes 16..64) ++ xxh3(bytes 64..)), hit count (bytes
-    // 28..32) as zero: the entry has never been hit.
-    let mut both = [0u8; 16];
-    both[..8].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&bytes[16..64]).to_le_bytes());
-    both[8..].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&bytes[64..]).to_le_bytes());
-    let sum = xxhash_rust::xxh3::xxh3_64(&both);
-    bytes[8..16].copy_from_slice(&sum.to_le_bytes());
+    common::resign(&mut bytes);
     fs::write(&path, bytes).unwrap();
     let (value, logged) = common::warnings(|| floats(100));
     assert_eq!(value.len(), 100);

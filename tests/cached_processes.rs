@@ -33,9 +33,8 @@ fn child() {
 }
 
 fn run_child(dir: &std::path::Path) -> String {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir);
+    let mut cmd = common::child("child");
+    cmd.env(CHILD_DIR, dir);
     output_of(cmd)
 }
 
@@ -91,16 +90,10 @@ fn default_child() {
 
 fn run_default_child(cwd: &std::path::Path, cache_dir: Option<&std::path::Path>) -> String {
     std::fs::create_dir_all(cwd).unwrap();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "default_child",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(DEFAULT_CHILD, "1")
-    .env_remove(joblet::CACHE_DIR_ENV)
-    .current_dir(cwd);
+    let mut cmd = common::child("default_child");
+    cmd.env(DEFAULT_CHILD, "1")
+        .env_remove(joblet::CACHE_DIR_ENV)
+        .current_dir(cwd);
     if let Some(dir) = cache_dir {
         cmd.env(joblet::CACHE_DIR_ENV, dir);
     }
@@ -158,10 +151,8 @@ fn a_relative_dir_stays_where_it_was_resolved() {
     let elsewhere = common::dir("chdir-elsewhere");
     std::fs::create_dir_all(&cwd).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "chdir_child", "--nocapture", "--test-threads=1"])
-        .env(CHDIR_CHILD, &elsewhere)
-        .current_dir(&cwd);
+    let mut cmd = common::child("chdir_child");
+    cmd.env(CHDIR_CHILD, &elsewhere).current_dir(&cwd);
     let out = output_of(cmd);
     assert!(out.contains("chdir child ok"), "{out}");
     assert!(common::entries(&cwd.join("relative-cache")).is_empty());
@@ -170,10 +161,8 @@ fn a_relative_dir_stays_where_it_was_resolved() {
 
 /// Runs the child with `var` set to `value`.
 fn run_child_with(dir: &std::path::Path, var: &str, value: &str) -> String {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir)
-        .env(var, value);
+    let mut cmd = common::child("child");
+    cmd.env(CHILD_DIR, dir).env(var, value);
     output_of(cmd)
 }
 
@@ -219,15 +208,9 @@ fn verbose_child() {
 
 #[test]
 fn verbose_prints_joblibs_memory_lines_to_stderr() {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "verbose_child",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_DIR, common::dir("processes-verbose"))
-    .env(VERBOSE_CHILD, "1");
+    let mut cmd = common::child("verbose_child");
+    cmd.env(CHILD_DIR, common::dir("processes-verbose"))
+        .env(VERBOSE_CHILD, "1");
     let out = cmd.output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -279,10 +262,8 @@ fn exit_child() {
 #[test]
 fn hits_left_to_write_at_exit_never_fail_the_exit() {
     let dir = common::dir("processes-exit");
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "exit_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, &dir)
-        .env(EXIT_CHILD, "1");
+    let mut cmd = common::child("exit_child");
+    cmd.env(CHILD_DIR, &dir).env(EXIT_CHILD, "1");
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use joblet::{Array, Memory, cached};
@@ -75,8 +75,7 @@ fn entries_of_killed_writers_load_whole_or_are_recomputed() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut state = u64::from(std::process::id());
     for _ in 0..kills() {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "writer", "--test-threads=1"])
+        let mut child = common::child("writer")
             .env(WRITER, &dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -6,7 +6,6 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hint::black_box;
 use std::panic;
-use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::thread::ThreadId;
@@ -454,13 +453,7 @@ fn verbose_child() {
 
 #[test]
 fn verbose_output_follows_joblibs_format() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "verbose_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = common::child("verbose_child")
         .env(VERBOSE_CHILD, "1")
         .output()
         .unwrap();

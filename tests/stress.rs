@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -148,8 +147,7 @@ fn processes_and_threads_sharing_a_cache_never_see_a_wrong_value() {
     let dir = common::dir("stress");
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "worker", "--nocapture", "--test-threads=1"])
+            common::child("worker")
                 .env(WORKER, &dir)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

@@ -277,12 +277,10 @@ mod tests {
 
     #[test]
     fn sizes_and_ages_parse_with_their_units() {
-        assert_eq!(parse_size("500"), Ok(500));
+        // Sizes are the runtime's `size_in_bytes`, tested there: here, the message names the
+        // text it refuses.
         assert_eq!(parse_size("1.5G"), Ok(1_500_000_000));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_size("10kB"), Ok(10_000));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("3X").is_err());
+        assert!(parse_size("3X").is_err_and(|e| e.starts_with("`3X`: unknown unit")));
         assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_age("15min"), Ok(Duration::from_secs(900)));
         assert!(parse_age("soon").is_err());

@@ -13,6 +13,36 @@ pub fn dir(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// This test binary, set to run only its test `test`, with its output shown: tests that need
+/// a process of their own (environment, limits, crashes) run themselves as a child.
+pub fn child(test: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    cmd
+}
+
+/// Makes the checksum of the entry `bytes` hold, as a forger would: `xxh3` of the header's
+/// fields (the hit count taken as zero) and of the body, which ends where the header's lengths
+/// say (array sections are hashed in the body's table).
+pub fn resign(bytes: &mut [u8]) {
+    use xxhash_rust::xxh3::xxh3_64;
+    let at = |i: usize, n: usize| -> u64 {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&bytes[i..i + n]);
+        u64::from_le_bytes(b)
+    };
+    let body_end = 64 + at(20, 2) + at(22, 2) + at(32, 8) + at(24, 4);
+    let body_end = usize::try_from(body_end).unwrap().min(bytes.len());
+    let mut fields = [0u8; 48];
+    fields.copy_from_slice(&bytes[16..64]);
+    fields[12..16].fill(0); // the hit count
+    let mut both = [0u8; 16];
+    both[..8].copy_from_slice(&xxh3_64(&fields).to_le_bytes());
+    both[8..].copy_from_slice(&xxh3_64(&bytes[64..body_end]).to_le_bytes());
+    let sum = xxh3_64(&both);
+    bytes[8..16].copy_from_slice(&sum.to_le_bytes());
+}
+
 /// Every entry file below `dir`, sorted.
 pub fn entries(dir: &Path) -> Vec<PathBuf> {
     files(dir, |p| {
