@@ -111,16 +111,24 @@ fn entries_of_killed_writers_load_whole_or_are_recomputed() {
         }
     }
     // A rename is atomic: a dump is one whole version or another, never a mix or a part.
+    let mut dumped = 0;
     for path in dumps(&dir) {
         match joblet::load::<(u64, Vec<f64>)>(&path) {
-            Ok((k, v)) => assert!(v == numbers(k), "{} holds a damaged value", path.display()),
+            Ok((k, v)) => {
+                assert!(v == numbers(k), "{} holds a damaged value", path.display());
+                dumped += 1;
+            }
             Err(e) => assert!(e.is_not_found(), "{}: {e}", path.display()),
         }
     }
+    // The kills landed where they test something: some while a dump or an entry was being
+    // written (its temporary file is left), and after some dumps were complete.
+    let temps = common::temp_files(&dir).len();
+    assert!(temps > 0, "no kill landed during a write");
+    assert!(dumped > 0, "no dump was ever complete");
     println!(
-        "{} kills: {} entries, {hits} whole, {misses} damaged and recomputed; {} temporary files left",
+        "{} kills: {} entries, {hits} whole, {misses} damaged and recomputed; {dumped} dumps whole; {temps} temporary files left",
         kills(),
         entries.len(),
-        common::temp_files(&dir).len()
     );
 }

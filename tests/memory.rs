@@ -29,8 +29,11 @@ fn entries_lists_every_stored_call_with_its_metadata() {
     }
     #[cached(dir = dir("list"))]
     fn cube(x: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(20));
         x * x * x
     }
+    // Creation times are stored to the millisecond.
+    let before = SystemTime::now() - Duration::from_millis(1);
     for x in 0..3 {
         square(x);
     }
@@ -54,7 +57,8 @@ fn entries_lists_every_stored_call_with_its_metadata() {
     assert_eq!(c.type_name, "u64");
     assert_eq!(c.key.len(), 32);
     assert!(c.path.ends_with(format!("{}/{}.jbl", &c.key[..2], c.key)));
-    assert!(c.created <= SystemTime::now());
+    assert!(before <= c.created && c.created <= SystemTime::now());
+    assert!(c.compute >= Duration::from_millis(20), "{:?}", c.compute);
     assert!(Memory::new(dir("never-made")).entries().unwrap().is_empty());
 }
 
@@ -71,13 +75,20 @@ fn reduce_size_evicts_least_recently_used_first_under_each_limit() {
         square(x);
     }
     let memory = Memory::new(dir("lru"));
-    // Make the order of use known: entry i was last used (6 - i) hours ago.
+    // Make the order of use known, and unlike the order of the paths (which break ties):
+    // entry i, in reverse path order, was last used (6 - i) hours ago.
     let mut entries = memory.entries().unwrap();
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.sort_by(|a, b| b.path.cmp(&a.path));
     for (i, e) in entries.iter().enumerate() {
         used(&e.path, (6 - i as u64) * 3600);
     }
+    // Least recently used first.
     let paths: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
+    let sorted = |paths: &[PathBuf]| {
+        let mut p = paths.to_vec();
+        p.sort();
+        p
+    };
     let left = || {
         let mut p: Vec<PathBuf> = memory
             .entries()
@@ -91,19 +102,19 @@ fn reduce_size_evicts_least_recently_used_first_under_each_limit() {
     // Items: keep the 5 most recently used.
     let reduced = memory.reduce_size(&Limits::new().items(5)).unwrap();
     assert_eq!(reduced.entries, 1);
-    assert_eq!(left(), paths[1..]);
+    assert_eq!(left(), sorted(&paths[1..]));
     // Age: nothing unused for more than 3.5 hours.
     memory
         .reduce_size(&Limits::new().age(Duration::from_secs(3 * 3600 + 1800)))
         .unwrap();
-    assert_eq!(left(), paths[3..]);
+    assert_eq!(left(), sorted(&paths[3..]));
     // Bytes: room for two entries.
     let size = entries[0].size;
     let reduced = memory
         .reduce_size(&Limits::new().bytes(2 * size + 1))
         .unwrap();
     assert_eq!((reduced.entries, reduced.bytes), (1, size));
-    assert_eq!(left(), paths[4..]);
+    assert_eq!(left(), sorted(&paths[4..]));
     // Evicted calls compute again; the two left load.
     let before = COMPUTED.load(SeqCst);
     for x in 0..6 {
@@ -258,8 +269,20 @@ fn a_wrapped_closure_is_cached_like_an_annotated_function() {
     assert_eq!(called.call((3, 4)), 12); // a hit, which resolves version 1's folder
     let now_v2 = called.version("2");
     assert!(!now_v2.is_cached::<_, u64>(&(3, 4)));
-    assert_eq!(v2.call((3, 4)), 12);
+    assert_eq!(now_v2.call((3, 4)), 12);
+    assert_eq!(v2.call((3, 4)), 12); // the same version: a hit
     assert_eq!(computed.load(SeqCst), 3);
+    // In a folder of its own, as the version changes the folder (not only the key).
+    let mut versions: Vec<String> = memory
+        .entries_of("geometry::area")
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.args == "(3, 4)")
+        .map(|e| e.code_version)
+        .collect();
+    versions.sort();
+    versions.dedup();
+    assert_eq!(versions.len(), 2, "{versions:?}");
     let renamed = memory.cache("geometry::surface", area).version("1");
     assert_eq!(renamed.call((3, 4)), 12);
     assert_eq!(computed.load(SeqCst), 4);
@@ -357,11 +380,18 @@ fn every_cache_decision_is_a_tracing_event_with_its_function_and_key() {
     for message in ["cache miss; computing", "stored", "cache hit"] {
         let line = find(message);
         assert!(line.contains("function=traced"), "{line}");
-        assert!(line.contains("key="), "{line}");
+        // The key's first 12 hex digits.
+        let key = line.split("key=\"").nth(1).unwrap_or_default();
+        let digits = key.split('"').next().unwrap_or_default();
+        assert!(
+            digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{line}"
+        );
     }
     assert!(find("stored").contains("bytes="));
     assert!(find("cache hit").contains("took="));
-    assert!(find("evicted").contains("bytes="));
+    // Each entry evicted, then the summary of the eviction.
+    assert!(find(" evicted path=").contains("bytes="));
     assert!(find("over its size limit").contains("evicted=1"));
 }
 

@@ -175,3 +175,69 @@ fn forged_headers_and_odd_file_names_do_not_break_report_or_ls() {
     assert!(ls.contains("abcdefghijké"), "{ls}");
     assert!(!ls.contains('\x1b') && ls.contains("\\u{1b}"), "{ls}");
 }
+
+#[cached(dir = dir("saved"))]
+fn slow(x: u32) -> u32 {
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    x
+}
+
+#[test]
+fn report_shows_the_compute_time_that_hits_saved() {
+    slow(1);
+    slow(1);
+    slow(1);
+    joblet::Memory::new(dir("saved")).entries().unwrap(); // writes the hits it counted
+    let report = stdout(&joblet(&["report"], &dir("saved")));
+    let row: Vec<&str> = report.lines().nth(1).unwrap().split_whitespace().collect();
+    // function, entries, size (2 words), compute (2), hits, saved (2), last used.
+    let ms = |at: usize| -> u64 {
+        assert_eq!(row[at + 1], "ms", "{report}");
+        row[at].parse().unwrap()
+    };
+    let (compute, hits, saved) = (ms(4), row[6], ms(7));
+    assert!((40..1000).contains(&compute), "{report}");
+    assert_eq!(hits, "2", "{report}");
+    assert!(saved.abs_diff(2 * compute) <= 1, "{report}");
+}
+
+#[cached(dir = dir("prune"))]
+fn aged(x: u32) -> String {
+    format!("entry {x}")
+}
+
+/// The arguments of `aged`'s entries still in the folder, sorted.
+fn aged_left(cache: &Path) -> Vec<String> {
+    let mut left: Vec<String> = joblet::Memory::new(cache)
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.args)
+        .collect();
+    left.sort();
+    left
+}
+
+#[test]
+fn prune_evicts_the_least_recently_used_by_age_and_by_size() {
+    let cache = dir("prune");
+    for x in 1..=3 {
+        aged(x);
+    }
+    // Entry x was last used x hours ago.
+    let entries = joblet::Memory::new(&cache).entries().unwrap();
+    for e in &entries {
+        let hours: u64 = e.args.parse().unwrap();
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(hours * 3600);
+        let file = std::fs::File::options().write(true).open(&e.path).unwrap();
+        file.set_modified(when).unwrap();
+    }
+    stdout(&joblet(&["prune", "--max-age", "150min"], &cache));
+    assert_eq!(aged_left(&cache), ["1", "2"]);
+    let one = entries[0].size;
+    stdout(&joblet(
+        &["prune", "--max-size", &(one + 1).to_string()],
+        &cache,
+    ));
+    assert_eq!(aged_left(&cache), ["1"]);
+}

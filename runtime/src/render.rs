@@ -162,6 +162,29 @@ mod tests {
         assert_eq!(args.as_str(), r#"2, "a\"b", <Opaque>, <Vec<Opaque>>, _"#);
     }
 
+    /// A value whose `Debug` writes a million pieces, counting how many it was let write.
+    struct Long(std::cell::Cell<usize>);
+
+    impl Debug for Long {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            for _ in 0..1_000_000 {
+                self.0.set(self.0.get() + 1);
+                f.write_str("piece, ")?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rendering_stops_once_the_room_is_used() {
+        let long = Long(std::cell::Cell::new(0));
+        let mut args = Args::default();
+        args.debug(&long);
+        assert!(args.as_str().starts_with("piece, piece"));
+        // 80 bytes hold 11 pieces and a part: the twelfth write fails, and `Debug` stops.
+        assert_eq!(long.0.get(), 12);
+    }
+
     #[test]
     fn large_arguments_are_cut_short_without_being_rendered_whole() {
         let mut args = Args::default();
