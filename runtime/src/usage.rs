@@ -104,6 +104,17 @@ pub(crate) fn hit(path: &Path, write: impl FnOnce(u32)) {
 /// Writes every count still in memory: before a listing, and at exit, where `wait` is false
 /// (another thread may hold the lock forever then).
 pub(crate) fn write_all(wait: bool) {
+    // One writer of the whole table at a time, so that a listing never reads an entry whose
+    // count another thread's listing has taken from the table but not yet written.
+    static WRITING_ALL: Mutex<()> = Mutex::new(());
+    let _writing = if wait {
+        WRITING_ALL.lock().unwrap_or_else(|e| e.into_inner())
+    } else {
+        match WRITING_ALL.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => return,
+        }
+    };
     let table = if wait {
         TABLE.lock().ok()
     } else {
