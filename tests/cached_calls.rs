@@ -572,7 +572,9 @@ fn when_the_computing_thread_panics_a_waiting_one_computes() {
     assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
     assert!(results.iter().flatten().all(|&v| v == 2));
     assert_eq!(DID_NOT_WAIT.load(SeqCst), 0);
-    assert_eq!(FLAKY.load(SeqCst), 4);
+    // Three more computed, one each (queued behind one another, two would): or two, if a
+    // thread came so late that another had stored the result already.
+    assert!((3..=4).contains(&FLAKY.load(SeqCst)), "{FLAKY:?}");
     assert!(flaky::is_cached(1));
 }
 
