@@ -7,4 +7,10 @@ fn ui() {
     t.pass("tests/ui/cached/pass/*.rs");
     t.compile_fail("tests/ui/parallel/*.rs");
     t.pass("tests/ui/parallel/pass/*.rs");
+    if cfg!(feature = "processes") {
+        t.compile_fail("tests/ui/parallel/processes/*.rs");
+        t.pass("tests/ui/parallel/processes/pass/*.rs");
+    } else {
+        t.compile_fail("tests/ui/parallel/processes_off/*.rs");
+    }
 }

@@ -197,6 +197,21 @@ impl SizeError {
     }
 }
 
+impl SizeError {
+    /// The message of `parallel!(max_memory = "...")`, which the compiler shows at the literal.
+    pub const fn in_max_memory(self) -> &'static str {
+        match self {
+            SizeError::NotASize => {
+                "`max_memory` is not a size: write a number of bytes, or one with a unit, as in `max_memory = \"2 GiB\"`"
+            }
+            SizeError::UnknownUnit => {
+                "unknown unit in `max_memory`: use k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (of 1024), as in `max_memory = \"2 GiB\"`"
+            }
+            SizeError::TooLarge => "`max_memory` is too large: 2^64 bytes or more",
+        }
+    }
+}
+
 impl std::error::Error for SizeError {}
 
 impl std::fmt::Display for SizeError {

@@ -16,6 +16,7 @@ mod memory;
 mod ndim;
 mod parallel;
 mod persist;
+mod processes;
 mod render;
 mod site;
 mod usage;
@@ -31,7 +32,7 @@ pub use memory::{Cached, EntryInfo, Limits, Memory, Reduced};
 pub use ndarray;
 #[cfg(feature = "ndarray")]
 pub use ndim::NdArray;
-pub use parallel::{TaskPanic, Unordered};
+pub use parallel::{TaskError, TaskErrorKind, TaskPanic, Unordered};
 pub use persist::{dump, dump_with, load};
 pub use site::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, DISABLE_ENV, REFRESH_ENV, default_cache_dir};
 
@@ -46,12 +47,19 @@ pub mod __private {
     #[cfg(feature = "threads")]
     pub use crate::parallel::IndexedTasks;
     pub use crate::parallel::{
-        Batch, Collected, Indexed, Integer, Options, TaskKind, ViaCollect, ViaIndexed, batch_size,
-        integer, run_iter, run_lazy, run_sequential, run_unordered, task_fn,
+        Batch, Collected, Indexed, Integer, OnError, Options, TaskKind, ViaCollect, ViaIndexed,
+        batch_size, catch, collected, integer, run_iter, run_lazy, run_sequential, run_unordered,
+        task_fn, unwrap_all,
+    };
+    pub use crate::processes::{
+        ByCopy, ByRef, Capture, Isolation, Place, ProcessesBackend, SendableItem, SendableResult,
+        Timeout, body_fn, enabled, items_sendable, result_sendable, run_processes,
+        run_processes_collect, timeout,
     };
     pub use crate::render::{Args, Show, ViaDebug, ViaName};
     pub use crate::site::{
         Begin, CacheArg, CacheDir, CacheOutput, CallKey, Mode, Pending, Site, assert_arg,
         assert_output, dir_path, typed_future,
     };
+    pub use serde;
 }

@@ -27,7 +27,7 @@ pub enum Batch {
 #[derive(Debug, Clone)]
 pub struct Options {
     n_jobs: i64,
-    batch: Batch,
+    pub(crate) batch: Batch,
     verbose: u32,
     progress: bool,
 }
@@ -143,12 +143,18 @@ impl TaskPanic {
     /// The panic message, when the payload is a string (as with `panic!("...")`), or the
     /// message of the inner task when this task failed in a nested `parallel!`.
     pub fn message(&self) -> Option<&str> {
-        self.payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| self.payload.downcast_ref::<String>().map(String::as_str))
+        panic_message(&*self.payload)
             .or_else(|| self.payload.downcast_ref::<TaskPanic>()?.message())
+            .or_else(|| Some(self.payload.downcast_ref::<TaskError>()?.message()))
     }
+}
+
+/// The message of a panic payload that is a string, as `panic!("...")` makes.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
 }
 
 impl fmt::Debug for TaskPanic {
@@ -162,6 +168,10 @@ impl fmt::Debug for TaskPanic {
 
 impl fmt::Display for TaskPanic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A task that crashed its worker process, ran out of time or memory: it says so itself.
+        if let Some(error) = self.payload.downcast_ref::<TaskError>() {
+            return error.fmt(f);
+        }
         match self.message() {
             Some(m) => write!(f, "task {} panicked: {m}", self.index),
             None => write!(f, "task {} panicked", self.index),
@@ -171,14 +181,175 @@ impl fmt::Display for TaskPanic {
 
 impl std::error::Error for TaskPanic {}
 
+/// A task that failed: what `parallel!(on_error = collect; ...)` returns in place of its result,
+/// and what `backend = processes` reports of a task that crashed its worker, ran over its
+/// `timeout` or past its `max_memory`.
+///
+/// ```
+/// use joblet::{parallel, TaskErrorKind};
+///
+/// let results = parallel!(on_error = collect; for i in 0..4 => {
+///     if i == 2 { panic!("two") }
+///     i * 10
+/// });
+/// assert_eq!(results[1], Ok(10));
+/// let failed = results[2].as_ref().unwrap_err();
+/// assert_eq!((failed.index(), failed.kind(), failed.message()), (2, TaskErrorKind::Panicked, "two"));
+/// assert_eq!(failed.to_string(), "task 2 panicked: two");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    index: usize,
+    kind: TaskErrorKind,
+    message: String,
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskErrorKind {
+    /// The task panicked; the message is the panic's.
+    Panicked,
+    /// Its worker process was killed by this signal: a segmentation fault (11), an `abort()`
+    /// (6), ... The message names it, with the worker's last line of output.
+    Signal(i32),
+    /// Its worker process exited with this code (the task called `std::process::exit`).
+    Exited(i32),
+    /// The task ran longer than `timeout`: its worker was killed and replaced.
+    TimedOut,
+    /// The task tried to allocate past `max_memory`: its worker was ended and replaced.
+    OutOfMemory,
+    /// Its input or its result could not be sent between processes (a `Serialize` or
+    /// `Deserialize` implementation failed).
+    Transfer,
+}
+
+impl TaskError {
+    pub(crate) fn new(index: usize, kind: TaskErrorKind, message: impl Into<String>) -> Self {
+        TaskError {
+            index,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A task that panicked with `payload`.
+    pub(crate) fn panicked(index: usize, payload: &(dyn Any + Send)) -> Self {
+        let message = match (panic_message(payload), payload.downcast_ref::<TaskPanic>()) {
+            (Some(message), _) => message.to_owned(),
+            // A nested `parallel!` failed inside the task.
+            (None, Some(inner)) => inner.to_string(),
+            (None, None) => "a panic payload that is not a string".to_owned(),
+        };
+        TaskError::new(index, TaskErrorKind::Panicked, message)
+    }
+
+    /// The position of the failed task in the input.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Why it failed.
+    pub fn kind(&self) -> TaskErrorKind {
+        self.kind
+    }
+
+    /// What happened: the panic message, or a description of the crash.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The same failure, at position `index` of the input.
+    pub(crate) fn at(mut self, index: usize) -> Self {
+        self.index = index;
+        self
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (index, message) = (self.index, &self.message);
+        match self.kind {
+            TaskErrorKind::Panicked => write!(f, "task {index} panicked: {message}"),
+            TaskErrorKind::Signal(_) | TaskErrorKind::Exited(_) => {
+                write!(f, "task {index} crashed its worker process: {message}")
+            }
+            TaskErrorKind::TimedOut => write!(f, "task {index} timed out: {message}"),
+            TaskErrorKind::OutOfMemory => write!(f, "task {index} ran out of memory: {message}"),
+            TaskErrorKind::Transfer => write!(f, "task {index} could not be sent: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// What a run does when a task fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// No batch starts after the first failure, and the caller panics with a [`TaskPanic`].
+    Stop,
+    /// Every task runs; then, if any failed, the caller panics with the first failure.
+    Continue,
+}
+
+/// Runs a task body under `catch_unwind`: the form of `on_error = collect` and
+/// `on_error = continue` on the threads and sequential backends.
+#[inline(always)]
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskError> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| TaskError::panicked(0, &*payload))
+}
+
+/// The results of caught tasks, each failure at its position in the input.
+pub fn collected<R>(results: Vec<Result<R, TaskError>>) -> Vec<Result<R, TaskError>> {
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.map_err(|e| e.at(i)))
+        .collect()
+}
+
+/// The results of caught tasks when every task has run: all of them, or a panic with the
+/// first failure (`on_error = continue`).
+pub fn unwrap_all<R>(results: Vec<Result<R, TaskError>>) -> Vec<R> {
+    let mut failure = None;
+    let values: Vec<R> = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| match r {
+            Ok(value) => Some(value),
+            Err(e) => {
+                failure.get_or_insert(e.at(i));
+                None
+            }
+        })
+        .collect();
+    match failure {
+        None => values,
+        Some(first) => raise(first),
+    }
+}
+
+/// Panics with a task's failure, as a [`TaskPanic`] whose message is the task's own: a panic
+/// keeps its message, a crash carries the [`TaskError`] that describes it.
+pub(crate) fn raise(failure: TaskError) -> ! {
+    let index = failure.index;
+    let payload: Box<dyn Any + Send> = match failure.kind {
+        TaskErrorKind::Panicked => Box::new(failure.message),
+        _ => Box::new(failure),
+    };
+    panic::resume_unwind(Box::new(TaskPanic { index, payload }))
+}
+
 /// Unwinds the tasks that were running or queued when another task failed.
 struct Cancelled;
 
 /// Where a run's tasks run.
 #[derive(Clone, Copy)]
-enum Backend {
+pub(crate) enum Backend {
     #[cfg(feature = "threads")]
     Threads,
+    #[cfg(all(feature = "processes", unix))]
+    Processes,
     Sequential,
 }
 
@@ -188,15 +359,19 @@ impl Backend {
         match self {
             #[cfg(feature = "threads")]
             Backend::Threads => "threads",
+            #[cfg(all(feature = "processes", unix))]
+            Backend::Processes => "processes",
             Backend::Sequential => "sequential",
         }
     }
 
     /// joblib's name, for its progress lines.
-    fn joblib(self) -> &'static str {
+    pub(crate) fn joblib(self) -> &'static str {
         match self {
             #[cfg(feature = "threads")]
             Backend::Threads => "ThreadingBackend",
+            #[cfg(all(feature = "processes", unix))]
+            Backend::Processes => "ProcessesBackend",
             Backend::Sequential => "SequentialBackend",
         }
     }
@@ -307,7 +482,7 @@ impl Run {
                 self.progress.abandon();
                 let failure = self.failure.into_inner().unwrap_or_else(|e| e.into_inner());
                 if let Some(failure) = &failure {
-                    self.trace.task_failed(failure);
+                    self.trace.task_failed(failure.index, failure);
                 }
                 self.trace.finish(self.trace.done.load(Ordering::Relaxed));
                 match failure {
@@ -322,8 +497,8 @@ impl Run {
 /// The `tracing` side of a run: a `parallel` span around it, and debug events as it starts,
 /// as each batch completes, and as it finishes. The events are emitted here, in functions that
 /// are not generic, so that each is one callsite whatever the task types.
-struct Trace {
-    span: tracing::Span,
+pub(crate) struct Trace {
+    pub(crate) span: tracing::Span,
     start: Instant,
     /// Whether batch events are wanted, asked once a run: only then does a batch read the
     /// clock. Everything else a batch pays is a counter.
@@ -333,11 +508,11 @@ struct Trace {
     /// Tasks completed, summed a batch at a time (no atomic operation a task).
     done: AtomicUsize,
     /// Tasks that panicked.
-    failed: AtomicUsize,
+    pub(crate) failed: AtomicUsize,
 }
 
 impl Trace {
-    fn start(
+    pub(crate) fn start(
         batch: Batch,
         total: Option<usize>,
         workers: usize,
@@ -372,7 +547,7 @@ impl Trace {
     }
 
     /// Opens a batch, to be closed with [`Trace::end_batch`].
-    fn begin_batch(&self) -> BatchClock {
+    pub(crate) fn begin_batch(&self) -> BatchClock {
         BatchClock {
             tasks: 0,
             began: self.batch_events.then(Instant::now),
@@ -404,7 +579,7 @@ impl Trace {
     }
 
     /// Counts a batch's tasks, and reports it unless a failure cut it short.
-    fn end_batch(&self, batch: &BatchClock) {
+    pub(crate) fn end_batch(&self, batch: &BatchClock) {
         if batch.tasks == 0 {
             return;
         }
@@ -424,13 +599,13 @@ impl Trace {
     }
 
     #[cold]
-    fn task_failed(&self, failure: &TaskPanic) {
+    pub(crate) fn task_failed(&self, index: usize, failure: &dyn fmt::Display) {
         self.span
-            .in_scope(|| tracing::error!(task = failure.index, "{failure}"));
+            .in_scope(|| tracing::error!(task = index, "{failure}"));
     }
 
     /// Reports the end of the run: `tasks` completed, and how many failed if any did.
-    fn finish(&self, tasks: usize) {
+    pub(crate) fn finish(&self, tasks: usize) {
         let failed = self.failed.load(Ordering::Relaxed);
         self.span.in_scope(|| {
             tracing::debug!(
@@ -444,8 +619,8 @@ impl Trace {
 }
 
 /// A batch as it runs: its tasks so far, and when it began when batch events are wanted.
-struct BatchClock {
-    tasks: usize,
+pub(crate) struct BatchClock {
+    pub(crate) tasks: usize,
     began: Option<Instant>,
     unwinding: bool,
 }
@@ -886,7 +1061,7 @@ where
 }
 
 /// Progress output: joblib's `[Parallel(n_jobs=N)]: Done ...` lines on stderr, or a live bar.
-struct Progress {
+pub(crate) struct Progress {
     verbose: u32,
     workers: usize,
     total: Option<usize>,
@@ -896,12 +1071,16 @@ struct Progress {
     printing: Mutex<()>,
     bar: Option<indicatif::ProgressBar>,
     /// Lines or a bar are shown: tasks are counted.
-    #[cfg_attr(not(feature = "threads"), allow(dead_code))]
-    enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 impl Progress {
-    fn start(opts: &Options, total: Option<usize>, workers: usize, backend: &str) -> Self {
+    pub(crate) fn start(
+        opts: &Options,
+        total: Option<usize>,
+        workers: usize,
+        backend: &str,
+    ) -> Self {
         let bar = opts.progress.then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(
                 total.map(|t| t as u64),
@@ -951,7 +1130,7 @@ impl Progress {
     }
 
     /// Counts a finished task, and shows the progress.
-    fn count_one(&self) {
+    pub(crate) fn count_one(&self) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
             return;
@@ -969,7 +1148,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self, count: usize) {
+    pub(crate) fn finish(&self, count: usize) {
         if let Some(bar) = &self.bar {
             bar.finish();
         } else if self.verbose > 0 {
@@ -980,7 +1159,7 @@ impl Progress {
         }
     }
 
-    fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         if let Some(bar) = &self.bar {
             bar.abandon();
         }

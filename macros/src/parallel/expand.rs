@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::Ident;
 use syn::spanned::Spanned;
 
-use super::parse::{Backend, BatchSize, Model};
+use super::parse::{Backend, BatchSize, Model, OnError};
 
 // Input:
 //     parallel!(n_jobs = 4, batch_size = 1000, verbose = 10; for i in 0..40000 => my_task(i))
@@ -25,24 +25,20 @@ pub fn expand(model: &Model) -> TokenStream {
     let kind = Ident::new("__kind", Span::mixed_site());
     let task = Ident::new("__task", Span::mixed_site());
 
-    let n_jobs = match &model.n_jobs {
-        Some(e) => quote_spanned!(e.span()=> #private::integer(#e)),
-        None => quote!(-1),
+    let (pat, task_expr) = (&model.pat, &model.tasks);
+    let on_error = model.on_error();
+    // On threads, `continue` and `collect` catch each task's panic in the task itself.
+    let caught;
+    let body = match (model.backend, on_error) {
+        (Backend::Processes, _) | (_, OnError::Stop) => &model.body,
+        (Backend::Threads | Backend::Sequential, OnError::Continue | OnError::Collect) => {
+            let body = &model.body;
+            caught = syn::parse_quote!(#private::catch(|| #body));
+            &caught
+        }
     };
-    let batch = match &model.batch_size {
-        Some(BatchSize::Fixed(e)) => quote_spanned!(e.span()=> #private::batch_size(#e)),
-        Some(BatchSize::Auto) | None => quote!(#private::Batch::Auto),
-    };
-    let verbose = match &model.verbose {
-        Some(e) => quote_spanned!(e.span()=> #private::integer(#e)),
-        None => quote!(0),
-    };
-    let progress = match &model.progress {
-        Some(e) => quote_spanned!(e.span()=> (#e)),
-        None => quote!(false),
-    };
-    let (pat, task_expr, body) = (&model.pat, &model.tasks, &model.body);
     let run = match (model.backend, model.unordered) {
+        (Backend::Processes, _) => return processes(model, &opts),
         // The tasks outlive the call, consumed as they complete: they must own their data.
         (Backend::Threads, true) => quote! {
             #private::run_unordered(&#opts, #task_expr, move |#pat| #body)
@@ -67,8 +63,163 @@ pub fn expand(model: &Model) -> TokenStream {
             #kind.run(&#opts, #tasks, #task)
         }},
     };
+    let run = match on_error {
+        OnError::Stop => run,
+        OnError::Continue => quote!(#private::unwrap_all(#run)),
+        OnError::Collect => quote!(#private::collected(#run)),
+    };
+    let options = options(model, &opts);
     quote! {{
-        let #opts = #private::Options::new(#n_jobs, #batch, #verbose, #progress);
+        #options
         #run
     }}
+}
+
+/// `let __opts = Options::new(...);`
+fn options(model: &Model, opts: &Ident) -> TokenStream {
+    let private = quote!(::joblet::__private);
+    let n_jobs = match &model.n_jobs {
+        Some(e) => quote_spanned!(e.span()=> #private::integer(#e)),
+        None => quote!(-1),
+    };
+    let batch = match &model.batch_size {
+        Some(BatchSize::Fixed(e)) => quote_spanned!(e.span()=> #private::batch_size(#e)),
+        Some(BatchSize::Auto) | None => quote!(#private::Batch::Auto),
+    };
+    let verbose = match &model.verbose {
+        Some(e) => quote_spanned!(e.span()=> #private::integer(#e)),
+        None => quote!(0),
+    };
+    let progress = match &model.progress {
+        Some(e) => quote_spanned!(e.span()=> (#e)),
+        None => quote!(false),
+    };
+    quote!(let #opts = #private::Options::new(#n_jobs, #batch, #verbose, #progress);)
+}
+
+// Input:
+//     parallel!(backend = processes, n_jobs = 2; for i in 0..n => scale * my_task(i))
+//
+// Output:
+//     {
+//         ::joblet::__private::enabled::<()>(); // fails at `processes` without the backend
+//         let __opts = Options::new(integer(2), Batch::Auto, 0, false);
+//         let __isolation = Isolation::new();
+//         { /* `scale` must be Serialize + DeserializeOwned, checked at `scale` */ }
+//         let __captures = (&scale, ());
+//         let __tasks = 0..n;
+//         // A closure that captures nothing: it rebinds `scale` from its first argument.
+//         let __body = body_fn(&__tasks, &__captures, |__captures, i| {
+//             let (scale,) = ((&&Place(&__captures.0)).get(),);
+//             scale * my_task(i)
+//         });
+//         run_processes(&__opts, __isolation, OnError::Continue, __tasks, &__captures, __body)
+//     }
+fn processes(model: &Model, opts: &Ident) -> TokenStream {
+    let private = quote!(::joblet::__private);
+    let isolation = Ident::new("__isolation", Span::mixed_site());
+    let captures = Ident::new("__captures", Span::mixed_site());
+    let tasks = Ident::new("__tasks", Span::mixed_site());
+    let body_fn = Ident::new("__body", Span::mixed_site());
+    let (pat, task_expr, body) = (&model.pat, &model.tasks, &model.body);
+    let backend = model.backend_token.as_ref().expect("set with `processes`");
+    let enabled = quote_spanned!(backend.span()=> #private::enabled::<()>(););
+    let options = options(model, opts);
+    let timeout = model
+        .timeout
+        .as_ref()
+        .map(|(_, e)| quote_spanned!(e.span()=> .timeout(#private::timeout(#e))));
+    // Parsed at compile time: a size that does not parse is an error at the literal.
+    let max_memory = model.max_memory.as_ref().map(|(_, lit)| {
+        quote_spanned! {lit.span()=>
+            .max_memory(const {
+                match #private::size_in_bytes(#lit) {
+                    ::core::result::Result::Ok(bytes) => bytes,
+                    ::core::result::Result::Err(why) => ::core::panic!("{}", why.in_max_memory()),
+                }
+            })
+        }
+    });
+    let names = &model.captures;
+    let checks = names.iter().map(check_capture);
+    // `(&a, (&b, ()))`, and the path to each in it: `.0`, `.1.0`, ...
+    let list = names
+        .iter()
+        .rev()
+        .fold(quote!(()), |rest, name| quote!((&#name, #rest)));
+    let places = (0..names.len()).map(|i| {
+        let ones = std::iter::repeat_n(quote!(.1), i);
+        quote!((&&#private::Place(&#captures #(#ones)* .0)).get())
+    });
+    let rebind = (!names.is_empty()).then(|| {
+        quote! {
+            let (#(#names,)*) = {
+                // Only one of the two may be used, whichever method resolution picks.
+                #[allow(unused_imports)]
+                use #private::{ByCopy as _, ByRef as _};
+                (#(#places,)*)
+            };
+        }
+    });
+    let run = match model.on_error() {
+        OnError::Stop | OnError::Continue => {
+            let how = Ident::new(
+                if model.on_error() == OnError::Stop {
+                    "Stop"
+                } else {
+                    "Continue"
+                },
+                Span::call_site(),
+            );
+            quote! {
+                #private::run_processes(
+                    &#opts, #isolation, #private::OnError::#how, #tasks, &#captures, #body_fn,
+                )
+            }
+        }
+        OnError::Collect => quote! {
+            #private::run_processes_collect(&#opts, #isolation, #tasks, &#captures, #body_fn)
+        },
+    };
+    let items_check = quote_spanned!(task_expr.span()=> #private::items_sendable(&#tasks););
+    let result_check = quote_spanned!(body.span()=> #private::result_sendable(&#body_fn););
+    quote! {{
+        #enabled
+        #options
+        let #isolation = #private::Isolation::new() #timeout #max_memory;
+        #(#checks)*
+        let #captures = #list;
+        let #tasks = #task_expr;
+        #items_check
+        let #body_fn = #private::body_fn(&#tasks, &#captures, |#captures, #pat| {
+            #rebind
+            #body
+        });
+        #result_check
+        #run
+    }}
+}
+
+/// Checks at `name` that a captured variable can travel to a worker, with a message naming it.
+fn check_capture(name: &Ident) -> TokenStream {
+    let private = quote!(::joblet::__private);
+    let sendable = Ident::new("__Sendable", Span::mixed_site());
+    let check = Ident::new("__check", Span::mixed_site());
+    let message = format!(
+        "`parallel!(backend = processes)` sends `{name}` to its worker processes, but `{{Self}}` cannot be sent: it must implement `Serialize` and `DeserializeOwned`"
+    );
+    let label = format!("`{name}` is captured by the body here");
+    quote_spanned! {name.span()=>
+        {
+            #[diagnostic::on_unimplemented(
+                message = #message,
+                label = #label,
+                note = "derive `serde::Serialize` and `serde::Deserialize` for it, or capture an owned value that has them (a reference such as `&[T]` or `&str` cannot be deserialized in a worker: capture `.to_vec()` or `.to_string()`); a function passed as a value is taken for a variable: call it in a closure instead"
+            )]
+            trait #sendable {}
+            impl<T: #private::serde::Serialize + #private::serde::de::DeserializeOwned> #sendable for T {}
+            fn #check<T: #sendable>(_: &T) {}
+            #check(&#name);
+        }
+    }
 }

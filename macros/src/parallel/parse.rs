@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, Pat, Token, UnOp};
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Pat, Token, UnOp};
 
 use crate::errors::Errors;
 
@@ -17,6 +17,18 @@ pub struct Model {
     pub progress: Option<Expr>,
     /// `return_as = unordered`: an iterator in completion order instead of a `Vec`.
     pub unordered: bool,
+    pub on_error: Option<OnError>,
+    /// The keys of `on_error` and `return_as`, where errors about them point.
+    pub on_error_key: Option<Ident>,
+    pub return_as_key: Option<Ident>,
+    /// `timeout = <duration>`, with the `timeout` key for errors.
+    pub timeout: Option<(Ident, Expr)>,
+    /// `max_memory = "2 GiB"`, with its key.
+    pub max_memory: Option<(Ident, LitStr)>,
+    /// The `processes` token, where a build without the backend reports it.
+    pub backend_token: Option<Ident>,
+    /// What the body captures, with `backend = processes`.
+    pub captures: Vec<Ident>,
     pub pat: Pat,
     pub tasks: Expr,
     pub body: Expr,
@@ -27,6 +39,18 @@ pub struct Model {
 pub enum Backend {
     Threads,
     Sequential,
+    Processes,
+}
+
+/// What a run does when a task fails: `on_error = stop | continue | collect`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The default on threads: no batch starts after the first failure, which is raised.
+    Stop,
+    /// The default on processes: every task runs, then the first failure is raised.
+    Continue,
+    /// Every task runs; the result is a `Vec<Result<R, TaskError>>`.
+    Collect,
 }
 
 pub enum BatchSize {
@@ -41,8 +65,11 @@ const OPTIONS: &[&str] = &[
     "verbose",
     "progress",
     "return_as",
+    "on_error",
+    "timeout",
+    "max_memory",
 ];
-const BACKENDS: &str = "`threads` or `sequential`";
+const BACKENDS: &str = "`threads`, `processes` or `sequential`";
 
 impl Model {
     pub fn parse(input: TokenStream) -> syn::Result<Model> {
@@ -67,6 +94,13 @@ impl Model {
             verbose: None,
             progress: None,
             unordered: false,
+            on_error: None,
+            on_error_key: None,
+            return_as_key: None,
+            timeout: None,
+            max_memory: None,
+            backend_token: None,
+            captures: Vec::new(),
             pat: Pat::Verbatim(TokenStream::new()),
             tasks: Expr::Verbatim(TokenStream::new()),
             body: Expr::Verbatim(TokenStream::new()),
@@ -132,6 +166,17 @@ impl Model {
                 input.error("unexpected tokens after the loop body; wrap the body in `{ }`")
             );
         }
+        model.check(errors);
+        if model.backend == Backend::Processes {
+            let found = super::captures::find(&model.pat, &model.body);
+            if let Some(at) = found.self_at {
+                errors.error(
+                    at,
+                    "`backend = processes` cannot send `self` to its workers; bind what the body needs first, as in `let data = self.data.clone();`, and use that",
+                );
+            }
+            model.captures = found.names;
+        }
         Ok(model)
     }
 
@@ -180,6 +225,7 @@ impl Model {
             }
             "verbose" => self.verbose = Some(input.parse()?),
             "return_as" => {
+                self.return_as_key = Some(key.clone());
                 let how = input.call(Ident::parse_any)?;
                 match how.to_string().as_str() {
                     "list" => self.unordered = false,
@@ -193,12 +239,47 @@ impl Model {
                 }
             }
             "progress" => self.progress = Some(input.parse()?),
+            "on_error" => {
+                let how = input.call(Ident::parse_any)?;
+                self.on_error = match how.to_string().as_str() {
+                    "stop" => Some(OnError::Stop),
+                    "continue" => Some(OnError::Continue),
+                    "collect" => Some(OnError::Collect),
+                    _ => {
+                        errors.error(
+                            how.span(),
+                            format!(
+                                "unknown `on_error = {how}`; expected `stop` (end the run at the first failure), `continue` (run every task, then raise the first failure) or `collect` (a `Vec<Result<_, TaskError>>`)"
+                            ),
+                        );
+                        None
+                    }
+                };
+                self.on_error_key = Some(key.clone());
+            }
+            "timeout" => self.timeout = Some((key.clone(), input.parse()?)),
+            "max_memory" => {
+                let value: Expr = input.parse()?;
+                match value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(lit), ..
+                    }) => self.max_memory = Some((key.clone(), lit)),
+                    other => errors.spanned(
+                        other,
+                        "`max_memory` takes a string literal, as in `max_memory = \"2 GiB\"`",
+                    ),
+                }
+            }
             "backend" => {
                 let backend = input.call(Ident::parse_any)?;
                 match backend.to_string().as_str() {
                     "threads" => self.backend = Backend::Threads,
                     "sequential" => self.backend = Backend::Sequential,
-                    "processes" | "mpi" => errors.error(
+                    "processes" => {
+                        self.backend = Backend::Processes;
+                        self.backend_token = Some(backend);
+                    }
+                    "mpi" => errors.error(
                         backend.span(),
                         format!(
                             "backend `{backend}` is not available in this version of joblet; it will need joblet's Cargo feature `{backend}`. Available: {BACKENDS}"
@@ -219,6 +300,51 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+impl Model {
+    /// What a failure does: `on_error`, or the backend's default.
+    pub fn on_error(&self) -> OnError {
+        self.on_error.unwrap_or(match self.backend {
+            // Isolation is the point of processes: a crash costs one task, not the run.
+            Backend::Processes => OnError::Continue,
+            Backend::Threads | Backend::Sequential => OnError::Stop,
+        })
+    }
+
+    /// Checks the options against each other.
+    fn check(&self, errors: &mut Errors) {
+        if self.backend != Backend::Processes {
+            let limits = [
+                self.timeout.as_ref().map(|(key, _)| key),
+                self.max_memory.as_ref().map(|(key, _)| key),
+            ];
+            for key in limits.into_iter().flatten() {
+                errors.error(
+                    key.span(),
+                    format!(
+                        "`{key}` needs `backend = processes`: a thread cannot be stopped or capped from outside; add `backend = processes`"
+                    ),
+                );
+            }
+        }
+        if self.unordered {
+            let key = self.return_as_key.as_ref().expect("set with `unordered`");
+            if self.backend == Backend::Processes {
+                errors.error(
+                    key.span(),
+                    "`return_as = unordered` is not available with `backend = processes`; remove it to get a `Vec` in input order",
+                );
+            } else if let (Some(key), Some(OnError::Continue | OnError::Collect)) =
+                (&self.on_error_key, self.on_error)
+            {
+                errors.error(
+                    key.span(),
+                    "`return_as = unordered` raises each failure as its result is reached; remove `on_error`, or `return_as` to collect the failures",
+                );
+            }
+        }
     }
 }
 

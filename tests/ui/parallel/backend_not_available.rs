@@ -1,5 +1,5 @@
 use joblet::parallel;
 
 fn main() {
-    let _out: Vec<i32> = parallel!(backend = processes; for i in 0..10 => i * 2);
+    let _out: Vec<i32> = parallel!(backend = mpi; for i in 0..10 => i * 2);
 }
