@@ -1,5 +1,6 @@
 //! `parallel!` against the same loop written directly with rayon and against a sequential
-//! loop, on 2 threads: the seed notebook's workload, and 100,000 trivial tasks.
+//! loop, on 2 threads: the seed notebook's workload, and 100,000 trivial tasks; and what a
+//! batch costs on threads and on worker processes.
 //!
 //!     cargo bench --bench parallel
 
@@ -33,6 +34,11 @@ fn seed(c: &mut Criterion) {
     });
     g.bench_function("parallel! batch_size = auto", |b| {
         b.iter(|| parallel!(n_jobs = 2; for i in 0..40000 => my_task(i)))
+    });
+    g.bench_function("parallel! backend = processes, batch_size = 1000", |b| {
+        b.iter(|| {
+            parallel!(backend = processes, n_jobs = 2, batch_size = 1000; for i in 0..40000 => my_task(i))
+        })
     });
     g.bench_function("rayon into_par_iter().map().collect()", |b| {
         b.iter(|| {
@@ -85,9 +91,30 @@ fn trivial(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a batch costs: runs of 1000 and of 5000 one-task batches of a trivial task on 2
+/// workers. The difference between the two, over 4000, is the time a batch adds to a run
+/// (two workers share it), without the start and end of the run; the processes backend's
+/// includes its round trip through the pipes and the encoding of its input and result.
+fn per_batch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("one-task batches, 2 workers");
+    g.sample_size(20);
+    for batches in [1000u64, 5000] {
+        g.bench_function(format!("threads, {batches} batches"), |b| {
+            b.iter(|| parallel!(n_jobs = 2, batch_size = 1; for i in 0..batches => black_box(i)))
+        });
+        g.bench_function(format!("processes, {batches} batches"), |b| {
+            b.iter(|| {
+                parallel!(backend = processes, n_jobs = 2, batch_size = 1; for i in 0..batches => black_box(i))
+            })
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     seed(&mut c);
     trivial(&mut c);
+    per_batch(&mut c);
     c.final_summary();
 }

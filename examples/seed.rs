@@ -1,6 +1,6 @@
 //! The joblib course notebook, in Rust: `my_task(n)` sums `0..n`, run for `n in 0..40000` with
-//! `n_jobs = 4`, `batch_size = 1000` and `verbose = 10` on each backend, then sequentially by
-//! hand, with wall times.
+//! `n_jobs = 4`, `batch_size = 1000` and `verbose = 10` on each backend (threads, processes,
+//! sequential), then sequentially by hand, with wall times.
 //!
 //!     cargo run --release --example seed
 //!
@@ -37,6 +37,10 @@ fn main() {
         parallel!(n_jobs = n_jobs, batch_size = batch_size, verbose = verbose, backend = threads;
                   for i in 0..40000 => my_task(i))
     });
+    let (processes, t_processes) = timed("backend = processes", || {
+        parallel!(n_jobs = n_jobs, batch_size = batch_size, verbose = verbose, backend = processes;
+                  for i in 0..40000 => my_task(i))
+    });
     let (sequential, t_sequential) = timed("backend = sequential", || {
         parallel!(n_jobs = n_jobs, batch_size = batch_size, verbose = verbose, backend = sequential;
                   for i in 0..40000 => my_task(i))
@@ -46,11 +50,14 @@ fn main() {
     });
 
     assert_eq!(threads, by_hand);
+    assert_eq!(processes, by_hand);
     assert_eq!(sequential, by_hand);
+    let speedup = |t: Duration| t_by_hand.as_secs_f64() / t.as_secs_f64();
     println!(
-        "\nthreads {t_threads:.3?}, sequential backend {t_sequential:.3?}, by hand {t_by_hand:.3?}: \
-         {:.2}x faster than by hand on {} cores",
-        t_by_hand.as_secs_f64() / t_threads.as_secs_f64(),
+        "\nthreads {t_threads:.3?} ({:.2}x faster than by hand), processes {t_processes:.3?} \
+         ({:.2}x), sequential backend {t_sequential:.3?}, by hand {t_by_hand:.3?}, on {} cores",
+        speedup(t_threads),
+        speedup(t_processes),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 }

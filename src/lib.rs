@@ -236,11 +236,14 @@ pub use joblet_macros::cached;
 /// | option | meaning |
 /// | --- | --- |
 /// | `n_jobs = N` | workers: `N > 0` exactly, `-1` every core (the default), `-2` all but one, ... |
-/// | `backend = threads` | rayon worker threads (the default); `sequential` runs a plain loop |
+/// | `backend = threads` | rayon worker threads (the default); `processes` runs each task in a worker process (see [below](#backend--processes)); `sequential` runs a plain loop |
 /// | `batch_size = N` | tasks handed to a worker at once; `auto` (the default) lets rayon split the work as workers run out of it |
 /// | `verbose = V` | joblib's progress lines on stderr, `0` (none) to `50`; above 10, one per batch |
 /// | `progress = true` | a live progress bar on stderr instead of lines |
 /// | `return_as = unordered` | an iterator ([`Unordered`]) yielding results as their tasks complete, instead of a `Vec` in input order (`list`, the default) |
+/// | `on_error = stop` | what a failed task does: `stop` ends the run (the default on threads), `continue` runs every other task first (the default on processes), `collect` returns a `Vec<Result<R, TaskError>>` (see [Panics](#panics)) |
+/// | `timeout = T` | processes only: a task running longer than `T` (a `Duration`, or seconds) fails, and its worker is killed and replaced |
+/// | `max_memory = "2 GiB"` | processes only: each worker's address space is capped (`RLIMIT_AS`); a task that allocates past it fails, and its worker is replaced |
 ///
 /// The unordered form runs in the background while you consume it, so its body is a `move`
 /// closure and what it uses must be owned (`'static`); dropping the iterator cancels the tasks
@@ -274,12 +277,52 @@ pub use joblet_macros::cached;
 /// `run finished` (`tasks`, `failed`, `elapsed`): enable them with a filter such as
 /// `joblet_runtime::parallel=debug`.
 ///
+/// # `backend = processes`
+///
+/// Each task runs in a worker process, as joblib's default backend (loky) does: a task that
+/// segfaults in native code, aborts, exhausts memory or never ends costs its worker, which is
+/// replaced, and the caller learns which task it was; every other task's result is kept.
+/// Workers are re-launches of the program itself, started once per run and reused for all its
+/// batches; they need no code in `main`, also under `cargo test`. Items, results and the
+/// variables the body uses from around it travel as bytes (postcard), so they must implement
+/// `Serialize` and `Deserialize`: a variable that does not is a compile error naming it.
+/// Inside the body, a captured `Copy` value is a copy, and any other a reference to the value
+/// the worker received. `#[cached]` functions called in the body share their cache folder with
+/// the caller and every worker. The backend is on Unix, with the `processes` feature (on by
+/// default).
+///
+/// ```
+/// use joblet::{parallel, TaskErrorKind};
+/// use std::time::Duration;
+///
+/// let limit = 100u64;
+/// let results = parallel!(backend = processes, n_jobs = 2, on_error = collect,
+///     timeout = Duration::from_secs(2), max_memory = "1 GiB";
+///     for n in [10u64, 1000, 20] => if n > limit { panic!("{n} is too large") } else { n * n });
+/// assert_eq!(results[0], Ok(100));
+/// assert_eq!(results[1].as_ref().unwrap_err().kind(), TaskErrorKind::Panicked);
+/// assert_eq!(results[2], Ok(400));
+/// ```
+///
+/// Choose it over `threads` for tasks that may crash, hang or run out of memory (native
+/// libraries, untrusted inputs, long unattended runs), or that must not share a process (a
+/// library that is not thread-safe). Stay on `threads` for everything else: a task costs no
+/// copy of its input there, may borrow anything, and a batch costs a few microseconds less.
+/// `return_as = unordered` is not available on processes, and a `parallel!(backend =
+/// processes)` inside a worker's task runs its tasks in that worker, one after the other.
+///
 /// # Panics
 ///
 /// A task that panics stops the run: tasks not yet started are not started, and the caller
 /// gets a panic whose payload is a [`TaskPanic`] holding the failed task's index and original
 /// payload. The worker threads stay usable. `n_jobs = 0` and `batch_size = 0` are refused at
 /// compile time when written as literals, and panic when computed.
+///
+/// With `on_error = continue` every other task runs first; with `on_error = collect` nothing
+/// is raised: each task's result comes back as a `Result`, a failure as a [`TaskError`] that
+/// says which task failed and how (a panic and its message, the signal that killed its worker
+/// process, its timeout, its memory cap). On the processes backend, a worker's crash is
+/// raised as a [`TaskPanic`] whose [`message`](TaskPanic::message) describes it.
 ///
 /// ```
 /// # use joblet::{parallel, TaskPanic};
@@ -294,7 +337,9 @@ pub use joblet_macros::cached;
 /// # Features
 ///
 /// The Cargo feature `threads` (on by default) brings rayon. Without it, every `parallel!`
-/// compiles to the sequential loop, with the same results.
+/// compiles to the sequential loop, with the same results. The feature `processes` (on by
+/// default) brings the processes backend; without it, `backend = processes` is a compile
+/// error that says so.
 pub use joblet_macros::parallel;
 
 pub use joblet_runtime::{

@@ -47,3 +47,20 @@ fn strictly_linted_functions_work() {
     assert!((Model { weight: 2.0 }.predict(2.0) - 4.0).abs() < f64::EPSILON);
     assert_eq!(pollster::block_on(parse("7".into())), Ok(7));
 }
+
+/// `parallel!` on every backend, with every option, under the same lints.
+#[test]
+fn strictly_linted_parallel_runs() {
+    let scale = 2usize;
+    let label = String::from("xy");
+    let threads = joblet::parallel!(n_jobs = 2, batch_size = 2, on_error = collect;
+        for i in 0..4usize => i * scale + label.len());
+    assert_eq!(threads.len(), 4);
+    #[cfg(feature = "processes")]
+    {
+        let processes = joblet::parallel!(backend = processes, n_jobs = 2, batch_size = 2,
+            timeout = std::time::Duration::from_secs(60), max_memory = "4 GiB";
+            for i in 0..4usize => i * scale + label.len());
+        assert_eq!(processes, [2, 4, 6, 8]);
+    }
+}

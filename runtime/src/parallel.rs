@@ -185,13 +185,17 @@ impl std::error::Error for TaskPanic {}
 /// and what `backend = processes` reports of a task that crashed its worker, ran over its
 /// `timeout` or past its `max_memory`.
 ///
-/// ```
-/// use joblet::{parallel, TaskErrorKind};
+/// `parallel!(on_error = collect; for i in 0..4 => ...)` expands to about this:
 ///
-/// let results = parallel!(on_error = collect; for i in 0..4 => {
+/// ```
+/// use joblet_runtime::TaskErrorKind;
+/// use joblet_runtime::__private::{Batch, Options, catch, collected, run_sequential};
+///
+/// let opts = Options::new(1, Batch::Auto, 0, false);
+/// let results = collected(run_sequential(&opts, 0..4, |i| catch(|| {
 ///     if i == 2 { panic!("two") }
 ///     i * 10
-/// });
+/// })));
 /// assert_eq!(results[1], Ok(10));
 /// let failed = results[2].as_ref().unwrap_err();
 /// assert_eq!((failed.index(), failed.kind(), failed.message()), (2, TaskErrorKind::Panicked, "two"));
