@@ -389,6 +389,36 @@ fn a_failed_run_reports_the_tasks_done_and_failed() {
     assert_eq!(error.fields["task"], "3");
 }
 
+#[cfg(all(feature = "processes", unix))]
+#[test]
+fn a_processes_run_reports_its_batches_and_each_failure_in_its_span() {
+    let (out, logged) = run_logs(tracing::Level::DEBUG, || {
+        parallel!(backend = processes, n_jobs = 2, batch_size = 3, on_error = collect;
+            for i in 0..10 => if i == 4 { panic!("four") } else { i })
+    });
+    assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 9);
+    let events: Vec<_> = run_events(&logged)
+        .into_iter()
+        .filter(|e| e.message != "task 4 panicked: four")
+        .collect();
+    let span = r#"backend="processes" n_jobs=2 tasks=10 batch_size=3 return_as="list""#;
+    assert!(events.iter().all(|e| e.span == span), "{events:#?}");
+    assert_eq!(events[0].message, "run started");
+    let finish = events.last().unwrap();
+    assert_eq!(finish.message, "run finished", "{events:#?}");
+    assert_eq!(
+        (finish.fields["tasks"], finish.fields["failed"]),
+        ("9", "1")
+    );
+    // A batch reports the tasks it completed (2 of the one that held the failure), numbered
+    // in the order the two workers completed them.
+    let mut sizes = batch_sizes(&events);
+    sizes.sort_unstable();
+    assert_eq!(sizes, [1, 2, 3, 3], "{events:#?}");
+    assert!(logged.contains("ERROR parallel{"), "{logged}");
+    assert!(logged.contains("task=4"), "{logged}");
+}
+
 #[test]
 fn unordered_and_lazy_runs_report_their_start_batches_and_finish() {
     // A consumer that drains the results has seen the run's events: the last `next` waits for

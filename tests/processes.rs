@@ -1,7 +1,7 @@
 //! `backend = processes`, with real workers: this test binary re-launched. Results, captures,
 //! every kind of failure a task can have, `on_error`, the cache shared between workers, and
 //! no worker left behind.
-#![cfg(all(feature = "processes", unix))]
+#![cfg(all(feature = "processes", target_os = "linux"))]
 
 mod common;
 
@@ -102,10 +102,22 @@ fn children() -> Vec<String> {
 
 #[test]
 fn every_failure_is_reported_and_no_worker_remains() {
-    let out = common::child("failures_child")
+    let child = common::child("failures_child")
         .env(CHILD, "1")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait_with_output()));
+    // A timeout that never fires would hang the run: give up on it after two minutes.
+    let Ok(out) = receiver.recv_timeout(Duration::from_secs(120)) else {
+        // SAFETY: a plain signal to the child this test started.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        panic!("the run with a hanging task did not end");
+    };
+    let out = out.unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -115,7 +127,6 @@ fn every_failure_is_reported_and_no_worker_remains() {
     assert!(text.contains("1 passed"), "{text}");
 }
 
-#[cfg(target_os = "linux")]
 #[test]
 fn failures_child() {
     if std::env::var_os(CHILD).is_none() {
