@@ -76,15 +76,28 @@ fn failing_task(i: u64) -> u64 {
         2 => panic!("task two gives up"),
         5 => std::process::abort(),
         8 => segfault(),
-        13 => loop {
-            std::thread::sleep(Duration::from_millis(50));
-        },
+        13 => {
+            // A program the task started ends with its worker (which never waits for it).
+            #[allow(clippy::zombie_processes)]
+            let sleeper = std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap();
+            std::fs::write(sleeper_file(), sleeper.id().to_string()).unwrap();
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         19 => vec![1u8; 2 << 30].len() as u64,
         _ => i * i,
     }
 }
 
 const CHILD: &str = "JOBLET_TEST_PROCESSES_CHILD";
+
+fn sleeper_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("processes-sleeper")
+}
 
 /// The processes whose parent is this one, zombies included.
 fn children() -> Vec<String> {
@@ -104,6 +117,8 @@ fn children() -> Vec<String> {
 fn every_failure_is_reported_and_no_worker_remains() {
     let child = common::child("failures_child")
         .env(CHILD, "1")
+        // A backtrace after the "memory allocation failed" line must not hide it.
+        .env("RUST_BACKTRACE", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -173,6 +188,18 @@ fn failures_child() {
         assert_eq!(error(i).index(), i);
     }
     assert_eq!(children(), Vec::<String>::new(), "workers left behind");
+    let sleeper = std::fs::read_to_string(sleeper_file()).unwrap();
+    let gone = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.is_empty()
+            || stat[stat.rfind(')').unwrap() + 1..]
+                .trim_start()
+                .starts_with('Z')
+    };
+    assert!(
+        gone(&sleeper),
+        "the program the timed-out task started still runs"
+    );
 }
 
 fn cache_dir() -> PathBuf {
@@ -275,4 +302,95 @@ fn on_error_works_alike_on_threads() {
     .downcast::<TaskPanic>()
     .unwrap();
     assert_eq!((failed.index(), failed.message()), (3, Some("three")));
+}
+
+/// Serializes as a number, except 1, which aborts the process, and 3, which fails;
+/// deserializes anything but 7.
+#[derive(Debug, PartialEq)]
+struct Fragile(u64);
+
+impl Serialize for Fragile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            1 => std::process::abort(),
+            3 => Err(serde::ser::Error::custom("three does not serialize")),
+            n => s.serialize_u64(n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fragile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u64::deserialize(d)? {
+            7 => Err(serde::de::Error::custom("seven does not deserialize")),
+            n => Ok(Fragile(n)),
+        }
+    }
+}
+
+#[test]
+fn a_result_that_cannot_be_sent_fails_its_task_only() {
+    let results = parallel!(backend = processes, n_jobs = 1, batch_size = 5, on_error = collect;
+        for i in 0..5u64 => Fragile(i));
+    assert_eq!(results[0], Ok(Fragile(0)));
+    // Dead while sending its result: the task is still the one that ran.
+    let aborted = results[1].as_ref().unwrap_err();
+    assert_eq!(
+        aborted.kind(),
+        TaskErrorKind::Signal(libc::SIGABRT),
+        "{aborted}"
+    );
+    assert_eq!(results[2], Ok(Fragile(2)), "the next task is not blamed");
+    let unsent = results[3].as_ref().unwrap_err();
+    assert_eq!(unsent.kind(), TaskErrorKind::Transfer);
+    // (postcard keeps no custom message.)
+    assert!(
+        unsent
+            .message()
+            .starts_with("its result could not be sent: "),
+        "{unsent}"
+    );
+    assert_eq!(results[4], Ok(Fragile(4)));
+}
+
+#[test]
+fn a_crash_after_a_caught_panic_is_not_taken_for_it() {
+    let results = parallel!(backend = processes, n_jobs = 1, batch_size = 2, on_error = collect;
+    for i in 0..2u64 => {
+        if i == 0 { panic!("task zero's own panic") }
+        std::process::abort();
+        #[allow(unreachable_code)]
+        i
+    });
+    let kinds: Vec<_> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap_err().kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            TaskErrorKind::Panicked,
+            TaskErrorKind::Signal(libc::SIGABRT)
+        ]
+    );
+}
+
+#[test]
+fn a_worker_that_cannot_start_fails_the_run_and_says_why() {
+    let unreadable = Fragile(7);
+    let failed = std::panic::catch_unwind(
+        || parallel!(backend = processes, n_jobs = 2; for i in 0..4u64 => i + unreadable.0),
+    )
+    .unwrap_err();
+    let message = failed
+        .downcast_ref::<String>()
+        .expect("a panic with a message");
+    assert!(
+        message.starts_with("`parallel!(backend = processes)` cannot start a worker process: a worker ended before its first task: its worker exited with code 2"),
+        "{message}"
+    );
+    assert!(
+        message.contains("what the body captures could not be received"),
+        "{message}"
+    );
 }

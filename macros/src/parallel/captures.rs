@@ -100,16 +100,82 @@ impl Finder {
                 rest = after;
                 continue;
             }
-            let end = rest.find(['}', ':']).unwrap_or(rest.len());
-            let name = &rest[..end];
-            if name.starts_with(|c: char| c.is_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_alphanumeric() || c == '_')
-                && syn::parse_str::<Ident>(name).is_ok()
-            {
-                self.name(&Ident::new(name, lit.span()));
+            let end = rest.find('}').unwrap_or(rest.len());
+            let (name, spec) = rest[..end].split_once(':').unwrap_or((&rest[..end], ""));
+            // `{name}`, and widths or precisions given by name: `{:w$}`, `{x:.p$}`.
+            let by_name = spec.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'));
+            let names = by_name.filter_map(|word| word.strip_suffix('$'));
+            for name in std::iter::once(name).chain(names) {
+                if name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    && syn::parse_str::<Ident>(name).is_ok()
+                {
+                    self.name(&Ident::new(name, lit.span()));
+                }
             }
             rest = &rest[end..];
         }
+    }
+
+    /// A `parallel!` in the body: what it uses that its own loop does not bind.
+    fn nested_parallel(&mut self, mac: &syn::Macro) -> bool {
+        let Ok(inner) = super::parse::Model::parse(mac.tokens.clone()) else {
+            return false;
+        };
+        let options = [&inner.n_jobs, &inner.verbose, &inner.progress];
+        for e in options.into_iter().flatten() {
+            self.visit_expr(e);
+        }
+        if let Some(super::parse::BatchSize::Fixed(e)) = &inner.batch_size {
+            self.visit_expr(e);
+        }
+        if let Some((_, e)) = &inner.timeout {
+            self.visit_expr(e);
+        }
+        self.visit_expr(&inner.tasks);
+        self.scoped(|me| {
+            me.bind(&inner.pat);
+            me.visit_expr(&inner.body);
+        });
+        true
+    }
+
+    /// `matches!(value, pattern if guard)`: the guard sees the pattern's names.
+    fn matches(&mut self, mac: &syn::Macro) -> bool {
+        let parsed = mac.parse_body_with(|input: syn::parse::ParseStream| {
+            let value: Expr = input.parse()?;
+            input.parse::<Token![,]>()?;
+            let pat = Pat::parse_multi_with_leading_vert(input)?;
+            let guard = match input.parse::<Option<Token![if]>>()? {
+                Some(_) => Some(input.parse::<Expr>()?),
+                None => None,
+            };
+            input.parse::<Option<Token![,]>>()?;
+            Ok((value, pat, guard))
+        });
+        let Ok((value, pat, guard)) = parsed else {
+            return false;
+        };
+        self.visit_expr(&value);
+        self.scoped(|me| {
+            me.bind(&pat);
+            if let Some(guard) = &guard {
+                me.visit_expr(guard);
+            }
+        });
+        true
+    }
+}
+
+/// Where a macro of the standard library takes its format string: after how many arguments.
+fn format_position(mac: &syn::Macro) -> Option<usize> {
+    let name = mac.path.segments.last()?.ident.to_string();
+    match name.as_str() {
+        "format" | "format_args" | "print" | "println" | "eprint" | "eprintln" | "panic"
+        | "unreachable" | "todo" | "unimplemented" => Some(0),
+        "write" | "writeln" | "assert" | "debug_assert" => Some(1),
+        "assert_eq" | "assert_ne" | "debug_assert_eq" | "debug_assert_ne" => Some(2),
+        _ => None,
     }
 }
 
@@ -210,6 +276,13 @@ impl<'ast> Visit<'ast> for Finder {
     fn visit_item(&mut self, _: &'ast syn::Item) {}
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        let name = mac.path.segments.last().map(|s| s.ident.to_string());
+        match name.as_deref() {
+            Some("parallel") if self.nested_parallel(mac) => return,
+            Some("matches") if self.matches(mac) => return,
+            _ => {}
+        }
+        let format_at = format_position(mac);
         // Most macros take expressions separated by commas (`println!`, `assert_eq!`, `vec!`)
         // or `vec![value; n]`; the rest are left to rustc.
         let exprs = mac
@@ -231,11 +304,11 @@ impl<'ast> Visit<'ast> for Finder {
                 _ => None,
             })
             .collect();
-        for expr in &exprs {
+        for (position, expr) in exprs.iter().enumerate() {
             match expr {
                 Expr::Lit(ExprLit {
                     lit: Lit::Str(lit), ..
-                }) => {
+                }) if Some(position) == format_at => {
                     self.scopes.push(named.clone());
                     self.format_string(lit);
                     self.scopes.pop();
@@ -315,6 +388,16 @@ mod tests {
         );
         assert_eq!(captures("i", "vec![fill; len]"), ["fill", "len"]);
         assert_eq!(captures("i", "assert_eq!(i, expected)"), ["expected"]);
+        assert_eq!(captures("i", "format!(\"{i:>width$.p$}\")"), ["width", "p"]);
+        assert_eq!(
+            captures("i", "assert_ne!(i.to_string(), \"{id}\")"),
+            Vec::<String>::new()
+        );
+        assert_eq!(captures("i", "matches!(i, n if n > lo)"), ["lo"]);
+        assert_eq!(
+            captures("i", "parallel!(n_jobs = k; for j in 0..i => i * j * scale)"),
+            ["k", "scale"]
+        );
     }
 
     #[test]

@@ -160,6 +160,7 @@ struct Run<'a, R> {
 impl<R: DeserializeOwned + Send> Run<'_, R> {
     /// Keeps one worker busy until the batches run out, replacing it when it dies.
     fn drive(&self) {
+        ignore_sigpipe();
         let _in_span = self.trace.span.enter();
         let mut worker: Option<Worker> = None;
         let mut frame = Vec::new();
@@ -297,9 +298,52 @@ struct Worker {
     replies: File,
     stderr: Option<ChildStderr>,
     counter: Counter,
-    /// The end of what the worker wrote to stderr.
-    tail: Vec<u8>,
+    /// What its stderr said that tells why it died.
+    said: Said,
     killed: bool,
+}
+
+/// Lines of a worker's stderr that explain its death, picked out as they pass: a fixed tail
+/// would lose them behind a backtrace. A worker dies at most once, so none is stale.
+#[derive(Default)]
+struct Said {
+    /// The line being read.
+    line: Vec<u8>,
+    /// The last line that was not blank.
+    last: String,
+    /// `memory allocation of N bytes failed`, written just before the abort.
+    out_of_memory: Option<String>,
+    /// The message of the last panic (the line after `panicked at`).
+    panic: Option<String>,
+    after_panic: bool,
+}
+
+impl Said {
+    fn read(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b != b'\n' {
+                if self.line.len() < 4096 {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).trim().to_owned();
+            self.line.clear();
+            if self.after_panic {
+                self.after_panic = false;
+                self.panic = Some(line.clone());
+            }
+            if line.starts_with("memory allocation of") && line.ends_with("failed") {
+                self.out_of_memory = Some(line.clone());
+            }
+            if line.starts_with("thread '") && line.contains("panicked at") {
+                self.after_panic = true;
+            }
+            if !line.is_empty() {
+                self.last = line;
+            }
+        }
+    }
 }
 
 /// How a worker ended while running a batch: which of its tasks it was running, and why.
@@ -309,7 +353,16 @@ struct Death {
     message: String,
 }
 
+/// How a read of a worker's stderr went.
+#[derive(PartialEq)]
+enum Stderr {
+    Read,
+    Empty,
+    Closed,
+}
+
 impl Worker {
+    /// Starts a worker and waits until it is ready to run tasks.
     fn start(hello: &[u8]) -> io::Result<Worker> {
         // Keeps the constructor that makes a re-launched executable a worker in the link.
         std::hint::black_box(&worker::ENTER);
@@ -327,14 +380,18 @@ impl Worker {
         command
             .env(
                 worker::WORKER_ENV,
-                format!("{},{},{}", fds[0], fds[1], fds[2]),
+                format!("{},{},{},{}", fds[0], fds[1], fds[2], std::process::id()),
             )
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: between fork and exec, the closure only calls `fcntl`, which is
-        // async-signal-safe, and allocates nothing.
+        // SAFETY: between fork and exec, the closure only calls `setpgid` and `fcntl`, which
+        // are async-signal-safe, and allocates nothing.
         unsafe {
             command.pre_exec(move || {
+                // A group of its own, so that the programs its tasks start end with it.
+                if libc::setpgid(0, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
                 // Open across `exec` in the worker only: other programs this process starts
                 // meanwhile must not get them.
                 for fd in fds {
@@ -348,26 +405,38 @@ impl Worker {
         let mut child = command.spawn()?;
         drop((requests_in, replies_out, counter_file));
         let stderr = child.stderr.take();
-        if let Some(stderr) = &stderr {
-            set_nonblocking(stderr.as_raw_fd())?;
-        }
+        // Owned from here: dropped on any error below, it is reaped.
         let mut worker = Worker {
             child,
             requests: Some(File::from(requests)),
             replies: File::from(replies),
             stderr,
             counter,
-            tail: Vec::new(),
+            said: Said::default(),
             killed: false,
         };
+        if let Some(stderr) = &worker.stderr {
+            set_nonblocking(stderr.as_raw_fd())?;
+        }
         let mut first = Vec::with_capacity(hello.len() + 4);
         first.extend_from_slice(&[0; 4]);
         first.extend_from_slice(hello);
-        if let Err(e) = worker.send(&mut first) {
-            // Dead already: the caller learns why from the first batch.
-            drop(e);
+        let sent = worker.send(&mut first);
+        let mut ready = Vec::new();
+        while sent.is_ok() && worker.child.try_wait()?.is_none() {
+            if worker.wait(500) {
+                if let Ok(true) = worker::read_frame(&mut worker.replies, &mut ready) {
+                    return Ok(worker);
+                }
+                break;
+            }
         }
-        Ok(worker)
+        let status = worker.reap(Duration::from_secs(2));
+        worker.drain(Duration::from_millis(500));
+        let (_, why) = explain(status, &worker.said, None);
+        Err(io::Error::other(format!(
+            "a worker ended before its first task: {why}"
+        )))
     }
 
     fn send(&mut self, frame: &mut [u8]) -> io::Result<()> {
@@ -389,16 +458,13 @@ impl Worker {
             return Err(self.death(before, count, isolation));
         }
         // The task is timed from when this thread first sees it running: at most one tick
-        // later than it started.
-        // Without a timeout, a tick still checks that the worker lives: a program a task
-        // started could hold the reply pipe open after the worker's death.
+        // later than it started. Without a timeout, a tick still checks that the worker lives.
         let tick = isolation
             .timeout
             .map_or(500, |t| (t.as_millis() / 10).clamp(1, 100) as libc::c_int);
         let mut seen = (before, Instant::now());
         loop {
-            let replies = self.wait(tick);
-            if replies {
+            if self.wait(tick) {
                 let mut reply = Vec::new();
                 return match worker::read_frame(&mut self.replies, &mut reply) {
                     Ok(true) => Ok(reply),
@@ -428,86 +494,100 @@ impl Worker {
         }
     }
 
-    /// Waits up to `tick` ms (forever with -1) for a reply, passing on the worker's stderr
-    /// meanwhile; says whether a reply (or the end of the pipe) is there.
+    /// Waits up to `tick` ms for a reply, passing on the worker's stderr meanwhile; says
+    /// whether a reply (or the end of the pipe) is there.
     fn wait(&mut self, tick: libc::c_int) -> bool {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.replies.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.stderr.as_ref().map_or(-1, |e| e.as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is an array of two valid `pollfd`s; a negative descriptor is skipped.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, tick) };
-        if ready <= 0 {
-            return false;
-        }
-        if fds[1].revents != 0 {
-            self.pass_on_stderr();
-        }
-        fds[0].revents != 0
-    }
-
-    /// Copies what the worker wrote to stderr to this process's stderr, keeping its end.
-    /// Returns whether the pipe is at its end.
-    fn pass_on_stderr(&mut self) -> bool {
-        let Some(stderr) = &mut self.stderr else {
-            return true;
-        };
-        let mut buf = [0; 8192];
+        let end = Instant::now() + Duration::from_millis(tick as u64);
         loop {
-            match stderr.read(&mut buf) {
-                Ok(0) => {
-                    self.stderr = None;
-                    return true;
-                }
-                Ok(n) => {
-                    let _ = io::stderr().write_all(&buf[..n]);
-                    self.tail.extend_from_slice(&buf[..n]);
-                    let excess = self.tail.len().saturating_sub(4096);
-                    self.tail.drain(..excess);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.replies.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.stderr.as_ref().map_or(-1, |e| e.as_raw_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let left = end.saturating_duration_since(Instant::now()).as_millis() as libc::c_int;
+            // SAFETY: `fds` is an array of two valid `pollfd`s; a negative descriptor is
+            // skipped.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, left) };
+            if ready <= 0 {
+                return false;
+            }
+            if fds[0].revents != 0 {
+                return true;
+            }
+            // One read a time round: a worker that writes without end must not keep this
+            // thread from its reply, its clock or its deadline.
+            self.pass_on_stderr();
+            if Instant::now() >= end {
+                return false;
             }
         }
     }
 
-    /// Passes on the rest of the worker's stderr, for up to `limit`: a process the task
+    /// Copies one read of what the worker wrote to stderr to this process's stderr, picking
+    /// out what explains a death.
+    fn pass_on_stderr(&mut self) -> Stderr {
+        let Some(stderr) = &mut self.stderr else {
+            return Stderr::Closed;
+        };
+        let mut buf = [0; 8192];
+        match stderr.read(&mut buf) {
+            Ok(0) => {
+                self.stderr = None;
+                Stderr::Closed
+            }
+            Ok(n) => {
+                let _ = io::stderr().write_all(&buf[..n]);
+                self.said.read(&buf[..n]);
+                Stderr::Read
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Stderr::Read,
+            Err(_) => Stderr::Empty,
+        }
+    }
+
+    /// Passes on the rest of the worker's stderr, for up to `limit`: a program the task
     /// started may hold the pipe open after the worker's death.
     fn drain(&mut self, limit: Duration) {
         let end = Instant::now() + limit;
-        while !self.pass_on_stderr() {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        loop {
+            match self.pass_on_stderr() {
+                Stderr::Closed => return,
+                Stderr::Read => {}
+                Stderr::Empty => {
+                    let Some(stderr) = &self.stderr else { return };
+                    let left = end.saturating_duration_since(Instant::now());
+                    let mut fd = libc::pollfd {
+                        fd: stderr.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid `pollfd`.
+                    unsafe { libc::poll(&mut fd, 1, left.as_millis() as libc::c_int) };
+                }
+            }
+            if Instant::now() >= end {
                 return;
             }
-            let Some(stderr) = &self.stderr else { return };
-            let mut fd = libc::pollfd {
-                fd: stderr.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid `pollfd`.
-            unsafe { libc::poll(&mut fd, 1, left.as_millis().max(1) as libc::c_int) };
         }
     }
 
     /// The worker died during a batch: reaps it, and says which task was running and why.
     fn death(&mut self, before: u64, count: usize, isolation: Isolation) -> Death {
         let status = self.reap(Duration::from_secs(2));
+        self.end_group();
         self.drain(Duration::from_millis(500));
         let (started, running) = self.counter.read();
         let started = (started - before) as usize;
-        // A task that was running; else the next one, as when the batch could not be read.
+        // The task that was running; else the next one, as when the batch could not be read.
         let task = if running { started - 1 } else { started }.min(count - 1);
-        let (kind, message) = explain(status, &self.tail, isolation.max_memory);
+        let (kind, message) = explain(status, &self.said, isolation.max_memory);
         Death {
             task,
             kind,
@@ -529,10 +609,19 @@ impl Worker {
         self.child.wait()
     }
 
+    /// Kills the worker and the programs its tasks started.
     fn kill(&mut self) {
         self.requests = None;
         self.killed = true;
+        self.end_group();
         let _ = self.child.kill();
+    }
+
+    /// Kills what is left of the worker's process group: programs its tasks started.
+    fn end_group(&self) {
+        let group = self.child.id() as libc::pid_t;
+        // SAFETY: a signal to the group this worker leads; none is left once it is gone.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
     }
 }
 
@@ -550,19 +639,14 @@ impl Drop for Worker {
     }
 }
 
-/// Why a worker ended, from its exit status and the end of its stderr.
-fn explain(status: io::Result<ExitStatus>, tail: &[u8], max_memory: Option<u64>) -> (Kind, String) {
-    let tail = String::from_utf8_lossy(tail);
-    let last = tail
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let said = |what: String| {
+/// Why a worker ended, from its exit status and what its stderr said.
+fn explain(status: io::Result<ExitStatus>, said: &Said, max_memory: Option<u64>) -> (Kind, String) {
+    let last = &said.last;
+    let with_last = |what: String| {
         if last.is_empty() {
             what
         } else {
-            format!("{what}; its last output: {:?}", last.trim())
+            format!("{what}; its last output: {last:?}")
         }
     };
     let status = match status {
@@ -570,33 +654,24 @@ fn explain(status: io::Result<ExitStatus>, tail: &[u8], max_memory: Option<u64>)
         Err(e) => return (Kind::Signal(0), format!("its worker was lost: {e}")),
     };
     if let Some(signal) = status.signal() {
-        let oom = tail
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("memory allocation of"));
-        if let (libc::SIGABRT, Some(line)) = (signal, oom) {
+        if let (libc::SIGABRT, Some(line)) = (signal, &said.out_of_memory) {
             let cap = match max_memory {
                 Some(bytes) => format!("over max_memory = {}", human(bytes)),
                 None => "over the memory the system allows".to_owned(),
             };
             return (
                 Kind::OutOfMemory,
-                format!("{}, {cap}; its worker was replaced", line.trim()),
+                format!("{line}, {cap}; its worker was replaced"),
             );
         }
-        // Under `panic = "abort"`: the panic message is the line after "panicked at".
-        let mut lines = tail.lines().rev().collect::<Vec<_>>();
-        lines.reverse();
-        if let (libc::SIGABRT, Some(at)) = (
-            signal,
-            lines.iter().rposition(|l| l.contains("panicked at")),
-        ) {
-            let message = lines.get(at + 1).copied().unwrap_or("").trim().to_owned();
-            return (Kind::Panicked, message);
+        // Built with `panic = "abort"`, a panic ends the worker, and the message it printed
+        // is the task's. (Unwinding, a panic never does.)
+        if let (true, libc::SIGABRT, Some(message)) = (cfg!(panic = "abort"), signal, &said.panic) {
+            return (Kind::Panicked, message.clone());
         }
         return (
             Kind::Signal(signal),
-            said(format!(
+            with_last(format!(
                 "its worker was killed by signal {signal} ({})",
                 signal_name(signal)
             )),
@@ -605,15 +680,15 @@ fn explain(status: io::Result<ExitStatus>, tail: &[u8], max_memory: Option<u64>)
     let code = status.code().unwrap_or(-1);
     (
         Kind::Exited(code),
-        said(format!(
-            "its worker exited with code {code} in the middle of it"
-        )),
+        with_last(format!("its worker exited with code {code}")),
     )
 }
 
 fn signal_name(signal: i32) -> &'static str {
     match signal {
-        libc::SIGSEGV => "SIGSEGV, segmentation fault",
+        libc::SIGSEGV => {
+            "SIGSEGV, segmentation fault: an invalid memory access, or a stack overflow"
+        }
         libc::SIGABRT => "SIGABRT, aborted",
         libc::SIGBUS => "SIGBUS, bus error",
         libc::SIGILL => "SIGILL, illegal instruction",
@@ -676,6 +751,20 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
         }
     }
     Ok((read, write))
+}
+
+/// Keeps writes to a dead worker's pipe from killing this process, when the program has
+/// restored SIGPIPE's default (Rust's start-up ignores it): blocked on this thread, the signal
+/// stays pending and the write fails with `EPIPE` instead. The thread is one of a run's
+/// drivers, which end with the run, and a pending signal with them.
+fn ignore_sigpipe() {
+    // SAFETY: `set` is initialized by `sigemptyset` before use; the mask is this thread's.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::parallel::TaskError;
 
-/// Set in a worker's environment by its parent, to the numbers of its three descriptors.
+/// Set in a worker's environment by its parent, to the numbers of its three descriptors and
+/// the parent's process id.
 pub(super) const WORKER_ENV: &str = "JOBLET_WORKER";
 
 /// Record tags in a reply: the task's result follows, or the message of its failure.
@@ -141,13 +142,20 @@ pub(super) struct Conn {
     counter: Counter,
 }
 
-fn serve(fds: &str) -> io::Result<()> {
-    let fds: Vec<RawFd> = fds.split(',').filter_map(|n| n.parse().ok()).collect();
-    let [requests, replies, counter] = fds[..] else {
+fn serve(setting: &str) -> io::Result<()> {
+    let numbers: Vec<RawFd> = setting.split(',').filter_map(|n| n.parse().ok()).collect();
+    let [requests, replies, counter, parent] = numbers[..] else {
         return Err(io::Error::other(format!(
-            "{WORKER_ENV} must name three descriptors, not {fds:?}"
+            "{WORKER_ENV} must name three descriptors and a process, not {setting:?}"
         )));
     };
+    for fd in [requests, replies, counter] {
+        // Not for the programs a task starts: they would hold the pipes open.
+        // SAFETY: `fcntl` on a number; a wrong one fails with EBADF.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     // SAFETY: the parent left these three descriptors open for this process, and nothing
     // else in it knows them: no code of the program has run yet.
     let (mut requests, replies, counter) = unsafe {
@@ -173,7 +181,7 @@ fn serve(fds: &str) -> io::Result<()> {
     if let Some(bytes) = hello.max_memory {
         limit_memory(bytes)?;
     }
-    leave_with_parent();
+    leave_with_parent(parent);
     let conn = Conn {
         requests,
         replies,
@@ -212,11 +220,9 @@ fn limit_memory(bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Ends this worker if its parent dies while a task runs (between tasks, the closed pipe ends
-/// it).
-fn leave_with_parent() {
-    // SAFETY: `getppid` cannot fail.
-    let parent = unsafe { libc::getppid() };
+/// Ends this worker if its parent, `parent`, dies while a task runs (between tasks, the closed
+/// pipe ends it).
+fn leave_with_parent(parent: libc::pid_t) {
     let _ = std::thread::Builder::new()
         .name("joblet-watch".into())
         .stack_size(64 * 1024)
@@ -242,7 +248,13 @@ where
     // SAFETY: `body` is the address of the call site's `fn(&C, I) -> R`, the function pointer
     // this `entry::<C, I, R>` was instantiated with in `Routine::of`.
     let body = unsafe { std::mem::transmute::<*const (), fn(&C, I) -> R>(body) };
-    let captures: C = postcard::from_bytes(captures).map_err(io::Error::other)?;
+    let captures: C = postcard::from_bytes(captures).map_err(|e| {
+        io::Error::other(format!(
+            "what the body captures could not be received: {e} (does its `Deserialize` read what its `Serialize` writes?)"
+        ))
+    })?;
+    // Ready: an empty frame. A worker that dies before it is no task's fault.
+    write_frame(&mut conn.replies, &mut [0; 4])?;
     let (mut batch, mut reply) = (Vec::new(), Vec::new());
     while read_frame(&mut conn.requests, &mut batch)? {
         reply.clear();
@@ -257,8 +269,9 @@ where
                     items = rest;
                     conn.counter.begin();
                     let outcome = panic::catch_unwind(AssertUnwindSafe(|| body(&captures, item)));
-                    conn.counter.end();
+                    // Still the task's: its result's serialization may fail or run out of memory.
                     record(&mut reply, outcome);
+                    conn.counter.end();
                 }
                 Err(e) => {
                     // The items after it cannot be found either.
@@ -282,14 +295,20 @@ fn record<R: Serialize>(reply: &mut Vec<u8>, outcome: std::thread::Result<R>) {
         Ok(value) => {
             let start = reply.len();
             reply.push(DONE);
-            if let Err(e) = postcard::to_io(&value, &mut *reply) {
-                reply.truncate(start);
-                failure(
-                    reply,
-                    UNSENDABLE,
-                    &format!("its result could not be sent: {e}"),
-                );
-            }
+            let sent = panic::catch_unwind(AssertUnwindSafe(|| {
+                postcard::to_io(&value, &mut *reply).map(drop)
+            }));
+            let why = match sent {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(payload) => TaskError::panicked(0, &*payload).message().to_owned(),
+            };
+            reply.truncate(start);
+            failure(
+                reply,
+                UNSENDABLE,
+                &format!("its result could not be sent: {why}"),
+            );
         }
         Err(payload) => {
             let failed = TaskError::panicked(0, &*payload);
