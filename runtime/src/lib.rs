@@ -52,8 +52,8 @@ pub mod __private {
         task_fn, unwrap_all,
     };
     pub use crate::processes::{
-        ByCopy, ByRef, Capture, Isolation, Place, ProcessesBackend, SendableItem, SendableResult,
-        Timeout, body_fn, enabled, items_sendable, result_sendable, run_processes,
+        ByCopy, ByRef, Capture, Captures, Isolation, Place, ProcessesBackend, SendableItem,
+        SendableResult, Timeout, body_fn, enabled, items_sendable, result_sendable, run_processes,
         run_processes_collect, timeout,
     };
     pub use crate::render::{Args, Show, ViaDebug, ViaName};

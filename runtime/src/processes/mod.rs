@@ -106,6 +106,17 @@ impl<H: Capture, T: Capture> Capture for (H, T) {
     type Owned = (H::Owned, T::Owned);
 }
 
+/// What a body captures, when it can travel to a worker: each variable was checked where the
+/// body uses it, with a message naming it.
+#[diagnostic::on_unimplemented(
+    message = "`parallel!(backend = processes)` cannot send what its body captures to its workers",
+    label = "a captured variable cannot be sent",
+    note = "the errors at each captured variable say which, and why"
+)]
+pub trait Captures: Capture<Owned: DeserializeOwned> + Serialize {}
+
+impl<K: Capture<Owned: DeserializeOwned> + Serialize> Captures for K {}
+
 /// A captured value inside the body, as the body sees it: a copy when its type is `Copy`,
 /// as in a closure, else a reference (a body on threads can only borrow it either way).
 ///
@@ -184,11 +195,9 @@ pub fn run_processes<T, K, R>(
     body: fn(&K::Owned, T::Item) -> R,
 ) -> Vec<R>
 where
-    T: IntoIterator,
-    T::Item: Serialize + DeserializeOwned,
-    K: Capture + Serialize,
-    K::Owned: DeserializeOwned,
-    R: Serialize + DeserializeOwned + Send,
+    T: IntoIterator<Item: SendableItem>,
+    K: Captures,
+    R: SendableResult,
 {
     let stop = on_error == OnError::Stop;
     let outcomes = run(opts, isolation, stop, tasks, captures, body);
@@ -220,11 +229,9 @@ pub fn run_processes_collect<T, K, R>(
     body: fn(&K::Owned, T::Item) -> R,
 ) -> Vec<Result<R, TaskError>>
 where
-    T: IntoIterator,
-    T::Item: Serialize + DeserializeOwned,
-    K: Capture + Serialize,
-    K::Owned: DeserializeOwned,
-    R: Serialize + DeserializeOwned + Send,
+    T: IntoIterator<Item: SendableItem>,
+    K: Captures,
+    R: SendableResult,
 {
     run(opts, isolation, false, tasks, captures, body)
         .into_iter()
@@ -242,11 +249,9 @@ fn run<T, K, R>(
     body: fn(&K::Owned, T::Item) -> R,
 ) -> Vec<Option<Result<R, TaskError>>>
 where
-    T: IntoIterator,
-    T::Item: Serialize + DeserializeOwned,
-    K: Capture + Serialize,
-    K::Owned: DeserializeOwned,
-    R: Serialize + DeserializeOwned + Send,
+    T: IntoIterator<Item: SendableItem>,
+    K: Captures,
+    R: SendableResult,
 {
     let captures = postcard::to_stdvec(captures).unwrap_or_else(|e| {
         panic!("`parallel!(backend = processes)` cannot serialize what its body captures: {e}")
@@ -302,7 +307,7 @@ pub fn result_sendable<C, I, R: SendableResult>(_body: &fn(&C, I) -> R) {}
     label = "the items of these tasks cannot be sent",
     note = "iterate over owned values that implement both (a reference such as `&T` cannot be deserialized in a worker: iterate over `xs.iter().cloned()`, or over indices)"
 )]
-pub trait SendableItem {}
+pub trait SendableItem: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> SendableItem for T {}
 
@@ -312,6 +317,6 @@ impl<T: Serialize + DeserializeOwned> SendableItem for T {}
     label = "this body's result cannot be sent",
     note = "return an owned value whose type implements them, or derive `serde::Serialize` and `serde::Deserialize` for it"
 )]
-pub trait SendableResult {}
+pub trait SendableResult: Serialize + DeserializeOwned + Send {}
 
 impl<T: Serialize + DeserializeOwned + Send> SendableResult for T {}
