@@ -308,8 +308,8 @@ pub use joblet_macros::cached;
 /// libraries, untrusted inputs, long unattended runs), or that must not share a process (a
 /// library that is not thread-safe). Stay on `threads` for everything else: a task costs no
 /// copy of its input there, may borrow anything, and a batch costs a few microseconds less.
-/// `return_as = unordered` is not available on processes, and a `parallel!(backend =
-/// processes)` inside a worker's task runs its tasks in that worker, one after the other.
+/// A `parallel!(backend = processes)` inside a worker's task runs its tasks in that worker,
+/// one after the other.
 ///
 /// # Panics
 ///

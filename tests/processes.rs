@@ -394,3 +394,25 @@ fn a_worker_that_cannot_start_fails_the_run_and_says_why() {
         "{message}"
     );
 }
+
+#[test]
+fn unordered_results_come_as_their_tasks_complete() {
+    let mut done: Vec<u64> =
+        parallel!(backend = processes, n_jobs = 3, batch_size = 1, return_as = unordered;
+        for n in [3u64, 1, 2] => {
+            std::thread::sleep(Duration::from_millis(100 * n));
+            n
+        })
+        .collect();
+    assert_eq!(done, [1, 2, 3], "in the order they completed");
+    done.clear();
+    let failed = std::panic::catch_unwind(|| {
+        parallel!(backend = processes, n_jobs = 2, return_as = unordered;
+            for i in 0..4u64 => if i == 2 { panic!("two") } else { i })
+        .collect::<Vec<_>>()
+    })
+    .unwrap_err()
+    .downcast::<TaskPanic>()
+    .unwrap();
+    assert_eq!((failed.index(), failed.message()), (2, Some("two")));
+}

@@ -54,7 +54,7 @@ pub mod __private {
     pub use crate::processes::{
         ByCopy, ByRef, Capture, Captures, Isolation, Place, ProcessesBackend, SendableItem,
         SendableResult, Timeout, body_fn, enabled, items_sendable, result_sendable, run_processes,
-        run_processes_collect, timeout,
+        run_processes_collect, run_processes_unordered, timeout,
     };
     pub use crate::render::{Args, Show, ViaDebug, ViaName};
     pub use crate::site::{

@@ -337,11 +337,31 @@ pub fn unwrap_all<R>(results: Vec<Result<R, TaskError>>) -> Vec<R> {
 /// keeps its message, a crash carries the [`TaskError`] that describes it.
 pub(crate) fn raise(failure: TaskError) -> ! {
     let index = failure.index;
-    let payload: Box<dyn Any + Send> = match failure.kind {
+    panic::resume_unwind(Box::new(TaskPanic {
+        index,
+        payload: payload(failure),
+    }))
+}
+
+/// What a [`TaskPanic`] holds for a failure.
+pub(crate) fn payload(failure: TaskError) -> Box<dyn Any + Send> {
+    match failure.kind {
         TaskErrorKind::Panicked => Box::new(failure.message),
         _ => Box::new(failure),
-    };
-    panic::resume_unwind(Box::new(TaskPanic { index, payload }))
+    }
+}
+
+/// An unordered run over outcomes that arrive by other means (a processes run's channel).
+#[cfg_attr(not(all(feature = "processes", unix)), allow(dead_code))]
+pub(crate) fn unordered_from<R>(
+    total: usize,
+    outcomes: impl Iterator<Item = Outcome<R>> + Send + 'static,
+) -> Unordered<R> {
+    Unordered {
+        inner: UnorderedInner::Lazy(Box::new(outcomes)),
+        received: 0,
+        total,
+    }
 }
 
 /// Unwinds the tasks that were running or queued when another task failed.

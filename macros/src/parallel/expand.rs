@@ -162,6 +162,22 @@ fn processes(model: &Model, opts: &Ident) -> TokenStream {
         }
     });
     let run = match model.on_error() {
+        // Failures are raised as they are reached; the run goes on unless the consumer stops.
+        how if model.unordered => {
+            let how = Ident::new(
+                if how == OnError::Stop {
+                    "Stop"
+                } else {
+                    "Continue"
+                },
+                Span::call_site(),
+            );
+            quote! {
+                #private::run_processes_unordered(
+                    &#opts, #isolation, #private::OnError::#how, #tasks, &#captures, #body_fn,
+                )
+            }
+        }
         OnError::Stop | OnError::Continue => {
             let how = Ident::new(
                 if model.on_error() == OnError::Stop {

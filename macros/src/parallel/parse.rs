@@ -18,9 +18,8 @@ pub struct Model {
     /// `return_as = unordered`: an iterator in completion order instead of a `Vec`.
     pub unordered: bool,
     pub on_error: Option<OnError>,
-    /// The keys of `on_error` and `return_as`, where errors about them point.
+    /// The key of `on_error`, where errors about it point.
     pub on_error_key: Option<Ident>,
-    pub return_as_key: Option<Ident>,
     /// `timeout = <duration>`, with the `timeout` key for errors.
     pub timeout: Option<(Ident, Expr)>,
     /// `max_memory = "2 GiB"`, with its key.
@@ -96,7 +95,6 @@ impl Model {
             unordered: false,
             on_error: None,
             on_error_key: None,
-            return_as_key: None,
             timeout: None,
             max_memory: None,
             backend_token: None,
@@ -225,7 +223,6 @@ impl Model {
             }
             "verbose" => self.verbose = Some(input.parse()?),
             "return_as" => {
-                self.return_as_key = Some(key.clone());
                 let how = input.call(Ident::parse_any)?;
                 match how.to_string().as_str() {
                     "list" => self.unordered = false,
@@ -330,13 +327,7 @@ impl Model {
             }
         }
         if self.unordered {
-            let key = self.return_as_key.as_ref().expect("set with `unordered`");
-            if self.backend == Backend::Processes {
-                errors.error(
-                    key.span(),
-                    "`return_as = unordered` is not available with `backend = processes`; remove it to get a `Vec` in input order",
-                );
-            } else if let (Some(key), Some(OnError::Continue | OnError::Collect)) =
+            if let (Some(key), Some(OnError::Continue | OnError::Collect)) =
                 (&self.on_error_key, self.on_error)
             {
                 errors.error(

@@ -261,17 +261,105 @@ where
         // runs do: one level of processes, without workers starting workers.
         return worker::run_in_place(&captures, tasks.into_iter().collect(), body);
     }
-    let items = pool::Items::new(tasks).unwrap_or_else(|(i, e)| {
+    let items = serialize_items(tasks);
+    let results = std::sync::Mutex::new((0..items.count()).map(|_| None).collect::<Vec<_>>());
+    let deliver = |first: usize, outcomes: Vec<Result<R, TaskError>>| {
+        let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+        for (slot, outcome) in results[first..].iter_mut().zip(outcomes) {
+            *slot = Some(outcome);
+        }
+        true
+    };
+    let routine = worker::Routine::of(body);
+    if let Err(e) = pool::run(opts, isolation, stop, &items, &captures, routine, deliver) {
+        panic!("`parallel!(backend = processes)` cannot start a worker process: {e}");
+    }
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(feature = "processes", unix))]
+fn serialize_items<I: Serialize>(tasks: impl IntoIterator<Item = I>) -> pool::Items {
+    pool::Items::new(tasks).unwrap_or_else(|(i, e)| {
         panic!("`parallel!(backend = processes)` cannot serialize the input of task {i}: {e}")
+    })
+}
+
+/// Starts the tasks in worker processes in the background and returns their results as they
+/// complete (`return_as = unordered`). A failure is raised by the iterator's `next` as it is
+/// reached; dropping the iterator stops the run.
+#[cfg(all(feature = "processes", unix))]
+pub fn run_processes_unordered<T, K, R>(
+    opts: &Options,
+    isolation: Isolation,
+    on_error: OnError,
+    tasks: T,
+    captures: &K,
+    body: fn(&K::Owned, T::Item) -> R,
+) -> crate::Unordered<R>
+where
+    T: IntoIterator<Item: SendableItem>,
+    K: Captures,
+    K::Owned: 'static,
+    R: SendableResult + 'static,
+{
+    let captures = postcard::to_stdvec(captures).unwrap_or_else(|e| {
+        panic!("`parallel!(backend = processes)` cannot serialize what its body captures: {e}")
     });
-    pool::run(
-        opts,
-        isolation,
-        stop,
-        &items,
-        &captures,
-        worker::Routine::of(body),
-    )
+    if worker::inside() {
+        // In place, as the list form.
+        let outcomes = worker::run_in_place(&captures, tasks.into_iter().collect(), body);
+        let total = outcomes.len();
+        let outcomes = outcomes.into_iter().enumerate().map(|(i, outcome)| {
+            let outcome = outcome.expect("in place, every task runs");
+            (i, outcome.map_err(crate::parallel::payload))
+        });
+        return crate::parallel::unordered_from(total, outcomes.collect::<Vec<_>>().into_iter());
+    }
+    let items = serialize_items(tasks);
+    let total = items.count();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let (opts, routine) = (opts.clone(), worker::Routine::of(body));
+    let caller = tracing::dispatcher::get_default(Clone::clone);
+    let background = move || {
+        let deliver = |first: usize, outcomes: Vec<Result<R, TaskError>>| {
+            outcomes.into_iter().enumerate().all(|(i, outcome)| {
+                let outcome = outcome.map_err(crate::parallel::payload);
+                sender.send(Ok((first + i, outcome))).is_ok()
+            })
+        };
+        let stop = on_error == OnError::Stop;
+        if let Err(e) = pool::run(&opts, isolation, stop, &items, &captures, routine, deliver) {
+            let _ = sender.send(Err(format!(
+                "`parallel!(backend = processes)` cannot start a worker process: {e}"
+            )));
+        }
+    };
+    std::thread::Builder::new()
+        .name("joblet-unordered".into())
+        .spawn(move || tracing::dispatcher::with_default(&caller, background))
+        .expect("cannot start the thread of an unordered run");
+    let outcomes = receiver.into_iter().map(|message| match message {
+        Ok(outcome) => outcome,
+        Err(broken) => panic!("{broken}"),
+    });
+    crate::parallel::unordered_from(total, outcomes)
+}
+
+/// Without the backend, fails to compile where `enabled` does.
+#[cfg(not(all(feature = "processes", unix)))]
+pub fn run_processes_unordered<T, K, R>(
+    _: &Options,
+    _: Isolation,
+    _: OnError,
+    _: T,
+    _: &K,
+    _: fn(&K::Owned, T::Item) -> R,
+) -> crate::Unordered<R>
+where
+    T: IntoIterator,
+    K: Capture,
+{
+    unreachable!("`enabled` keeps `backend = processes` from compiling in this build")
 }
 
 #[cfg(not(all(feature = "processes", unix)))]

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -26,18 +26,22 @@ use super::Isolation;
 use super::worker::{self, Counter, Hello, Routine};
 use crate::parallel::{Backend, Batch, Options, Progress, TaskError, TaskErrorKind as Kind, Trace};
 
-/// Runs `items` through `routine` on worker processes; `None` for the tasks a failure kept
-/// from running (with `stop`).
-pub(super) fn run<R>(
+/// Runs `items` through `routine` on worker processes, handing each batch's outcomes to
+/// `deliver` (the index of the first, then one per task) as they come; `deliver` says whether
+/// more are wanted. With `stop`, no batch starts after a failure. An error when no worker
+/// could start.
+pub(super) fn run<R, D>(
     opts: &Options,
     isolation: Isolation,
     stop: bool,
     items: &Items,
     captures: &[u8],
     routine: Routine,
-) -> Vec<Option<Result<R, TaskError>>>
+    deliver: D,
+) -> io::Result<()>
 where
     R: DeserializeOwned + Send,
+    D: Fn(usize, Vec<Result<R, TaskError>>) -> bool + Sync,
 {
     assert!(
         std::env::var_os(worker::WORKER_ENV).is_none(),
@@ -68,7 +72,9 @@ where
                 .map(|start| start..(start + size).min(total))
                 .collect(),
         ),
-        results: Mutex::new((0..total).map(|_| None).collect()),
+        deliver,
+        done: AtomicUsize::new(0),
+        results: std::marker::PhantomData,
         stopped: AtomicBool::new(false),
         broken: Mutex::new(None),
         progress: Progress::start(opts, Some(total), workers, Backend::Processes.joblib()),
@@ -89,25 +95,24 @@ where
         });
     }
     let Run {
-        results,
+        done,
         broken,
         progress,
         trace,
         ..
     } = run;
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let done = results.iter().filter(|r| matches!(r, Some(Ok(_)))).count();
+    let done = done.into_inner();
     trace.finish(done);
     if let Some(e) = broken.into_inner().unwrap_or_else(|e| e.into_inner()) {
         progress.abandon();
-        panic!("`parallel!(backend = processes)` cannot start a worker process: {e}");
+        return Err(e);
     }
     if done == total {
         progress.finish(total);
     } else {
         progress.abandon();
     }
-    results
+    Ok(())
 }
 
 /// The tasks' inputs, serialized one after the other.
@@ -133,7 +138,7 @@ impl Items {
         Ok(all)
     }
 
-    fn count(&self) -> usize {
+    pub(super) fn count(&self) -> usize {
         self.bounds.len() - 1
     }
 
@@ -142,14 +147,17 @@ impl Items {
     }
 }
 
-/// One run: its tasks, the batches still to run, and the results so far.
-struct Run<'a, R> {
+/// One run: its tasks, the batches still to run, and where results go.
+struct Run<'a, R, D> {
     items: &'a Items,
     isolation: Isolation,
     stop: bool,
     hello: Vec<u8>,
     queue: Mutex<VecDeque<Range<usize>>>,
-    results: Mutex<Vec<Option<Result<R, TaskError>>>>,
+    deliver: D,
+    /// Tasks completed.
+    done: AtomicUsize,
+    results: std::marker::PhantomData<fn() -> R>,
     /// A task failed with `stop`, or a worker could not start: no batch starts any more.
     stopped: AtomicBool,
     broken: Mutex<Option<io::Error>>,
@@ -157,7 +165,11 @@ struct Run<'a, R> {
     trace: Trace,
 }
 
-impl<R: DeserializeOwned + Send> Run<'_, R> {
+impl<R, D> Run<'_, R, D>
+where
+    R: DeserializeOwned + Send,
+    D: Fn(usize, Vec<Result<R, TaskError>>) -> bool + Sync,
+{
     /// Keeps one worker busy until the batches run out, replacing it when it dies.
     fn drive(&self) {
         ignore_sigpipe();
@@ -232,37 +244,39 @@ impl<R: DeserializeOwned + Send> Run<'_, R> {
             };
             outcomes.push(outcome);
         }
-        let mut failures = Vec::new();
-        let mut results = self.results.lock().unwrap();
-        for (slot, outcome) in results[batch.clone()].iter_mut().zip(outcomes) {
-            match outcome {
-                Ok(value) => {
-                    clock.tasks += 1;
-                    *slot = Some(Ok(value));
-                }
-                Err(e) => failures.push(e),
-            }
+        clock.tasks = outcomes.iter().filter(|o| o.is_ok()).count();
+        for e in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+            self.failed(e);
         }
-        drop(results);
+        self.done.fetch_add(clock.tasks, Ordering::Relaxed);
         if self.progress.enabled {
             for _ in 0..clock.tasks {
                 self.progress.count_one();
             }
         }
         self.trace.end_batch(&clock);
-        for e in failures {
-            self.fail(e);
-        }
+        self.hand_over(batch.start, outcomes);
     }
 
+    /// Records a task's failure, and hands it over.
     fn fail(&self, error: TaskError) {
+        self.failed(&error);
+        self.hand_over(error.index(), vec![Err(error)]);
+    }
+
+    fn failed(&self, error: &TaskError) {
         self.trace.failed.fetch_add(1, Ordering::Relaxed);
-        self.trace.task_failed(error.index(), &error);
+        self.trace.task_failed(error.index(), error);
         if self.stop {
             self.stopped.store(true, Ordering::Relaxed);
         }
-        let index = error.index();
-        self.results.lock().unwrap()[index] = Some(Err(error));
+    }
+
+    fn hand_over(&self, first: usize, outcomes: Vec<Result<R, TaskError>>) {
+        if !(self.deliver)(first, outcomes) {
+            // Nobody wants more: the consumer of an unordered run went away.
+            self.stopped.store(true, Ordering::Relaxed);
+        }
     }
 }
 
