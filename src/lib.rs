@@ -236,7 +236,7 @@ pub use joblet_macros::cached;
 /// | option | meaning |
 /// | --- | --- |
 /// | `n_jobs = N` | workers: `N > 0` exactly, `-1` every core (the default), `-2` all but one, ... |
-/// | `backend = threads` | rayon worker threads (the default); `processes` runs each task in a worker process (see [below](#backend--processes)); `sequential` runs a plain loop |
+/// | `backend = threads` | rayon worker threads (the default); `processes` runs each task in a worker process (see [below](#backend--processes)); `mpi` spreads the tasks over the ranks of an MPI job (see [below](#backend--mpi)); `sequential` runs a plain loop |
 /// | `batch_size = N` | tasks handed to a worker at once; `auto` (the default) lets rayon split the work as workers run out of it |
 /// | `verbose = V` | joblib's progress lines on stderr, `0` (none) to `50`; above 10, one per batch |
 /// | `progress = true` | a live progress bar on stderr instead of lines |
@@ -311,6 +311,16 @@ pub use joblet_macros::cached;
 /// A `parallel!(backend = processes)` inside a worker's task runs its tasks in that worker,
 /// one after the other.
 ///
+/// # `backend = mpi`
+///
+/// With the feature `mpi`, in a program started by `mpiexec -n N`, `mpirun` or `srun`: every
+/// rank runs the whole program and builds the same tasks; batches of tasks are dealt to the
+/// ranks in turn, each rank runs its share on `n_jobs` threads, and every rank gets every
+/// result, in input order (results must be `Serialize` and `Deserialize`). A task that panics
+/// ends the whole job. Started without a launcher, the program is one rank and starts no MPI.
+/// `joblet::mpi::on_root` runs code on rank 0 alone. See the README's section
+/// "`backend = mpi`: several machines" for clusters and SLURM.
+///
 /// # Panics
 ///
 /// A task that panics stops the run: tasks not yet started are not started, and the caller
@@ -338,8 +348,9 @@ pub use joblet_macros::cached;
 ///
 /// The Cargo feature `threads` (on by default) brings rayon. Without it, every `parallel!`
 /// compiles to the sequential loop, with the same results. The feature `processes` (on by
-/// default) brings the processes backend; without it, `backend = processes` is a compile
-/// error that says so.
+/// default) brings the processes backend, and `mpi` (off by default: it builds against the
+/// system's MPI library) the MPI backend; without them, `backend = processes` and
+/// `backend = mpi` are compile errors that say so.
 pub use joblet_macros::parallel;
 
 pub use joblet_runtime::{
@@ -350,6 +361,9 @@ pub use joblet_runtime::{
 
 #[cfg(feature = "ndarray")]
 pub use joblet_runtime::{NdArray, ndarray};
+
+#[cfg(feature = "mpi")]
+pub use joblet_runtime::mpi;
 
 #[doc(hidden)]
 pub mod __private {

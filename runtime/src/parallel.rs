@@ -43,6 +43,16 @@ impl Options {
         }
     }
 
+    /// The same options, with no progress output.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn silent(&self) -> Self {
+        Options {
+            verbose: 0,
+            progress: false,
+            ..self.clone()
+        }
+    }
+
     /// The least and most tasks a rayon job takes: a fixed batch, or anything rayon chooses.
     #[cfg_attr(not(feature = "threads"), allow(dead_code))]
     fn batch_bounds(&self) -> (usize, usize) {

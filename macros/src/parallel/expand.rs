@@ -30,7 +30,7 @@ pub fn expand(model: &Model) -> TokenStream {
     // On threads, `continue` and `collect` catch each task's panic in the task itself.
     let caught;
     let body = match (model.backend, on_error) {
-        (Backend::Processes, _) | (_, OnError::Stop) => &model.body,
+        (Backend::Processes | Backend::Mpi, _) | (_, OnError::Stop) => &model.body,
         (Backend::Threads | Backend::Sequential, OnError::Continue | OnError::Collect) => {
             let body = &model.body;
             caught = syn::parse_quote!(#private::catch(|| #body));
@@ -39,6 +39,7 @@ pub fn expand(model: &Model) -> TokenStream {
     };
     let run = match (model.backend, model.unordered) {
         (Backend::Processes, _) => return processes(model, &opts),
+        (Backend::Mpi, _) => return mpi(model, &opts),
         // The tasks outlive the call, consumed as they complete: they must own their data.
         (Backend::Threads, true) => quote! {
             #private::run_unordered(&#opts, #task_expr, move |#pat| #body)
@@ -213,6 +214,37 @@ fn processes(model: &Model, opts: &Ident) -> TokenStream {
         });
         #result_check
         #run
+    }}
+}
+
+// Input:
+//     parallel!(backend = mpi, n_jobs = 2; for i in 0..40000 => my_task(i))
+//
+// Output:
+//     {
+//         ::joblet::__private::mpi_enabled::<()>(); // fails at `mpi` without the backend
+//         let __opts = Options::new(integer(2), Batch::Auto, 0, false);
+//         let __tasks = 0..40000; // on every rank: every rank runs the program
+//         let __task = task_fn(&__tasks, |i| my_task(i));
+//         results_travel(&__tasks, &__task); // the result must be Serialize + Deserialize
+//         run_mpi(&__opts, __tasks, __task)
+//     }
+fn mpi(model: &Model, opts: &Ident) -> TokenStream {
+    let private = quote!(::joblet::__private);
+    let tasks = Ident::new("__tasks", Span::mixed_site());
+    let task = Ident::new("__task", Span::mixed_site());
+    let (pat, task_expr, body) = (&model.pat, &model.tasks, &model.body);
+    let backend = model.backend_token.as_ref().expect("set with `mpi`");
+    let enabled = quote_spanned!(backend.span()=> #private::mpi_enabled::<()>(););
+    let options = options(model, opts);
+    let check = quote_spanned!(body.span()=> #private::results_travel(&#tasks, &#task););
+    quote! {{
+        #enabled
+        #options
+        let #tasks = #task_expr;
+        let #task = #private::task_fn(&#tasks, |#pat| #body);
+        #check
+        #private::run_mpi(&#opts, #tasks, #task)
     }}
 }
 

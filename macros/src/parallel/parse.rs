@@ -24,7 +24,7 @@ pub struct Model {
     pub timeout: Option<(Ident, Expr)>,
     /// `max_memory = "2 GiB"`, with its key.
     pub max_memory: Option<(Ident, LitStr)>,
-    /// The `processes` token, where a build without the backend reports it.
+    /// The `processes` or `mpi` token, where a build without the backend reports it.
     pub backend_token: Option<Ident>,
     /// What the body captures, with `backend = processes`.
     pub captures: Vec<Ident>,
@@ -39,6 +39,7 @@ pub enum Backend {
     Threads,
     Sequential,
     Processes,
+    Mpi,
 }
 
 /// What a run does when a task fails: `on_error = stop | continue | collect`.
@@ -68,7 +69,7 @@ const OPTIONS: &[&str] = &[
     "timeout",
     "max_memory",
 ];
-const BACKENDS: &str = "`threads`, `processes` or `sequential`";
+const BACKENDS: &str = "`threads`, `processes`, `mpi` or `sequential`";
 
 impl Model {
     pub fn parse(input: TokenStream) -> syn::Result<Model> {
@@ -276,12 +277,10 @@ impl Model {
                         self.backend = Backend::Processes;
                         self.backend_token = Some(backend);
                     }
-                    "mpi" => errors.error(
-                        backend.span(),
-                        format!(
-                            "backend `{backend}` is not available in this version of joblet; it will need joblet's Cargo feature `{backend}`. Available: {BACKENDS}"
-                        ),
-                    ),
+                    "mpi" => {
+                        self.backend = Backend::Mpi;
+                        self.backend_token = Some(backend);
+                    }
                     _ => errors.error(
                         backend.span(),
                         format!("unknown backend `{backend}`; expected {BACKENDS}"),
@@ -306,7 +305,7 @@ impl Model {
         self.on_error.unwrap_or(match self.backend {
             // Isolation is the point of processes: a crash costs one task, not the run.
             Backend::Processes => OnError::Continue,
-            Backend::Threads | Backend::Sequential => OnError::Stop,
+            Backend::Threads | Backend::Sequential | Backend::Mpi => OnError::Stop,
         })
     }
 
@@ -323,6 +322,22 @@ impl Model {
                     format!(
                         "`{key}` needs `backend = processes`: a thread cannot be stopped or capped from outside; add `backend = processes`"
                     ),
+                );
+            }
+        }
+        if self.backend == Backend::Mpi {
+            if let (Some(key), Some(OnError::Continue | OnError::Collect)) =
+                (&self.on_error_key, self.on_error)
+            {
+                errors.error(
+                    key.span(),
+                    "with `backend = mpi`, a failed task ends the whole job; remove `on_error`",
+                );
+            }
+            if self.unordered {
+                errors.error(
+                    self.backend_token.as_ref().expect("set with `mpi`").span(),
+                    "`return_as = unordered` is not available with `backend = mpi`: every rank gets the whole `Vec` once all ranks are done",
                 );
             }
         }
