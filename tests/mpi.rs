@@ -100,6 +100,15 @@ fn results_child() {
         joblet::mpi::on_root(|| "root").is_some(),
         joblet::mpi::rank() == 0
     );
+    // A panic the program catches, inside a task, does not end the job.
+    let inner = parallel!(backend = mpi; for _ in 0..4 => {
+        parallel!(n_jobs = 2, on_error = collect; for j in 0..3 => if j == 1 { panic!("caught") } else { j })
+            .len()
+    });
+    assert_eq!(inner, [3, 3, 3, 3]);
+    // A processes worker is no rank of its own: it sees one.
+    let sizes = parallel!(backend = processes, n_jobs = 2; for _ in 0..2 => joblet::mpi::size());
+    assert_eq!(sizes, [1, 1]);
 }
 
 #[test]
@@ -113,14 +122,23 @@ fn without_a_launcher_a_program_is_one_rank() {
     assert_eq!(out, (0..100).map(my_task).collect::<Vec<_>>());
 }
 
+/// Each way a rank can fail, and what the job must then say.
+const FAILURES: &[(&str, &str)] = &[
+    ("task", "task 1 panicked: rank one gives up; ending the job"),
+    ("main", "rank one gives up"),
+    ("before", "rank one gives up"),
+    ("exit", "application called MPI_Abort(MPI_COMM_WORLD, 3)"),
+    ("uneven", "every rank must build the same tasks"),
+];
+
 #[test]
-fn a_panic_on_one_rank_ends_the_job() {
-    for mode in ["task", "main"] {
+fn a_failing_rank_ends_the_job() {
+    for &(mode, said) in FAILURES {
         let started = std::time::Instant::now();
         let out = mpiexec(2, "panic_child", mode);
         let text = text(&out);
         assert!(!out.status.success(), "{mode}: {text}");
-        assert!(text.contains("rank one gives up"), "{mode}: {text}");
+        assert!(text.contains(said), "{mode}: {text}");
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "{mode}: took {:?}",
@@ -132,11 +150,18 @@ fn a_panic_on_one_rank_ends_the_job() {
 #[test]
 fn panic_child() {
     let Some(mode) = std::env::var_os(CHILD) else {
-        return; // run by `a_panic_on_one_rank_ends_the_job`, under mpiexec
+        return; // run by `a_failing_rank_ends_the_job`, under mpiexec
     };
+    // Before any call to joblet: MPI started before `main` all the same.
+    if mode == "before" && std::env::var("PMI_RANK").as_deref() == Ok("1") {
+        panic!("rank one gives up");
+    }
     let rank = joblet::mpi::rank();
     if mode == "main" && rank == 1 {
         panic!("rank one gives up");
+    }
+    if mode == "uneven" {
+        parallel!(backend = mpi; for i in 0..(10 + rank) => i);
     }
     // Rank 0 waits in the exchange for a rank that will never come: the job must end anyway.
     parallel!(backend = mpi, batch_size = 1; for i in 0..4u64 => {
@@ -145,6 +170,9 @@ fn panic_child() {
         }
         i
     });
+    if mode == "exit" && rank == 1 {
+        std::process::exit(3);
+    }
     parallel!(backend = mpi; for i in 0..4u64 => i);
 }
 

@@ -49,13 +49,14 @@ where
 
 #[cfg(feature = "mpi")]
 mod job {
-    use std::cell::Cell;
+    use std::panic::{self, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, OnceLock};
 
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
-    use crate::parallel::{Batch, Options, TaskPanic};
+    use crate::parallel::{Batch, Options, TaskError};
 
     /// Environment variables that MPI launchers set in the processes they start: MPICH's Hydra
     /// and other PMI launchers, PMIx (Open MPI 5, recent SLURM), Open MPI's own.
@@ -79,60 +80,112 @@ mod job {
     fn job() -> Option<Place> {
         static JOB: OnceLock<Option<Place>> = OnceLock::new();
         *JOB.get_or_init(|| {
-            if !LAUNCHER_VARIABLES
-                .iter()
-                .any(|v| std::env::var_os(v).is_some())
-            {
+            // A processes worker inherits its rank's environment, not its MPI connection.
+            if crate::processes::in_worker() || !launched() {
                 return None;
             }
             Some(start())
         })
     }
 
-    /// The MPI environment, kept until the process exits, when it is finalized.
+    fn launched() -> bool {
+        LAUNCHER_VARIABLES
+            .iter()
+            .any(|v| std::env::var_os(v).is_some())
+    }
+
+    /// Starts MPI before `main` under a launcher, so that a rank that fails before its first
+    /// `parallel!` still ends the job (its exit handler needs MPI to). `run_mpi` refers to it,
+    /// so that the linker keeps it.
+    #[used]
+    #[cfg_attr(
+        any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+        unsafe(link_section = ".init_array")
+    )]
+    #[cfg_attr(
+        target_vendor = "apple",
+        unsafe(link_section = "__DATA,__mod_init_func")
+    )]
+    static START: extern "C" fn() = start_early;
+
+    extern "C" fn start_early() {
+        // Not in a processes worker, which is its parent's helper and no rank.
+        if std::env::var_os("JOBLET_WORKER").is_none() && launched() {
+            let _ = std::panic::catch_unwind(job);
+        }
+    }
+
+    /// The MPI environment joblet started, kept until the process exits.
     static UNIVERSE: Mutex<Option<mpi::environment::Universe>> = Mutex::new(None);
 
-    /// Initializes MPI, and arranges for a panic to end the job and for MPI to be finalized at
-    /// exit.
+    /// Initializes MPI, or joins the program's own, and arranges for the end of the process to
+    /// finalize it, or to end the job when the process fails.
     fn start() -> Place {
         use mpi::traits::Communicator;
-        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Multiple)
-            .expect("MPI was initialized already, outside joblet");
-        let world = universe.world();
-        let place = Place {
+        if !mpi::environment::is_initialized() {
+            if let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Multiple) {
+                *UNIVERSE.lock().unwrap_or_else(|e| e.into_inner()) = Some(universe);
+                at_exit();
+            }
+        }
+        let world = mpi::topology::SimpleCommunicator::world();
+        Place {
             rank: usize::try_from(world.rank()).unwrap_or(0),
             size: usize::try_from(world.size()).unwrap_or(1),
-        };
-        *UNIVERSE.lock().unwrap_or_else(|e| e.into_inner()) = Some(universe);
-        extern "C" fn finalize() {
-            // Dropping the universe finalizes MPI: every rank gets here as its `main` returns.
-            let universe = UNIVERSE.lock().map(|mut u| u.take());
-            drop(universe);
         }
-        // SAFETY: registers a function that takes no arguments and does not unwind.
-        unsafe { libc::atexit(finalize) };
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            previous(info);
-            // A task's panic is caught and reported by the run, which then ends the job; any other
-            // would leave the other ranks waiting for this one forever.
-            if !IN_TASK.get() {
-                abort(101);
+    }
+
+    /// At exit: finalizes MPI when the process succeeds, and ends the whole job when it fails
+    /// (a panic out of `main`, `main` returning an error, `exit(1)`), since the other ranks
+    /// would wait for this one forever. Only glibc tells an exit handler the status; elsewhere
+    /// MPI is finalized whatever it is.
+    fn at_exit() {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            unsafe extern "C" {
+                fn on_exit(
+                    f: extern "C" fn(libc::c_int, *mut libc::c_void),
+                    arg: *mut libc::c_void,
+                ) -> libc::c_int;
             }
-        }));
-        place
+            extern "C" fn handler(status: libc::c_int, _: *mut libc::c_void) {
+                if status == 0 {
+                    finalize();
+                } else {
+                    abort(status);
+                }
+            }
+            // SAFETY: registers a handler that does not unwind; the argument is unused.
+            unsafe { on_exit(handler, std::ptr::null_mut()) };
+        }
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        {
+            extern "C" fn handler() {
+                finalize();
+            }
+            // SAFETY: registers a handler that takes no arguments and does not unwind.
+            unsafe { libc::atexit(handler) };
+        }
     }
 
-    std::thread_local! {
-        /// Set while this thread runs a task of an MPI run.
-        static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    /// Dropping the universe finalizes MPI.
+    fn finalize() {
+        let universe = UNIVERSE.lock().map(|mut u| u.take());
+        drop(universe);
     }
 
-    /// Ends every rank of the job at once, with `code`.
+    /// Ends every rank of the job at once, with `code`, after giving what this rank wrote to
+    /// stderr time to reach the launcher (which drops what is still in flight).
     fn abort(code: i32) -> ! {
         use mpi::traits::Communicator;
+        use std::io::Write;
+        let _ = std::io::stderr().flush();
+        std::thread::sleep(std::time::Duration::from_millis(300));
         mpi::topology::SimpleCommunicator::world().abort(code)
     }
+
+    /// MPI runs under way in this process: one inside another's task runs in place.
+    static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
     /// The rank of this process in its MPI job: 0 to [`size`]` - 1`, and 0 in a program started
     /// without a launcher.
@@ -188,7 +241,8 @@ mod job {
     /// Runs the tasks over the job's ranks; every rank returns every result, in input order.
     ///
     /// # Panics
-    /// A task that panics ends the whole job, on every rank, with the task's message.
+    /// A task that panics ends the whole job, on every rank, with the task's message; so do
+    /// ranks that built different numbers of tasks.
     pub fn run_mpi<T, F, R>(opts: &Options, tasks: T, f: F) -> Vec<R>
     where
         T: IntoIterator,
@@ -196,17 +250,13 @@ mod job {
         F: Fn(T::Item) -> R + Sync + Send,
         R: Serialize + DeserializeOwned + Send,
     {
-        let task = |item| {
-            let outer = IN_TASK.replace(true);
-            let result = f(item);
-            IN_TASK.set(outer);
-            result
+        std::hint::black_box(&START);
+        // Nested in a task of another run, or with no launcher: this process runs everything.
+        let place = match job() {
+            Some(place) if place.size > 1 && RUNNING.load(Ordering::SeqCst) == 0 => place,
+            _ => return crate::parallel::run_iter(opts, tasks, f),
         };
-        // Inside a task (a nested run), or with no launcher: this process runs everything.
-        let place = match (IN_TASK.get(), job()) {
-            (false, Some(place)) if place.size > 1 => place,
-            _ => return crate::parallel::run_iter(opts, tasks, task),
-        };
+        RUNNING.fetch_add(1, Ordering::SeqCst);
         let items: Vec<T::Item> = tasks.into_iter().collect();
         let total = items.len();
         let batch = match opts.batch {
@@ -215,57 +265,68 @@ mod job {
             Batch::Auto => (total / (place.size * 16)).max(1),
         };
         let owner = |i: usize| (i / batch) % place.size;
-        let (mine, indices): (Vec<T::Item>, Vec<usize>) = items
+        let mine: Vec<(usize, T::Item)> = items
             .into_iter()
             .enumerate()
             .filter(|&(i, _)| owner(i) == place.rank)
-            .map(|(i, item)| (item, i))
-            .unzip();
+            .collect();
+        // A failed task ends the job at once, not when its rank's other tasks are done.
+        let task =
+            |(index, item): (usize, T::Item)| match panic::catch_unwind(AssertUnwindSafe(|| {
+                f(item)
+            })) {
+                Ok(result) => result,
+                Err(payload) => {
+                    let failure = TaskError::panicked(index, &*payload);
+                    eprintln!(
+                        "joblet: rank {} of the MPI job: {failure}; ending the job",
+                        place.rank
+                    );
+                    abort(101)
+                }
+            };
         // Progress lines come from rank 0 alone, for its share.
         let local = if place.rank == 0 {
             opts.clone()
         } else {
             opts.silent()
         };
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::parallel::run_iter(&local, mine, task)
-        }));
-        let results = match ran {
-            Ok(results) => results,
-            Err(payload) => {
-                let task = payload.downcast_ref::<TaskPanic>().map(|p| {
-                    format!(
-                        "task {}: {}",
-                        indices[p.index()],
-                        p.message().unwrap_or("a panic")
-                    )
-                });
-                eprintln!(
-                    "joblet: rank {} of the MPI job failed in {}; ending the job",
-                    place.rank,
-                    task.as_deref().unwrap_or("a task")
-                );
-                abort(101);
-            }
-        };
-        let bytes = postcard::to_stdvec(&results).unwrap_or_else(|e| {
+        let results = crate::parallel::run_iter(&local, mine, task);
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        // Each rank's part starts with its count of all the tasks: ranks that built different
+        // tasks would mix up their results.
+        let mut bytes = (total as u64).to_le_bytes().to_vec();
+        if let Err(e) = postcard::to_io(&results, &mut bytes) {
             eprintln!(
                 "joblet: rank {} cannot serialize its results: {e}; ending the job",
                 place.rank
             );
             abort(101)
-        });
-        let parts = gather(&bytes, place);
+        }
+        drop(results);
+        let (all, parts) = gather(&bytes, place);
+        drop(bytes);
         let mut from: Vec<std::vec::IntoIter<R>> = parts
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(r, part)| match postcard::from_bytes::<Vec<R>>(part) {
-                Ok(results) => results.into_iter(),
-                Err(e) => {
+            .map(|(r, part)| {
+                let (count, part) = all[part].split_at(8);
+                let count = u64::from_le_bytes(count.try_into().expect("8 bytes"));
+                if count != total as u64 {
                     eprintln!(
-                        "joblet: the results of rank {r} cannot be read: {e}; ending the job"
+                        "joblet: rank {r} built {count} tasks and rank {} built {total}: every rank must build the same tasks, in the same order (a `HashMap` or `HashSet` iterates in another order in each process); ending the job",
+                        place.rank
                     );
                     abort(101)
+                }
+                match postcard::from_bytes::<Vec<R>>(part) {
+                    Ok(results) => results.into_iter(),
+                    Err(e) => {
+                        eprintln!(
+                            "joblet: the results of rank {r} cannot be read: {e}; ending the job"
+                        );
+                        abort(101)
+                    }
                 }
             })
             .collect();
@@ -278,8 +339,8 @@ mod job {
             .collect()
     }
 
-    /// Every rank's `bytes`, on every rank, in rank order.
-    fn gather(bytes: &[u8], place: Place) -> Vec<Vec<u8>> {
+    /// Every rank's `bytes`, on every rank: all of them, and where each rank's are.
+    fn gather(bytes: &[u8], place: Place) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
         use mpi::datatype::PartitionMut;
         use mpi::traits::CommunicatorCollectives;
         let world = mpi::topology::SimpleCommunicator::world();
@@ -309,10 +370,11 @@ mod job {
             let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displacements[..]);
             world.all_gather_varcount_into(bytes, &mut partition);
         }
-        counts
+        let parts = counts
             .iter()
             .zip(&displacements)
-            .map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec())
-            .collect()
+            .map(|(&c, &d)| d as usize..(d + c) as usize)
+            .collect();
+        (all, parts)
     }
 }

@@ -20,6 +20,15 @@ use serde::de::DeserializeOwned;
 
 use crate::parallel::{OnError, Options, TaskError};
 
+/// Whether this process is a worker of the processes backend.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) fn in_worker() -> bool {
+    #[cfg(all(feature = "processes", unix))]
+    return worker::inside();
+    #[cfg(not(all(feature = "processes", unix)))]
+    false
+}
+
 /// How tasks are confined: `timeout` and `max_memory`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Isolation {
