@@ -262,9 +262,7 @@ where
     K: Captures,
     R: SendableResult,
 {
-    let captures = postcard::to_stdvec(captures).unwrap_or_else(|e| {
-        panic!("`parallel!(backend = processes)` cannot serialize what its body captures: {e}")
-    });
+    let captures = serialize_captures(captures);
     if worker::inside() {
         // A worker's own `parallel!(backend = processes)` runs in place, as joblib's nested
         // runs do: one level of processes, without workers starting workers.
@@ -284,6 +282,13 @@ where
         panic!("`parallel!(backend = processes)` cannot start a worker process: {e}");
     }
     results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(feature = "processes", unix))]
+fn serialize_captures<K: Captures>(captures: &K) -> Vec<u8> {
+    postcard::to_stdvec(captures).unwrap_or_else(|e| {
+        panic!("`parallel!(backend = processes)` cannot serialize what its body captures: {e}")
+    })
 }
 
 #[cfg(all(feature = "processes", unix))]
@@ -311,9 +316,7 @@ where
     K::Owned: 'static,
     R: SendableResult + 'static,
 {
-    let captures = postcard::to_stdvec(captures).unwrap_or_else(|e| {
-        panic!("`parallel!(backend = processes)` cannot serialize what its body captures: {e}")
-    });
+    let captures = serialize_captures(captures);
     if worker::inside() {
         // In place, as the list form.
         let outcomes = worker::run_in_place(&captures, tasks.into_iter().collect(), body);
