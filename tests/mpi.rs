@@ -25,12 +25,17 @@ fn my_task(n: u64) -> u64 {
 /// Runs the test `test` of this binary on `ranks` ranks, with `CHILD` set to `value`; gives
 /// up (killing the job) after a minute.
 fn mpiexec(ranks: usize, test: &str, value: &str) -> Output {
+    mpiexec_with(ranks, test, value, &[])
+}
+
+fn mpiexec_with(ranks: usize, test: &str, value: &str, env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().unwrap();
     let child = Command::new("mpiexec")
         .args(["-n", &ranks.to_string()])
         .arg(exe)
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD, value)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -68,6 +73,11 @@ fn results_equal_the_sequential_loop_on_2_and_3_ranks() {
         assert!(out.status.success(), "{ranks} ranks: {text}");
         assert_eq!(text.matches("1 passed").count(), ranks, "{text}");
     }
+    // Results exchanged 61 bytes a round, as gigabytes of them go 2 GiB a round.
+    let out = mpiexec_with(3, "results_child", "3", &[("JOBLET_MPI_CHUNK_BYTES", "61")]);
+    let text = text(&out);
+    assert!(out.status.success(), "in rounds: {text}");
+    assert_eq!(text.matches("1 passed").count(), 3, "{text}");
 }
 
 #[test]

@@ -339,42 +339,73 @@ mod job {
             .collect()
     }
 
-    /// Every rank's `bytes`, on every rank: all of them, and where each rank's are.
+    /// Every rank's `bytes`, on every rank: all of them, and where each rank's are. MPI counts
+    /// bytes in `i32`s, so they go in rounds, each rank sending at most 2 GiB / ranks a round:
+    /// one round unless the results are large.
     fn gather(bytes: &[u8], place: Place) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
         use mpi::datatype::PartitionMut;
         use mpi::traits::CommunicatorCollectives;
         let world = mpi::topology::SimpleCommunicator::world();
-        let Ok(count) = i32::try_from(bytes.len()) else {
-            eprintln!(
-                "joblet: rank {} has 2 GiB or more of results to send, more than one MPI message holds; ending the job",
-                place.rank
-            );
-            abort(101)
-        };
-        let mut counts = vec![0i32; place.size];
-        world.all_gather_into(&count, &mut counts[..]);
-        let mut displacements = Vec::with_capacity(place.size);
-        let mut end = 0i64;
-        for &c in &counts {
-            displacements.push(i32::try_from(end).unwrap_or(i32::MAX));
-            end += i64::from(c);
+        let mut lengths = vec![0u64; place.size];
+        world.all_gather_into(&(bytes.len() as u64), &mut lengths[..]);
+        let mut parts = Vec::with_capacity(place.size);
+        let mut end = 0usize;
+        for &length in &lengths {
+            let length = usize::try_from(length).expect("a length this process holds");
+            parts.push(end..end + length);
+            end += length;
         }
-        if end > i64::from(i32::MAX) {
-            eprintln!(
-                "joblet: the job's results are 2 GiB or more, more than one MPI message holds; ending the job"
-            );
-            abort(101)
-        }
-        let mut all = vec![0u8; end as usize];
-        {
-            let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displacements[..]);
-            world.all_gather_varcount_into(bytes, &mut partition);
-        }
-        let parts = counts
+        let mut all = vec![0u8; end];
+        let chunk = chunk_size(place.size);
+        let rounds = lengths
             .iter()
-            .zip(&displacements)
-            .map(|(&c, &d)| d as usize..(d + c) as usize)
-            .collect();
+            .map(|&l| l.div_ceil(chunk as u64))
+            .max()
+            .unwrap_or(0);
+        let mut round_buffer = Vec::new();
+        for round in 0..rounds as usize {
+            // Each rank's piece of this round: its bytes from `round * chunk`, at most `chunk`.
+            let piece = |length: usize| length.saturating_sub(round * chunk).min(chunk);
+            let counts: Vec<i32> = parts
+                .iter()
+                .map(|p| i32::try_from(piece(p.len())).expect("a chunk fits an i32"))
+                .collect();
+            let displacements: Vec<i32> = counts
+                .iter()
+                .scan(0i32, |at, &c| {
+                    let here = *at;
+                    *at += c;
+                    Some(here)
+                })
+                .collect();
+            let mine = round * chunk;
+            let mine = &bytes[mine.min(bytes.len())..(mine + piece(bytes.len())).min(bytes.len())];
+            round_buffer.clear();
+            round_buffer.resize(counts.iter().map(|&c| c as usize).sum(), 0);
+            {
+                let mut partition =
+                    PartitionMut::new(&mut round_buffer[..], &counts[..], &displacements[..]);
+                world.all_gather_varcount_into(mine, &mut partition);
+            }
+            for ((part, &count), &at) in parts.iter().zip(&counts).zip(&displacements) {
+                // A rank whose bytes ran out in an earlier round sends nothing.
+                if count > 0 {
+                    let into = part.start + round * chunk;
+                    let (count, at) = (count as usize, at as usize);
+                    all[into..into + count].copy_from_slice(&round_buffer[at..at + count]);
+                }
+            }
+        }
         (all, parts)
+    }
+
+    /// The most bytes a rank sends in one round: 2 GiB shared by the ranks, or less when
+    /// `JOBLET_MPI_CHUNK_BYTES` says so (to try many rounds without gigabytes of results).
+    fn chunk_size(ranks: usize) -> usize {
+        let most = i32::MAX as usize / ranks.max(1);
+        std::env::var("JOBLET_MPI_CHUNK_BYTES")
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok())
+            .map_or(most, |n| n.clamp(1, most))
     }
 }
