@@ -607,3 +607,47 @@ fn n_jobs_holds_inside_the_users_own_rayon_pool() {
     let used = theirs.install(|| threads_used(2));
     assert_eq!(used.len(), 2);
 }
+
+/// `on_error` on threads and sequential: `collect` returns every task's result or failure at
+/// its index, `continue` runs every task before raising the first failure in input order.
+#[test]
+fn on_error_collects_or_continues_past_failures() {
+    let collected = parallel!(n_jobs = 2, batch_size = 1, on_error = collect;
+        for i in 0..6 => if i % 4 == 1 { panic!("odd one") } else { i });
+    let failed: Vec<usize> = collected
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| e.index())
+        .collect();
+    assert_eq!(failed, [1, 5]);
+    assert_eq!(
+        collected[5].as_ref().unwrap_err().to_string(),
+        "task 5 panicked: odd one"
+    );
+    assert_eq!(collected[4], Ok(4));
+    for threads in [false, true] {
+        let ran = AtomicUsize::new(0);
+        let task = |i: usize| {
+            ran.fetch_add(1, SeqCst);
+            if i == 3 || i == 5 {
+                panic!("task {i} fails");
+            }
+            i
+        };
+        let failed = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+            if threads {
+                parallel!(n_jobs = 2, batch_size = 1, on_error = continue; for i in 0..8usize => task(i))
+            } else {
+                parallel!(backend = sequential, on_error = continue; for i in 0..8usize => task(i))
+            }
+        }))
+        .unwrap_err()
+        .downcast::<TaskPanic>()
+        .unwrap();
+        assert_eq!(
+            (failed.index(), failed.message()),
+            (3, Some("task 3 fails"))
+        );
+        assert_eq!(ran.into_inner(), 8, "every task ran (threads: {threads})");
+    }
+}

@@ -287,23 +287,6 @@ fn a_crash_is_raised_as_a_task_panic_naming_the_task() {
     );
 }
 
-#[test]
-fn on_error_works_alike_on_threads() {
-    let collected = parallel!(n_jobs = 2, on_error = collect; for i in 0..6 => if i % 4 == 1 { panic!("odd one") } else { i });
-    assert_eq!(collected[0], Ok(0));
-    assert_eq!(
-        collected[5].as_ref().unwrap_err().to_string(),
-        "task 5 panicked: odd one"
-    );
-    let failed = std::panic::catch_unwind(|| {
-        parallel!(backend = sequential, on_error = continue; for i in 0..6 => if i == 3 { panic!("three") } else { i })
-    })
-    .unwrap_err()
-    .downcast::<TaskPanic>()
-    .unwrap();
-    assert_eq!((failed.index(), failed.message()), (3, Some("three")));
-}
-
 /// Serializes as a number, except 1, which aborts the process, and 3, which fails;
 /// deserializes anything but 7.
 #[derive(Debug, PartialEq)]
@@ -415,4 +398,20 @@ fn unordered_results_come_as_their_tasks_complete() {
     .downcast::<TaskPanic>()
     .unwrap();
     assert_eq!((failed.index(), failed.message()), (2, Some("two")));
+}
+
+#[test]
+fn a_run_inside_a_worker_runs_in_place() {
+    let out = parallel!(backend = processes, n_jobs = 2; for i in 0..3u64 => {
+        let inner = parallel!(backend = processes, on_error = collect; for j in 0..4u64 => {
+            if j == 3 { panic!("inner three") }
+            (i * j, std::process::id())
+        });
+        let me = std::process::id();
+        // In this worker, not in workers of its own; the failure caught at its index.
+        assert!(inner[..3].iter().all(|r| r.as_ref().unwrap().1 == me));
+        assert_eq!(inner[3].as_ref().unwrap_err().index(), 3);
+        inner[..3].iter().map(|r| r.as_ref().unwrap().0).sum::<u64>()
+    });
+    assert_eq!(out, [0, 3, 6]);
 }

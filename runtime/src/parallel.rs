@@ -322,17 +322,19 @@ pub fn collected<R>(results: Vec<Result<R, TaskError>>) -> Vec<Result<R, TaskErr
         .collect()
 }
 
-/// The results of caught tasks when every task has run: all of them, or a panic with the
-/// first failure (`on_error = continue`).
-pub fn unwrap_all<R>(results: Vec<Result<R, TaskError>>) -> Vec<R> {
-    let mut failure = None;
+/// The results of tasks that have all run (or been left out by a failure): their values, or
+/// a panic with the failure of the first in input order (`on_error = continue`). Each failure
+/// already holds its task's index (see [`collected`]).
+pub fn unwrap_all<R>(results: impl IntoIterator<Item = Result<R, TaskError>>) -> Vec<R> {
+    let mut failure: Option<TaskError> = None;
     let values: Vec<R> = results
         .into_iter()
-        .enumerate()
-        .filter_map(|(i, r)| match r {
+        .filter_map(|r| match r {
             Ok(value) => Some(value),
             Err(e) => {
-                failure.get_or_insert(e.at(i));
+                if failure.as_ref().is_none_or(|first| e.index < first.index) {
+                    failure = Some(e);
+                }
                 None
             }
         })

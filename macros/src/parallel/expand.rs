@@ -66,7 +66,7 @@ pub fn expand(model: &Model) -> TokenStream {
     };
     let run = match on_error {
         OnError::Stop => run,
-        OnError::Continue => quote!(#private::unwrap_all(#run)),
+        OnError::Continue => quote!(#private::unwrap_all(#private::collected(#run))),
         OnError::Collect => quote!(#private::collected(#run)),
     };
     let options = options(model, &opts);

@@ -209,23 +209,9 @@ where
     R: SendableResult,
 {
     let stop = on_error == OnError::Stop;
+    // `None`: a task that a failure kept from running.
     let outcomes = run(opts, isolation, stop, tasks, captures, body);
-    let mut failure: Option<TaskError> = None;
-    let mut values = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        match outcome {
-            Some(Ok(value)) => values.push(value),
-            Some(Err(e)) => {
-                failure.get_or_insert(e);
-            }
-            // Not run: a failure stopped the run before it.
-            None => {}
-        }
-    }
-    match failure {
-        None => values,
-        Some(first) => crate::parallel::raise(first),
-    }
+    crate::parallel::unwrap_all(outcomes.into_iter().flatten())
 }
 
 /// Runs every task in worker processes and returns each one's result or failure, in input
@@ -248,7 +234,6 @@ where
         .collect()
 }
 
-#[cfg(all(feature = "processes", unix))]
 fn run<T, K, R>(
     opts: &Options,
     isolation: Isolation,
@@ -262,26 +247,58 @@ where
     K: Captures,
     R: SendableResult,
 {
-    let captures = serialize_captures(captures);
-    if worker::inside() {
-        // A worker's own `parallel!(backend = processes)` runs in place, as joblib's nested
-        // runs do: one level of processes, without workers starting workers.
-        return worker::run_in_place(&captures, tasks.into_iter().collect(), body);
+    #[cfg(not(all(feature = "processes", unix)))]
+    {
+        let _ = (opts, isolation, stop, tasks, captures, body);
+        unreachable!("`enabled` keeps `backend = processes` from compiling in this build")
     }
-    let items = serialize_items(tasks);
-    let results = std::sync::Mutex::new((0..items.count()).map(|_| None).collect::<Vec<_>>());
-    let deliver = |first: usize, outcomes: Vec<Result<R, TaskError>>| {
-        let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
-        for (slot, outcome) in results[first..].iter_mut().zip(outcomes) {
-            *slot = Some(outcome);
+    #[cfg(all(feature = "processes", unix))]
+    {
+        let captures = serialize_captures(captures);
+        if worker::inside() {
+            return in_place(opts, &captures, tasks, body)
+                .into_iter()
+                .map(Some)
+                .collect();
         }
-        true
-    };
-    let routine = worker::Routine::of(body);
-    if let Err(e) = pool::run(opts, isolation, stop, &items, &captures, routine, deliver) {
-        panic!("`parallel!(backend = processes)` cannot start a worker process: {e}");
+        let items = serialize_items(tasks);
+        let results = std::sync::Mutex::new((0..items.count()).map(|_| None).collect::<Vec<_>>());
+        let deliver = |first: usize, outcomes: Vec<Result<R, TaskError>>| {
+            let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+            for (slot, outcome) in results[first..].iter_mut().zip(outcomes) {
+                *slot = Some(outcome);
+            }
+            true
+        };
+        let routine = worker::Routine::of(body);
+        if let Err(e) = pool::run(opts, isolation, stop, &items, &captures, routine, deliver) {
+            panic!("`parallel!(backend = processes)` cannot start a worker process: {e}");
+        }
+        results.into_inner().unwrap_or_else(|e| e.into_inner())
     }
-    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs the tasks here, one after the other, each under `catch_unwind`: a
+/// `parallel!(backend = processes)` inside a worker's task, as joblib's nested runs do (one
+/// level of processes, without workers starting workers).
+#[cfg(all(feature = "processes", unix))]
+fn in_place<T, C, R>(
+    opts: &Options,
+    captures: &[u8],
+    tasks: T,
+    body: fn(&C, T::Item) -> R,
+) -> Vec<Result<R, TaskError>>
+where
+    T: IntoIterator,
+    C: DeserializeOwned,
+{
+    let captures: C = postcard::from_bytes(captures).unwrap_or_else(|e| {
+        panic!("`parallel!(backend = processes)` cannot deserialize what its body captures: {e}")
+    });
+    let run = crate::parallel::run_sequential(opts, tasks, |item| {
+        crate::parallel::catch(|| body(&captures, item))
+    });
+    crate::parallel::collected(run)
 }
 
 #[cfg(all(feature = "processes", unix))]
@@ -301,7 +318,6 @@ fn serialize_items<I: Serialize>(tasks: impl IntoIterator<Item = I>) -> pool::It
 /// Starts the tasks in worker processes in the background and returns their results as they
 /// complete (`return_as = unordered`). A failure is raised by the iterator's `next` as it is
 /// reached; dropping the iterator stops the run.
-#[cfg(all(feature = "processes", unix))]
 pub fn run_processes_unordered<T, K, R>(
     opts: &Options,
     isolation: Isolation,
@@ -316,78 +332,53 @@ where
     K::Owned: 'static,
     R: SendableResult + 'static,
 {
-    let captures = serialize_captures(captures);
-    if worker::inside() {
-        // In place, as the list form.
-        let outcomes = worker::run_in_place(&captures, tasks.into_iter().collect(), body);
-        let total = outcomes.len();
-        let outcomes = outcomes.into_iter().enumerate().map(|(i, outcome)| {
-            let outcome = outcome.expect("in place, every task runs");
-            (i, outcome.map_err(crate::parallel::payload))
-        });
-        return crate::parallel::unordered_from(total, outcomes.collect::<Vec<_>>().into_iter());
+    #[cfg(not(all(feature = "processes", unix)))]
+    {
+        let _ = (opts, isolation, on_error, tasks, captures, body);
+        unreachable!("`enabled` keeps `backend = processes` from compiling in this build")
     }
-    let items = serialize_items(tasks);
-    let total = items.count();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let (opts, routine) = (opts.clone(), worker::Routine::of(body));
-    let caller = tracing::dispatcher::get_default(Clone::clone);
-    let background = move || {
-        let deliver = |first: usize, outcomes: Vec<Result<R, TaskError>>| {
-            outcomes.into_iter().enumerate().all(|(i, outcome)| {
-                let outcome = outcome.map_err(crate::parallel::payload);
-                sender.send(Ok((first + i, outcome))).is_ok()
-            })
-        };
-        let stop = on_error == OnError::Stop;
-        if let Err(e) = pool::run(&opts, isolation, stop, &items, &captures, routine, deliver) {
-            let _ = sender.send(Err(format!(
-                "`parallel!(backend = processes)` cannot start a worker process: {e}"
-            )));
+    #[cfg(all(feature = "processes", unix))]
+    {
+        let captures = serialize_captures(captures);
+        if worker::inside() {
+            let outcomes = in_place(opts, &captures, tasks, body);
+            let total = outcomes.len();
+            let outcomes: Vec<_> = outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(i, outcome)| (i, outcome.map_err(crate::parallel::payload)))
+                .collect();
+            return crate::parallel::unordered_from(total, outcomes.into_iter());
         }
-    };
-    std::thread::Builder::new()
-        .name("joblet-unordered".into())
-        .spawn(move || tracing::dispatcher::with_default(&caller, background))
-        .expect("cannot start the thread of an unordered run");
-    let outcomes = receiver.into_iter().map(|message| match message {
-        Ok(outcome) => outcome,
-        Err(broken) => panic!("{broken}"),
-    });
-    crate::parallel::unordered_from(total, outcomes)
-}
-
-/// Without the backend, fails to compile where `enabled` does.
-#[cfg(not(all(feature = "processes", unix)))]
-pub fn run_processes_unordered<T, K, R>(
-    _: &Options,
-    _: Isolation,
-    _: OnError,
-    _: T,
-    _: &K,
-    _: fn(&K::Owned, T::Item) -> R,
-) -> crate::Unordered<R>
-where
-    T: IntoIterator,
-    K: Capture,
-{
-    unreachable!("`enabled` keeps `backend = processes` from compiling in this build")
-}
-
-#[cfg(not(all(feature = "processes", unix)))]
-fn run<T, K, R>(
-    _: &Options,
-    _: Isolation,
-    _: bool,
-    _: T,
-    _: &K,
-    _: fn(&K::Owned, T::Item) -> R,
-) -> Vec<Option<Result<R, TaskError>>>
-where
-    T: IntoIterator,
-    K: Capture,
-{
-    unreachable!("`enabled` keeps `backend = processes` from compiling in this build")
+        let items = serialize_items(tasks);
+        let total = items.count();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (opts, routine) = (opts.clone(), worker::Routine::of(body));
+        let caller = tracing::dispatcher::get_default(Clone::clone);
+        let background = move || {
+            let deliver = |first: usize, outcomes: Vec<Result<R, TaskError>>| {
+                outcomes.into_iter().enumerate().all(|(i, outcome)| {
+                    let outcome = outcome.map_err(crate::parallel::payload);
+                    sender.send(Ok((first + i, outcome))).is_ok()
+                })
+            };
+            let stop = on_error == OnError::Stop;
+            if let Err(e) = pool::run(&opts, isolation, stop, &items, &captures, routine, deliver) {
+                let _ = sender.send(Err(format!(
+                    "`parallel!(backend = processes)` cannot start a worker process: {e}"
+                )));
+            }
+        };
+        std::thread::Builder::new()
+            .name("joblet-unordered".into())
+            .spawn(move || tracing::dispatcher::with_default(&caller, background))
+            .expect("cannot start the thread of an unordered run");
+        let outcomes = receiver.into_iter().map(|message| match message {
+            Ok(outcome) => outcome,
+            Err(broken) => panic!("{broken}"),
+        });
+        crate::parallel::unordered_from(total, outcomes)
+    }
 }
 
 /// Checks, at the tasks, that their items can travel to a worker.

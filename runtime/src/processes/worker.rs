@@ -322,28 +322,6 @@ fn failure(reply: &mut Vec<u8>, tag: u8, message: &str) {
     postcard::to_io(message, &mut *reply).expect("a string always serializes");
 }
 
-/// Runs the tasks of a `parallel!(backend = processes)` nested in a worker's task, in place.
-pub(super) fn run_in_place<C, I, R>(
-    captures: &[u8],
-    items: Vec<I>,
-    body: fn(&C, I) -> R,
-) -> Vec<Option<Result<R, TaskError>>>
-where
-    C: DeserializeOwned,
-{
-    let captures: C = postcard::from_bytes(captures).unwrap_or_else(|e| {
-        panic!("`parallel!(backend = processes)` cannot deserialize what its body captures: {e}")
-    });
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| body(&captures, item)));
-            Some(outcome.map_err(|payload| TaskError::panicked(i, &*payload)))
-        })
-        .collect()
-}
-
 /// A word shared by a worker and its parent: twice the number of tasks the worker has started,
 /// plus one while a task runs. The parent reads it to time a task, and to learn which task a
 /// worker was running when it died.
