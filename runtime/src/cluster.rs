@@ -94,23 +94,16 @@ mod job {
             .any(|v| std::env::var_os(v).is_some())
     }
 
-    /// Starts MPI before `main` under a launcher, so that a rank that fails before its first
-    /// `parallel!` still ends the job (its exit handler needs MPI to). `run_mpi` refers to it,
-    /// so that the linker keeps it.
-    #[used]
-    #[cfg_attr(
-        any(target_os = "linux", target_os = "android", target_os = "freebsd"),
-        unsafe(link_section = ".init_array")
-    )]
-    #[cfg_attr(
-        target_vendor = "apple",
-        unsafe(link_section = "__DATA,__mod_init_func")
-    )]
-    static START: extern "C" fn() = start_early;
+    before_main! {
+        /// Starts MPI before `main` under a launcher, so that a rank that fails before its
+        /// first `parallel!` still ends the job (its exit handler needs MPI to). `run_mpi`
+        /// refers to it.
+        static START = start_early;
+    }
 
     extern "C" fn start_early() {
         // Not in a processes worker, which is its parent's helper and no rank.
-        if std::env::var_os("JOBLET_WORKER").is_none() && launched() {
+        if std::env::var_os(crate::processes::WORKER_ENV).is_none() && launched() {
             let _ = std::panic::catch_unwind(job);
         }
     }

@@ -5,6 +5,35 @@
 //! `__private` exist for macro-generated code and may change in any release.
 #![deny(missing_docs)]
 
+/// Declares a static holding a function that the executable's loader runs before `main`, as a
+/// C constructor: the processes backend's worker entry and the MPI start. Code that needs it
+/// to run refers to the static, so that the linker keeps the object that holds it.
+#[cfg_attr(
+    not(any(all(feature = "processes", unix), feature = "mpi")),
+    allow(unused_macros)
+)]
+macro_rules! before_main {
+    ($(#[$attr:meta])* $vis:vis static $name:ident = $f:path;) => {
+        $(#[$attr])*
+        #[used]
+        #[cfg_attr(
+            any(
+                target_os = "linux",
+                target_os = "android",
+                target_os = "freebsd",
+                target_os = "netbsd",
+                target_os = "openbsd",
+                target_os = "dragonfly",
+                target_os = "illumos",
+                target_os = "solaris"
+            ),
+            unsafe(link_section = ".init_array")
+        )]
+        #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
+        $vis static $name: extern "C" fn() = $f;
+    };
+}
+
 mod array;
 mod budget;
 mod cluster;

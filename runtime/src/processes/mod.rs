@@ -20,6 +20,14 @@ use serde::de::DeserializeOwned;
 
 use crate::parallel::{OnError, Options, TaskError};
 
+/// Set in a worker's environment by its parent, to the numbers of its three descriptors and
+/// the parent's process id. (Read before `main` by the MPI start too, which skips workers.)
+#[cfg_attr(
+    not(any(all(feature = "processes", unix), feature = "mpi")),
+    allow(dead_code)
+)]
+pub(crate) const WORKER_ENV: &str = "JOBLET_WORKER";
+
 /// Whether this process is a worker of the processes backend.
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub(crate) fn in_worker() -> bool {

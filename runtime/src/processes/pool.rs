@@ -44,7 +44,7 @@ where
     D: Fn(usize, Vec<Result<R, TaskError>>) -> bool + Sync,
 {
     assert!(
-        std::env::var_os(worker::WORKER_ENV).is_none(),
+        std::env::var_os(super::WORKER_ENV).is_none(),
         "a joblet worker reached `main`: the executable's constructors did not run"
     );
     let total = items.count();
@@ -393,7 +393,7 @@ impl Worker {
         let mut command = Command::new(executable()?);
         command
             .env(
-                worker::WORKER_ENV,
+                super::WORKER_ENV,
                 format!("{},{},{},{}", fds[0], fds[1], fds[2], std::process::id()),
             )
             .stdin(Stdio::null())

@@ -19,11 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::WORKER_ENV;
 use crate::parallel::TaskError;
-
-/// Set in a worker's environment by its parent, to the numbers of its three descriptors and
-/// the parent's process id.
-pub(super) const WORKER_ENV: &str = "JOBLET_WORKER";
 
 /// Record tags in a reply: the task's result follows, or the message of its failure.
 pub(super) const DONE: u8 = 0;
@@ -38,27 +35,10 @@ pub(super) fn inside() -> bool {
     INSIDE.load(Ordering::Relaxed)
 }
 
-/// Runs [`enter`] before `main`, as a C++ constructor would. The parent refers to it when it
-/// starts a worker, so that the linker keeps the object that holds it.
-#[used]
-#[cfg_attr(
-    any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-        target_os = "illumos",
-        target_os = "solaris"
-    ),
-    unsafe(link_section = ".init_array")
-)]
-#[cfg_attr(
-    target_vendor = "apple",
-    unsafe(link_section = "__DATA,__mod_init_func")
-)]
-pub(super) static ENTER: extern "C" fn() = enter;
+before_main! {
+    /// Runs [`enter`] before `main`. The parent refers to it when it starts a worker.
+    pub(super) static ENTER = enter;
+}
 
 /// Becomes a worker when this process was started as one, and exits when the parent is done;
 /// in any other process, returns at once.
