@@ -177,6 +177,12 @@ mod job {
         mpi::topology::SimpleCommunicator::world().abort(code)
     }
 
+    /// Says why this rank ends the job, then ends it (exit code 101).
+    fn fail(why: std::fmt::Arguments<'_>) -> ! {
+        eprintln!("joblet: {why}; ending the job");
+        abort(101)
+    }
+
     /// MPI runs under way in this process: one inside another's task runs in place.
     static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
@@ -271,11 +277,10 @@ mod job {
                 Ok(result) => result,
                 Err(payload) => {
                     let failure = TaskError::panicked(index, &*payload);
-                    eprintln!(
-                        "joblet: rank {} of the MPI job: {failure}; ending the job",
+                    fail(format_args!(
+                        "rank {} of the MPI job: {failure}",
                         place.rank
-                    );
-                    abort(101)
+                    ))
                 }
             };
         // Progress lines come from rank 0 alone, for its share.
@@ -290,11 +295,10 @@ mod job {
         // tasks would mix up their results.
         let mut bytes = (total as u64).to_le_bytes().to_vec();
         if let Err(e) = postcard::to_io(&results, &mut bytes) {
-            eprintln!(
-                "joblet: rank {} cannot serialize its results: {e}; ending the job",
+            fail(format_args!(
+                "rank {} cannot serialize its results: {e}",
                 place.rank
-            );
-            abort(101)
+            ))
         }
         drop(results);
         let (all, parts) = gather(&bytes, place);
@@ -306,19 +310,15 @@ mod job {
                 let (count, part) = all[part].split_at(8);
                 let count = u64::from_le_bytes(count.try_into().expect("8 bytes"));
                 if count != total as u64 {
-                    eprintln!(
-                        "joblet: rank {r} built {count} tasks and rank {} built {total}: every rank must build the same tasks, in the same order (a `HashMap` or `HashSet` iterates in another order in each process); ending the job",
+                    fail(format_args!(
+                        "rank {r} built {count} tasks and rank {} built {total}: every rank must build the same tasks, in the same order (a `HashMap` or `HashSet` iterates in another order in each process)",
                         place.rank
-                    );
-                    abort(101)
+                    ))
                 }
                 match postcard::from_bytes::<Vec<R>>(part) {
                     Ok(results) => results.into_iter(),
                     Err(e) => {
-                        eprintln!(
-                            "joblet: the results of rank {r} cannot be read: {e}; ending the job"
-                        );
-                        abort(101)
+                        fail(format_args!("the results of rank {r} cannot be read: {e}"))
                     }
                 }
             })

@@ -159,6 +159,16 @@ impl TaskPanic {
     }
 }
 
+/// What a panic says: its message, that of the task that failed in a nested `parallel!`, or
+/// that it is not a string.
+pub(crate) fn describe_panic(payload: &(dyn Any + Send)) -> String {
+    match (panic_message(payload), payload.downcast_ref::<TaskPanic>()) {
+        (Some(message), _) => message.to_owned(),
+        (None, Some(inner)) => inner.to_string(),
+        (None, None) => "a panic payload that is not a string".to_owned(),
+    }
+}
+
 /// The message of a panic payload that is a string, as `panic!("...")` makes.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
     payload
@@ -249,13 +259,7 @@ impl TaskError {
 
     /// A task that panicked with `payload`.
     pub(crate) fn panicked(index: usize, payload: &(dyn Any + Send)) -> Self {
-        let message = match (panic_message(payload), payload.downcast_ref::<TaskPanic>()) {
-            (Some(message), _) => message.to_owned(),
-            // A nested `parallel!` failed inside the task.
-            (None, Some(inner)) => inner.to_string(),
-            (None, None) => "a panic payload that is not a string".to_owned(),
-        };
-        TaskError::new(index, TaskErrorKind::Panicked, message)
+        TaskError::new(index, TaskErrorKind::Panicked, describe_panic(payload))
     }
 
     /// The position of the failed task in the input.
@@ -641,6 +645,12 @@ impl Trace {
     }
 
     /// Reports the end of the run: `tasks` completed, and how many failed if any did.
+    /// Tasks completed so far, as batches reported them.
+    #[cfg_attr(not(all(feature = "processes", unix)), allow(dead_code))]
+    pub(crate) fn done(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn finish(&self, tasks: usize) {
         let failed = self.failed.load(Ordering::Relaxed);
         self.span.in_scope(|| {

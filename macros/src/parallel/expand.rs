@@ -162,40 +162,22 @@ fn processes(model: &Model, opts: &Ident) -> TokenStream {
             };
         }
     });
-    let run = match model.on_error() {
-        // Failures are raised as they are reached; the run goes on unless the consumer stops.
-        how if model.unordered => {
-            let how = Ident::new(
-                if how == OnError::Stop {
-                    "Stop"
-                } else {
-                    "Continue"
-                },
-                Span::call_site(),
-            );
-            quote! {
-                #private::run_processes_unordered(
-                    &#opts, #isolation, #private::OnError::#how, #tasks, &#captures, #body_fn,
-                )
-            }
-        }
-        OnError::Stop | OnError::Continue => {
-            let how = Ident::new(
-                if model.on_error() == OnError::Stop {
-                    "Stop"
-                } else {
-                    "Continue"
-                },
-                Span::call_site(),
-            );
-            quote! {
-                #private::run_processes(
-                    &#opts, #isolation, #private::OnError::#how, #tasks, &#captures, #body_fn,
-                )
-            }
-        }
-        OnError::Collect => quote! {
+    // `collect` returns `Result`s; the others raise the first failure, at once or at the end.
+    // Unordered runs raise failures as they are reached: `continue` there (the only choice
+    // besides `stop`) means the run goes on until the consumer stops.
+    let how = match model.on_error() {
+        OnError::Stop => quote!(#private::OnError::Stop),
+        OnError::Continue | OnError::Collect => quote!(#private::OnError::Continue),
+    };
+    let run = match (model.unordered, model.on_error()) {
+        (true, _) => quote! {
+            #private::run_processes_unordered(&#opts, #isolation, #how, #tasks, &#captures, #body_fn)
+        },
+        (false, OnError::Collect) => quote! {
             #private::run_processes_collect(&#opts, #isolation, #tasks, &#captures, #body_fn)
+        },
+        (false, OnError::Stop | OnError::Continue) => quote! {
+            #private::run_processes(&#opts, #isolation, #how, #tasks, &#captures, #body_fn)
         },
     };
     let items_check = quote_spanned!(task_expr.span()=> #private::items_sendable(&#tasks););

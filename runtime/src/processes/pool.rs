@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -73,7 +73,6 @@ where
                 .collect(),
         ),
         deliver,
-        done: AtomicUsize::new(0),
         results: std::marker::PhantomData,
         stopped: AtomicBool::new(false),
         broken: Mutex::new(None),
@@ -95,13 +94,12 @@ where
         });
     }
     let Run {
-        done,
         broken,
         progress,
         trace,
         ..
     } = run;
-    let done = done.into_inner();
+    let done = trace.done();
     trace.finish(done);
     if let Some(e) = broken.into_inner().unwrap_or_else(|e| e.into_inner()) {
         progress.abandon();
@@ -155,8 +153,6 @@ struct Run<'a, R, D> {
     hello: Vec<u8>,
     queue: Mutex<VecDeque<Range<usize>>>,
     deliver: D,
-    /// Tasks completed.
-    done: AtomicUsize,
     results: std::marker::PhantomData<fn() -> R>,
     /// A task failed with `stop`, or a worker could not start: no batch starts any more.
     stopped: AtomicBool,
@@ -248,7 +244,6 @@ where
         for e in outcomes.iter().filter_map(|o| o.as_ref().err()) {
             self.failed(e);
         }
-        self.done.fetch_add(clock.tasks, Ordering::Relaxed);
         if self.progress.enabled {
             for _ in 0..clock.tasks {
                 self.progress.count_one();
@@ -368,7 +363,6 @@ struct Death {
 }
 
 /// How a read of a worker's stderr went.
-#[derive(PartialEq)]
 enum Stderr {
     Read,
     Empty,

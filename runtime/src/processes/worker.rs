@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::WORKER_ENV;
-use crate::parallel::TaskError;
+use crate::parallel::describe_panic;
 
 /// Record tags in a reply: the task's result follows, or the message of its failure.
 pub(super) const DONE: u8 = 0;
@@ -281,7 +281,7 @@ fn record<R: Serialize>(reply: &mut Vec<u8>, outcome: std::thread::Result<R>) {
             let why = match sent {
                 Ok(Ok(())) => return,
                 Ok(Err(e)) => e.to_string(),
-                Err(payload) => TaskError::panicked(0, &*payload).message().to_owned(),
+                Err(payload) => describe_panic(&*payload),
             };
             reply.truncate(start);
             failure(
@@ -290,10 +290,7 @@ fn record<R: Serialize>(reply: &mut Vec<u8>, outcome: std::thread::Result<R>) {
                 &format!("its result could not be sent: {why}"),
             );
         }
-        Err(payload) => {
-            let failed = TaskError::panicked(0, &*payload);
-            failure(reply, PANICKED, failed.message());
-        }
+        Err(payload) => failure(reply, PANICKED, &describe_panic(&*payload)),
     }
 }
 
