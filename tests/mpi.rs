@@ -89,9 +89,25 @@ fn results_child() {
     assert_eq!(joblet::mpi::size(), ranks);
     assert!(joblet::mpi::rank() < ranks);
     // The seed workload, a tenth as long (unoptimized): 40 batches of 100, dealt in turn.
-    let seed =
-        parallel!(backend = mpi, n_jobs = 2, batch_size = 100; for i in 0..4000 => my_task(i));
+    let (seed, logged) = common::logs(
+        tracing::Level::DEBUG,
+        || parallel!(backend = mpi, n_jobs = 2, batch_size = 100; for i in 0..4000 => my_task(i)),
+    );
     assert_eq!(seed, (0..4000).map(my_task).collect::<Vec<_>>());
+    // Exchanged in one round, or, with a small round size, in many.
+    let rounds: u64 = logged
+        .lines()
+        .find_map(|l| {
+            l.split("rounds=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("the exchange is logged: {logged}"));
+    let small_rounds = std::env::var_os("JOBLET_MPI_CHUNK_BYTES").is_some();
+    assert_eq!(rounds > 1, small_rounds, "{rounds} rounds");
     // A body returning a struct, with a borrowed capture, and 10 tasks over 3 ranks.
     let label = String::from("n");
     let stats = parallel!(backend = mpi; for n in 0..10u64 => Stats { n, sum: my_task(n), label: label.clone() });

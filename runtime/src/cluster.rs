@@ -355,6 +355,7 @@ mod job {
             .map(|&l| l.div_ceil(chunk as u64))
             .max()
             .unwrap_or(0);
+        tracing::debug!(bytes = end, rounds, "results exchanged");
         let mut round_buffer = Vec::new();
         for round in 0..rounds as usize {
             // Each rank's piece of this round: its bytes from `round * chunk`, at most `chunk`.
