@@ -9,12 +9,20 @@ use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::ToTokens;
 use xxhash_rust::xxh3::xxh3_128;
 
+/// The fingerprint of a function's own code: its signature and body.
 pub fn of(item: &syn::ItemFn) -> u128 {
-    let mut canon = Vec::with_capacity(1024);
-    walk(item.sig.to_token_stream(), &mut canon);
+    let mut canon = canonical(item.sig.to_token_stream());
     canon.push(0xFF);
     walk(item.block.to_token_stream(), &mut canon);
     xxh3_128(&canon)
+}
+
+/// The bytes that stand for `tokens` in a fingerprint: every token, with no spacing and no doc
+/// attribute.
+pub fn canonical(tokens: TokenStream) -> Vec<u8> {
+    let mut canon = Vec::with_capacity(1024);
+    walk(tokens, &mut canon);
+    canon
 }
 
 fn walk(tokens: TokenStream, out: &mut Vec<u8>) {
@@ -27,12 +35,13 @@ fn walk(tokens: TokenStream, out: &mut Vec<u8>) {
                 if matches!(look.peek(), Some(TokenTree::Punct(b)) if b.as_char() == '!') {
                     look.next();
                 }
-                if let Some(TokenTree::Group(g)) = look.peek() {
-                    if g.delimiter() == Delimiter::Bracket && is_doc(&g.stream()) {
-                        look.next();
-                        iter = look;
-                        continue;
-                    }
+                if let Some(TokenTree::Group(g)) = look.peek()
+                    && g.delimiter() == Delimiter::Bracket
+                    && is_doc(&g.stream())
+                {
+                    look.next();
+                    iter = look;
+                    continue;
                 }
                 out.push(b'#');
             }

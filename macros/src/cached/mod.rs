@@ -3,15 +3,21 @@
 mod attr;
 mod expand;
 mod fingerprint;
+mod reach;
 mod valid;
+
+use std::path::Path;
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
 /// Expands `#[cached(args)] item`. On any error, emits the errors *and the user's item
 /// unchanged*, so that callers of the function see one error, not a cascade.
-pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    match try_expand(args, item.clone()) {
+///
+/// `file` is the file the attribute is written in, when the compiler says: the function's
+/// fingerprint covers what it reaches in its crate from there.
+pub fn expand(args: TokenStream, item: TokenStream, file: Option<&Path>) -> TokenStream {
+    match try_expand(args, item.clone(), file) {
         Ok(tokens) => tokens,
         Err(e) => {
             let errors = e.to_compile_error();
@@ -20,7 +26,11 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+fn try_expand(
+    args: TokenStream,
+    item: TokenStream,
+    file: Option<&Path>,
+) -> syn::Result<TokenStream> {
     let mut errors = crate::errors::Errors::default();
     let args = attr::Args::parse(args, &mut errors);
     let item = match syn::parse2::<syn::ItemFn>(item.clone()) {
@@ -40,6 +50,7 @@ fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             return Err(errors.finish().expect_err("an error was just pushed"));
         }
     };
-    let model = valid::check(args, item, errors)?;
+    let mut model = valid::check(args, item, errors)?;
+    model.fingerprint = reach::fingerprint(&model.item, model.fingerprint, file);
     Ok(expand::expand(model))
 }
