@@ -169,6 +169,11 @@ impl Index {
             Kind::MacroCall(_) | Kind::Other | Kind::ExternBlock => {
                 let id = self.push(m, None, None, &raw, true);
                 self.modules[m].opaque.push(id);
+                // Items written inside a macro call's braces, as `cfg_if!`, `thread_local!`
+                // and `lazy_static!` hold them, are taken for what they look like.
+                if matches!(raw.kind, Kind::MacroCall(_)) {
+                    self.add_braced_items(m, &raw.tokens, sources, 0);
+                }
             }
             Kind::ExternCrate => {}
             Kind::MacroRules => {
@@ -178,6 +183,35 @@ impl Index {
             _ => {
                 let id = self.push(m, None, None, &raw, false);
                 self.name(m, &raw.name, Target::Item(id));
+            }
+        }
+    }
+
+    /// The items in every brace group of `tts`, at any depth (up to a few levels).
+    fn add_braced_items(
+        &mut self,
+        m: ModId,
+        tts: &[TokenTree],
+        sources: &mut dyn Sources,
+        depth: usize,
+    ) {
+        if depth > 4 {
+            return;
+        }
+        for tt in tts {
+            let TokenTree::Group(g) = tt else {
+                continue;
+            };
+            let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+            for raw in split(&inner) {
+                match raw.kind {
+                    Kind::Other | Kind::MacroCall(_) => {
+                        self.add_braced_items(m, &raw.tokens, sources, depth + 1);
+                    }
+                    Kind::ExternCrate | Kind::ExternBlock | Kind::MacroRules => {}
+                    _ if raw.kind != Kind::Use && raw.name.is_empty() => {}
+                    _ => self.add_item(m, raw, sources),
+                }
             }
         }
     }
@@ -402,12 +436,25 @@ fn path_attrs(attr: &proc_macro2::Group) -> Vec<String> {
     }
 }
 
-/// Every identifier in `tokens`.
+/// Every identifier in `tokens` that could name an item a macro defines: keywords and the
+/// names of the language's and the prelude's types are left out.
 fn idents(tokens: TokenStream) -> Vec<String> {
+    const NOT_DEFINED: &[&str] = &[
+        "as", "bool", "Box", "char", "const", "crate", "enum", "Err", "f32", "f64", "false", "fn",
+        "for", "i128", "i16", "i32", "i64", "i8", "impl", "in", "isize", "let", "mod", "mut",
+        "None", "Ok", "Option", "pub", "ref", "Result", "self", "Self", "Some", "static", "str",
+        "String", "struct", "super", "trait", "true", "type", "u128", "u16", "u32", "u64", "u8",
+        "use", "usize", "Vec", "where",
+    ];
     let mut out = Vec::new();
     for tt in tokens {
         match tt {
-            TokenTree::Ident(i) => out.push(tokens::name_of(&i)),
+            TokenTree::Ident(i) => {
+                let name = tokens::name_of(&i);
+                if !NOT_DEFINED.contains(&name.as_str()) {
+                    out.push(name);
+                }
+            }
             TokenTree::Group(g) => out.extend(idents(g.stream())),
             _ => {}
         }

@@ -159,7 +159,8 @@ fn item_at(tts: &[TokenTree], mut i: usize) -> (Kind, String, usize, Option<usiz
             }
             "const" | "static" | "type" => {
                 let mut name_at = i + 1;
-                if word(tts, name_at).as_deref() == Some("mut") {
+                // `static mut X`, and `static ref X` in `lazy_static!`.
+                if matches!(word(tts, name_at).as_deref(), Some("mut" | "ref")) {
                     name_at += 1;
                 }
                 let kind = match w.as_str() {

@@ -278,12 +278,35 @@ fn item_macros_may_define_the_names_they_mention() {
     let got = reached(
         &[(
             "src/lib.rs",
-            "thread_local! { static CACHE: u8 = 0; } lazy! { OTHER }
-             fn work() -> u8 { CACHE.with(|c| *c) }",
+            "thread_local! { static CACHE: u8 = 0; } define! { CONFIG } define! { OTHER }
+             fn work() -> u8 { CACHE.with(|c| *c) + CONFIG }",
         )],
         "work",
     );
-    assert_eq!(got, ["crate::macro"]);
+    assert_eq!(got, ["crate::CACHE", "crate::macro"]);
+}
+
+#[test]
+fn items_inside_macro_calls_are_read() {
+    let got = reached(
+        &[
+            (
+                "src/lib.rs",
+                "cfg_if::cfg_if! { if #[cfg(unix)] { mod sys; } else { mod sys_other; } }
+                 lazy_static! { static ref TABLE: Vec<u8> = build(); }
+                 fn build() -> Vec<u8> { vec![1] }
+                 fn work() -> u8 { sys::native() + TABLE[0] }",
+            ),
+            ("src/sys.rs", "pub fn native() -> u8 { 1 }"),
+            ("src/sys_other.rs", "pub fn native() -> u8 { 2 }"),
+        ],
+        "work",
+    );
+    assert_eq!(
+        got,
+        ["crate::TABLE", "crate::build", "crate::sys::native"],
+        "the macro calls themselves mention neither name"
+    );
 }
 
 #[test]
