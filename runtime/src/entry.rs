@@ -1395,6 +1395,26 @@ mod tests {
         }
     }
 
+    /// Entries record these names: were they to follow the modules that define the types,
+    /// moving a module would make every stored array another type.
+    #[test]
+    fn arrays_are_stored_under_their_public_names() {
+        let name = |n: &str| canonical_type_name(n).into_owned();
+        let array = std::any::type_name::<crate::Array<f64>>();
+        assert_eq!(name(array), "joblet::Array<f64>");
+        let nested = std::any::type_name::<(Vec<crate::Array<u8>>, &crate::Array<i32>)>();
+        assert_eq!(
+            name(nested),
+            "(alloc::vec::Vec<joblet::Array<u8>>, &joblet::Array<i32>)"
+        );
+        assert_eq!(name(&format!("&{array}")), "joblet::Array<f64>");
+        #[cfg(feature = "ndarray")]
+        assert_eq!(
+            name(std::any::type_name::<crate::NdArray<f32>>()),
+            "joblet::NdArray<f32>"
+        );
+    }
+
     #[test]
     fn garbage_and_future_versions_are_refused() {
         assert!(matches!(check(&[0u8; 100]), Err(ErrorKind::NotAnEntry)));
