@@ -11,10 +11,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::decoder_any;
-use crate::entry::{self, TEMP_PREFIX};
 use crate::error::{Error, ErrorKind};
 use crate::site::{Begin, Mode, Site};
+use crate::store::{self, TEMP_PREFIX, decoder_any};
 
 /// A temporary file older than this belongs to a writer that crashed: no live writer takes
 /// this long between creating its file and renaming it.
@@ -297,7 +296,7 @@ impl Memory {
         if ordered {
             // This process's own hits, so that the counts it lists and the times it orders by
             // are up to date.
-            crate::usage::write_all(true);
+            store::write_hits(true);
         }
         let now = SystemTime::now();
         let functions = match function.map(crate::site::folder_name) {
@@ -324,7 +323,7 @@ impl Memory {
                             continue;
                         }
                         let header = headers
-                            .then(|| entry::read_header(&path, meta.len()))
+                            .then(|| store::read_header(&path, meta.len()))
                             .flatten();
                         scan.entries.push(EntryInfo {
                             function: last_name(&function),

@@ -4,6 +4,8 @@
 
 use std::fmt::{self, Debug, Write};
 
+use crate::store::truncate;
+
 /// At most this many bytes of one argument's rendering are kept.
 const ARG_LIMIT: usize = 80;
 
@@ -80,18 +82,6 @@ impl Write for Bounded<'_> {
         }
         Ok(())
     }
-}
-
-/// The longest prefix of `s` of at most `max` bytes that ends at a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// `alloc::vec::Vec<my_crate::Point>` becomes `Vec<Point>`.

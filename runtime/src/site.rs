@@ -11,14 +11,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::codec::Decoder;
-use crate::entry;
 use crate::error::{Error, ErrorKind};
-use crate::hash::{HashError, Key, KeyHasher};
+use crate::key::{HashError, Key, KeyHasher};
 use crate::render::Args;
+use crate::store::{self, CacheOutput, Decoder};
 
 /// The environment variable that sets the cache folder of functions declared without `dir`.
 ///
@@ -107,15 +105,6 @@ fn switches() -> Switches {
 )]
 pub trait CacheArg: Serialize {}
 impl<T: ?Sized + Serialize> CacheArg for T {}
-
-/// The result of a cached function must be serializable and deserializable.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be stored in the cache: it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
-    label = "this return type must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
-    note = "derive both with `#[derive(serde::Serialize, serde::Deserialize)]`; a borrowed result cannot be cached, return an owned value"
-)]
-pub trait CacheOutput: Serialize + DeserializeOwned {}
-impl<T: Serialize + DeserializeOwned> CacheOutput for T {}
 
 /// Compile-time check, placed by the macro at the span of an argument's type.
 pub const fn assert_arg<T: ?Sized + CacheArg>() {}
@@ -519,7 +508,7 @@ impl Site {
         };
         loop {
             if mode != Mode::Refresh {
-                match entry::load_hit(&path, decode, &self.writable) {
+                match store::load_hit(&path, decode, &self.writable) {
                     Ok(value) => return hit(value),
                     Err(e) if e.is_not_found() => {}
                     Err(e) => {
@@ -534,7 +523,7 @@ impl Site {
                 Ok(mut flight) => {
                     // Another thread may have stored the result between the miss above and
                     // this claim: look once more before computing it again.
-                    if let Ok(value) = entry::load_hit(&path, decode, &self.writable) {
+                    if let Ok(value) = store::load_hit(&path, decode, &self.writable) {
                         flight.stored = true;
                         return hit(value);
                     }
@@ -610,12 +599,12 @@ impl Site {
             return;
         };
         let took = pending.start.elapsed();
-        let meta = entry::Meta {
+        let meta = store::Meta {
             type_name: std::any::type_name::<T>(),
             args: pending.args.as_str(),
             compute: took,
         };
-        let result = entry::write(&path, value, &meta, entry::Compression::None, true)
+        let result = store::write(&path, value, &meta, store::Compression::None, true)
             .map_err(|kind| Error::new(&path, kind));
         match result {
             Ok(bytes) => {
@@ -639,7 +628,7 @@ impl Site {
         !switches().disabled
             && self
                 .path_for(None, key)
-                .is_some_and(|path| entry::probe::<T>(&path).is_ok())
+                .is_some_and(|path| store::probe::<T>(&path).is_ok())
     }
 
     /// Removes every stored result of this function, for every version of its code.

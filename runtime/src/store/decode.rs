@@ -1,4 +1,5 @@
-//! How a stored result is decoded from its payload.
+//! How a stored value is decoded: which decoder a type gets, and the steps from an opened
+//! file to the value.
 //!
 //! The default goes through serde. Vectors of fixed-width numbers (`f64`, `f32`, `u8`, `i8`)
 //! have a postcard encoding that is their length followed by their little-endian bytes, so
@@ -18,12 +19,25 @@
 //! ```
 
 use std::marker::PhantomData;
+use std::path::Path;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::entry::{Entry, Opened};
-use crate::error::ErrorKind;
-use crate::site::CacheOutput;
+use super::entry::{Entry, parse};
+use super::read::Opened;
+use crate::array::SourceGuard;
+use crate::error::{Error, ErrorKind};
+use crate::huge_pages::{vec_with_capacity, zeroed_vec};
+
+/// The result of a cached function must be serializable and deserializable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in the cache: it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    label = "this return type must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    note = "derive both with `#[derive(serde::Serialize, serde::Deserialize)]`; a borrowed result cannot be cached, return an owned value"
+)]
+pub trait CacheOutput: Serialize + DeserializeOwned {}
+impl<T: Serialize + DeserializeOwned> CacheOutput for T {}
 
 /// Verifies an entry's checksum and decodes its payload into a `T`.
 pub type DecodeFn<T> = fn(&Entry<'_>) -> Result<T, ErrorKind>;
@@ -57,6 +71,40 @@ impl<T> Decoder<T> {
     pub(crate) fn file(self, file: &mut Opened) -> Option<T> {
         self.file.and_then(|read| read(file))
     }
+
+    /// Decodes the entry open as `file`: straight from the file where this type can, else
+    /// from the whole file parsed, with the arrays of its payload as views into its map.
+    pub(crate) fn decode(self, file: &mut Opened) -> Result<T, ErrorKind> {
+        if let Some(value) = self.file(file) {
+            return Ok(value);
+        }
+        let bytes = file.bytes()?;
+        let entry = parse(&bytes)?;
+        let arrays = SourceGuard::enter(entry.source(&bytes));
+        let decoded = self.decode_entry(&entry);
+        match arrays.exit() {
+            Some(problem) => Err(problem),
+            None => decoded,
+        }
+    }
+
+    /// Decodes `entry` as `T`, which must be the type it was written as. The decoder verifies
+    /// the checksum.
+    pub(crate) fn decode_entry(self, entry: &Entry<'_>) -> Result<T, ErrorKind> {
+        if let Err(wrong) = entry.expect_type::<T>() {
+            // A damaged type name is damage, not another type.
+            entry.verify()?;
+            return Err(wrong);
+        }
+        self.entry(entry)
+    }
+}
+
+/// Reads, checks and decodes the entry at `path`.
+pub(crate) fn load<T>(path: &Path, decode: Decoder<T>) -> Result<T, Error> {
+    Opened::open(path)
+        .and_then(|mut file| decode.decode(&mut file))
+        .map_err(|kind| Error::new(path, kind))
 }
 
 /// Selects the decoder of `T` through method resolution on `&&Codec<T>`.
@@ -167,41 +215,6 @@ macro_rules! bulk {
 
 bulk!(f64, f32, u8, i8);
 
-/// An empty vector with room for `n` elements, on huge pages if large (see [`advise_huge`]).
-pub(crate) fn vec_with_capacity<T>(n: usize) -> Vec<T> {
-    let v = Vec::<T>::with_capacity(n);
-    advise_huge(v.as_ptr().cast(), v.capacity() * size_of::<T>());
-    v
-}
-
-/// `n` zeros, not yet touched, on huge pages if large (see [`advise_huge`]).
-pub(crate) fn zeroed_vec<T: bytemuck::Pod>(n: usize) -> Vec<T> {
-    let v = bytemuck::zeroed_vec::<T>(n);
-    advise_huge(v.as_ptr().cast(), v.capacity() * size_of::<T>());
-    v
-}
-
-/// On Linux, asks for transparent huge pages for the whole 2 MiB pages within `len` bytes from
-/// `start`, as numpy does for its arrays: filling 80 MB of fresh memory then takes 40 page
-/// faults instead of 20,000, which on a virtual machine is most of the cost of a large load.
-fn advise_huge(start: *const u8, len: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let from = (start as usize).next_multiple_of(HUGE);
-        let to = (start as usize + len) / HUGE * HUGE;
-        if to > from {
-            // SAFETY: the range lies inside an allocation the caller owns; the advice changes
-            // how its pages are backed, never their contents.
-            unsafe {
-                libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (start, len);
-}
-
 /// Verifies the checksum, then decodes through serde; the payload must be consumed exactly.
 /// Verification comes first: a `Deserialize` implementation is user code, and it sees only
 /// bytes that this crate wrote.
@@ -255,15 +268,15 @@ fn counted(start: &[u8], n: usize, payload_len: usize) -> Result<(usize, usize),
 #[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
-    use crate::entry::{encode, parse};
-    use serde::Serialize;
+    use crate::store::compress::Compression;
+    use crate::store::write::{Meta, encode, write};
 
     fn entry_bytes<T: Serialize>(value: &T) -> Vec<u8> {
         encode(
             value,
             std::any::type_name::<T>(),
             std::time::Duration::ZERO,
-            crate::entry::Compression::None,
+            Compression::None,
         )
         .unwrap()
     }
@@ -362,15 +375,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("joblet-codec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
-        let kind = crate::entry::Compression::None;
-        crate::entry::write(
-            &path,
-            value,
-            &crate::entry::Meta::value(type_name),
-            kind,
-            false,
-        )
-        .unwrap();
+        let kind = Compression::None;
+        write(&path, value, &Meta::value(type_name), kind, false).unwrap();
         let file = Opened::open(&path).unwrap();
         (path, file)
     }
@@ -398,7 +404,7 @@ mod tests {
         );
         let at = floats.len() * 8 - 5000;
         assert!(f64s(&mut patched(&path, &|b| b[at] ^= 1)).is_none());
-        let err = crate::entry::load(&path, decoder_any::<Vec<f64>>()).unwrap_err();
+        let err = load(&path, decoder_any::<Vec<f64>>()).unwrap_err();
         assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
         // A forged payload length (the header is not verified yet) is no panic.
         let (path, _) = opened("forged-len.jbl", &floats);

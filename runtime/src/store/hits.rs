@@ -1,5 +1,5 @@
 //! Hits, counted in their entries: each entry's header holds how often it was loaded, and its
-//! modification time says when it last was (see the entry format).
+//! modification time says when it last was (see [`super::format`]).
 //!
 //! Writing the count at every hit would cost a system call each, which a small hit cannot
 //! afford (it takes a few microseconds). So an entry's count is written at most once a second
@@ -16,18 +16,20 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use xxhash_rust::xxh3::xxh3_64;
+
+use super::format::{COUNTED_HEAD, HITS_AT, counts_hits};
+use super::read::Opened;
+use crate::error::ErrorKind;
 
 /// How often at most a process writes one entry's count.
 const WRITE_EVERY: Duration = Duration::from_secs(1);
 
 /// Beyond this many entries remembered, all counts are written and the table starts afresh.
 const REMEMBERED: usize = 1 << 16;
-
-/// Where the hit count is, in the header.
-pub(crate) const HITS_AT: u64 = 28;
 
 /// What this process knows of one entry's hits.
 struct Usage {
@@ -60,9 +62,52 @@ impl Hasher for Id {
     }
 }
 
+/// Opens the entry at `path` to load it as a cache hit, for writing too if `writable` holds,
+/// so that the hit can be counted. A cache that refuses writes (another user's, a read-only
+/// mount) clears `writable`, and is read without counting from then on.
+pub(crate) fn open(path: &Path, writable: &AtomicBool) -> Result<Opened, ErrorKind> {
+    if writable.load(Ordering::Relaxed) {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Ok(file) => return Opened::read_head(file, true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ErrorKind::from_io(e));
+            }
+            Err(e) => {
+                // A cache that refuses writes for good; anything else (too many open
+                // files, say) only costs this hit its count.
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) {
+                    tracing::debug!(path = %path.display(), error = %e, "cache entries are read-only; hits are not counted");
+                    writable.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    Opened::open(path)
+}
+
+/// Counts a hit of the entry at `path`, open as `file` (see [`open`]), which also marks it as
+/// just used. Best effort: a failure only leaves the count and the time as they were.
+pub(crate) fn count(file: &Opened, path: &Path) {
+    if !file.writable || !counts_hits(file.head()) {
+        return;
+    }
+    hit(path, |hits| {
+        if let Err(e) = add_hits(file.file(), hits) {
+            tracing::debug!(error = %e, "cannot count a hit");
+        }
+    });
+}
+
 /// Counts a hit of the entry at `path`. If its count is due to be written, `write` is given
 /// the hits to add, and writes them through the open file (which sets its modification time).
-pub(crate) fn hit(path: &Path, write: impl FnOnce(u32)) {
+fn hit(path: &Path, write: impl FnOnce(u32)) {
     let id = xxh3_64(path.as_os_str().as_encoded_bytes());
     let mut full = None;
     let due = {
@@ -147,9 +192,9 @@ fn write_to_path(usage: &Usage, last_hit: SystemTime) -> io::Result<()> {
         .read(true)
         .write(true)
         .open(&usage.path)?;
-    let mut head = [0u8; crate::entry::COUNTED_HEAD];
+    let mut head = [0u8; COUNTED_HEAD];
     read_at(&file, &mut head, 0)?;
-    if !crate::entry::counts_hits(&head) {
+    if !counts_hits(&head) {
         return Ok(());
     }
     let marked = file.metadata()?.modified()?;
@@ -159,15 +204,15 @@ fn write_to_path(usage: &Usage, last_hit: SystemTime) -> io::Result<()> {
 
 /// Adds `hits` to the count of the entry open as `file`, read just before: another process
 /// may have added to it since this one opened the file.
-pub(crate) fn add_hits(file: &File, hits: u32) -> io::Result<()> {
+fn add_hits(file: &File, hits: u32) -> io::Result<()> {
     // One read-and-write at a time in this process, so that a listing's writes and a hit's
     // never both add to the same count. (Held for two system calls, once a second an entry.)
     static WRITING: Mutex<()> = Mutex::new(());
     let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let mut count = [0u8; 4];
-    read_at(file, &mut count, HITS_AT)?;
+    read_at(file, &mut count, HITS_AT as u64)?;
     let count = u32::from_le_bytes(count).saturating_add(hits);
-    write_at(file, &count.to_le_bytes(), HITS_AT)
+    write_at(file, &count.to_le_bytes(), HITS_AT as u64)
 }
 
 /// Runs `f` when the process exits normally (returns from `main` or calls `exit`).
