@@ -30,6 +30,33 @@ impl fmt::Display for Key {
     }
 }
 
+impl Key {
+    /// The key in hexadecimal, as its `Display` writes it, without allocating: entry files are
+    /// named by it at every call.
+    pub(crate) fn hex(self) -> Hex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, digit) in out.iter_mut().enumerate() {
+            *digit = DIGITS[(self.0 >> (124 - 4 * i)) as usize & 0xF];
+        }
+        Hex(out)
+    }
+}
+
+/// A key in hexadecimal: 32 lower-case digits.
+pub(crate) struct Hex([u8; 32]);
+
+impl Hex {
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hexadecimal digits")
+    }
+
+    /// The first digits, which name an entry in `tracing` events and `joblet ls`.
+    pub(crate) fn short(&self) -> &str {
+        &self.as_str()[..12]
+    }
+}
+
 /// Bytes gathered before they are handed to xxh3. Small keys never leave this buffer and are
 /// hashed in one shot; large ones stream through it in chunks big enough for xxh3's fast path
 /// (4 KiB streams at about 13 GB/s here; 512 B at 10).
@@ -219,6 +246,18 @@ mod tests {
         assert_ne!(k(&42u64), k(&43u64));
         assert_ne!(k("ab"), k("ba"));
         assert_ne!(k(&vec![1u8, 2]), k(&vec![2u8, 1]));
+    }
+
+    #[test]
+    fn hex_is_what_display_writes() {
+        for key in [
+            Key(0),
+            Key(u128::MAX),
+            Key(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+        ] {
+            assert_eq!(key.hex().as_str(), key.to_string());
+        }
+        assert_eq!(Key(0xabc << 116).hex().short(), "abc000000000");
     }
 
     #[test]

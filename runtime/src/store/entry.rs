@@ -2,7 +2,6 @@
 //! anything decoded from it is handed out, and the places of its array sections.
 
 use std::borrow::Cow;
-use std::path::Path;
 use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -12,9 +11,9 @@ use super::format::{
     self, HEADER_LEN, MAGIC, OLDEST_READ, ROW, SECTION_ALIGN, VERSION, canonical_type_name,
     checksum_holds, flags_known, u64_at,
 };
-use super::read::{Bytes, Opened};
+use super::read::Bytes;
 use crate::array::{SectionRef, Source};
-use crate::error::{Error, ErrorKind};
+use crate::error::ErrorKind;
 
 /// The arrays of an entry are checked against their hashes on load when they take at most this
 /// much in all; beyond, the load would cost as much as a copy.
@@ -39,13 +38,6 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
     let entry = parse(bytes)?;
     entry.verify()?;
     Ok(entry)
-}
-
-/// Whether `path` holds a valid entry of type `T`, without decoding it.
-pub(crate) fn probe<T>(path: &Path) -> Result<(), Error> {
-    Opened::open(path)
-        .and_then(|mut file| check(&file.bytes()?)?.expect_type::<T>())
-        .map_err(|kind| Error::new(path, kind))
 }
 
 /// Parses an entry without verifying its checksum. Every length and offset is checked against

@@ -12,6 +12,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
 use super::compress::{self, Compression};
 use super::format::{Fields, HEADER_LEN, MAX_ARGS, ROW, SECTION_ALIGN, canonical_type_name};
+use super::layout::SUFFIX;
 use crate::array::{Section, Sink};
 use crate::error::ErrorKind;
 
@@ -334,7 +335,7 @@ fn temp_for(path: &Path, create_dirs: bool) -> io::Result<tempfile::NamedTempFil
 
 fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();
-    builder.prefix(TEMP_PREFIX).suffix(".jbl");
+    builder.prefix(TEMP_PREFIX).suffix(SUFFIX);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::memory::{Limits, Memory};
+use super::evict::{self, Limits};
 use crate::size::size_in_bytes;
+use crate::store::{Detail, Store};
 
 /// The settings file of a cache folder: `max_size = "10G"` sets its automatic size limit.
 ///
@@ -34,21 +35,21 @@ struct Budget {
     state: Mutex<(Option<u64>, Option<u64>)>,
 }
 
-/// Accounts for an entry of `bytes` just stored in the cache folder `root` by a function with
-/// the limit `limit`, if any, and evicts if the folder is now beyond its limit. Once a folder
-/// has a limit, every store into it counts, whichever function made it.
-pub(crate) fn stored(root: &Path, bytes: u64, limit: Option<u64>) {
+/// Accounts for an entry of `bytes` just stored in the cache folder `root`, whose store is
+/// `store`, by a function with the limit `limit`, if any, and evicts if the folder is now
+/// beyond its limit. Once a folder has a limit, every store into it counts, whichever function
+/// made it.
+pub(crate) fn stored(root: &Path, store: &dyn Store, bytes: u64, limit: Option<u64>) {
     let budget = budget_of(root);
     let mut state = budget.state.lock().unwrap_or_else(|e| e.into_inner());
     let (lowest, used) = &mut *state;
     *lowest = [*lowest, limit].into_iter().flatten().min();
     let Some(limit) = *lowest else { return };
-    let memory = Memory::new(root);
     let total = match *used {
         Some(used) => used + bytes,
         // The first store under a limit in this process: the scan finds this entry too.
-        None => match memory.total_bytes() {
-            Ok(total) => total,
+        None => match store.list(None, Detail::Sizes) {
+            Ok(listing) => listing.entries.iter().map(|e| e.size).sum(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot measure the cache folder; its size limit is not enforced");
                 return;
@@ -60,7 +61,7 @@ pub(crate) fn stored(root: &Path, bytes: u64, limit: Option<u64>) {
         return;
     }
     let target = limit - limit / 10;
-    match memory.reduce(&Limits::new().bytes(target)) {
+    match evict::reduce(store, &Limits::new().bytes(target)) {
         Ok((reduced, remaining, failure)) => {
             tracing::info!(
                 folder = %root.display(),
