@@ -33,7 +33,7 @@ pub fn results_travel<T, F, R>(_tasks: &T, _body: &F)
 where
     T: IntoIterator,
     F: Fn(T::Item) -> R,
-    R: crate::processes::SendableResult,
+    R: super::processes::SendableResult,
 {
 }
 
@@ -56,7 +56,7 @@ mod job {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
-    use crate::parallel::{Batch, Options, TaskError};
+    use crate::parallel::{Options, TaskError};
 
     /// Environment variables that MPI launchers set in the processes they start: MPICH's Hydra
     /// and other PMI launchers, PMIx (Open MPI 5, recent SLURM), Open MPI's own.
@@ -81,7 +81,7 @@ mod job {
         static JOB: OnceLock<Option<Place>> = OnceLock::new();
         *JOB.get_or_init(|| {
             // A processes worker inherits its rank's environment, not its MPI connection.
-            if crate::processes::in_worker() || !launched() {
+            if crate::parallel::processes::is_worker_process() || !launched() {
                 return None;
             }
             Some(start())
@@ -103,7 +103,7 @@ mod job {
 
     extern "C" fn start_early() {
         // Not in a processes worker, which is its parent's helper and no rank.
-        if std::env::var_os(crate::processes::WORKER_ENV).is_none() && launched() {
+        if std::env::var_os(crate::parallel::processes::WORKER_ENV).is_none() && launched() {
             let _ = std::panic::catch_unwind(job);
         }
     }
@@ -258,11 +258,7 @@ mod job {
         RUNNING.fetch_add(1, Ordering::SeqCst);
         let items: Vec<T::Item> = tasks.into_iter().collect();
         let total = items.len();
-        let batch = match opts.batch {
-            Batch::Fixed(b) => b,
-            // Enough batches that every rank gets several, spread over the whole range.
-            Batch::Auto => (total / (place.size * 16)).max(1),
-        };
+        let batch = opts.batch.mpi(total, place.size);
         let owner = |i: usize| (i / batch) % place.size;
         let mine: Vec<(usize, T::Item)> = items
             .into_iter()

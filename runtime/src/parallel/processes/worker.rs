@@ -3,7 +3,7 @@
 //!
 //! A worker must run the body of one `parallel!` call, a closure in the user's code whose types
 //! only the call site knows. The call site turns the body into a function pointer (it captures
-//! nothing: captured values travel as bytes) and instantiates [`entry`] for its types; the
+//! nothing: captured values travel as bytes) and instantiates [`run_batches`] for its types; the
 //! parent sends both addresses as offsets from a function of this crate, and the worker, the
 //! same executable, adds them to its own address of that function. No registry is needed, so
 //! bodies inside generic functions work, and nothing runs in the worker but this loop: the
@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::WORKER_ENV;
-use crate::parallel::describe_panic;
+use crate::parallel::failure::describe_panic;
 
 /// Record tags in a reply: the task's result follows, or the message of its failure.
 pub(super) const DONE: u8 = 0;
@@ -72,18 +72,18 @@ pub(super) struct Hello {
     pub(super) max_memory: Option<u64>,
 }
 
-/// The code a worker runs: [`entry`] for the call site's types, and the call site's body, as
-/// offsets from [`anchor`]. `check` is the offset of [`serve`], for the worker to make sure it
+/// The code a worker runs: [`run_batches`] for the call site's types, and the call site's body,
+/// as offsets from [`anchor`]. `check` is the offset of [`serve`], for the worker to make sure it
 /// is the parent's executable.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(super) struct Routine {
-    entry: isize,
+    batches: isize,
     body: isize,
     check: isize,
 }
 
-/// What [`entry`] is, for every instantiation.
-type Entry = fn(Conn, *const (), &[u8]) -> io::Result<()>;
+/// What [`run_batches`] is, for every instantiation.
+type Batches = fn(Conn, *const (), &[u8]) -> io::Result<()>;
 
 impl Routine {
     /// The routine that runs `body` on deserialized items.
@@ -93,9 +93,9 @@ impl Routine {
         I: DeserializeOwned,
         R: Serialize,
     {
-        let entry: Entry = entry::<C, I, R>;
+        let batches: Batches = run_batches::<C, I, R>;
         Routine {
-            entry: offset(entry as *const ()),
+            batches: offset(batches as *const ()),
             body: offset(body as *const ()),
             check: offset(serve as *const ()),
         }
@@ -167,16 +167,17 @@ fn serve(setting: &str) -> io::Result<()> {
         replies,
         counter: Counter::map(&counter)?,
     };
-    // SAFETY: the parent took this address from an `Entry` (`Routine::of`) in the same
+    // SAFETY: the parent took this address from a `Batches` (`Routine::of`) in the same
     // executable, which `check` confirmed.
-    let entry = unsafe { std::mem::transmute::<*const (), Entry>(address(hello.routine.entry)) };
+    let batches =
+        unsafe { std::mem::transmute::<*const (), Batches>(address(hello.routine.batches)) };
     // As a number: a pointer is not `Send`, and this one points at code, not data.
     let body = address(hello.routine.body) as usize;
     // The tasks run on a thread of their own, started like any Rust thread (named, with its
     // stack guard), since this one has not been through Rust's start-up.
     std::thread::Builder::new()
         .name("joblet-worker".into())
-        .spawn(move || entry(conn, body as *const (), &hello.captures))?
+        .spawn(move || batches(conn, body as *const (), &hello.captures))?
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the worker's thread panicked")))
 }
@@ -219,14 +220,14 @@ fn leave_with_parent(parent: libc::pid_t) {
 
 /// Runs batches until the parent closes the pipe. Each batch is `[count: u32][item]...`; its
 /// reply holds one record per task, in order.
-fn entry<C, I, R>(mut conn: Conn, body: *const (), captures: &[u8]) -> io::Result<()>
+fn run_batches<C, I, R>(mut conn: Conn, body: *const (), captures: &[u8]) -> io::Result<()>
 where
     C: DeserializeOwned,
     I: DeserializeOwned,
     R: Serialize,
 {
     // SAFETY: `body` is the address of the call site's `fn(&C, I) -> R`, the function pointer
-    // this `entry::<C, I, R>` was instantiated with in `Routine::of`.
+    // this `run_batches::<C, I, R>` was instantiated with in `Routine::of`.
     let body = unsafe { std::mem::transmute::<*const (), fn(&C, I) -> R>(body) };
     let captures: C = postcard::from_bytes(captures).map_err(|e| {
         io::Error::other(format!(

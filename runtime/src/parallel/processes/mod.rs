@@ -3,11 +3,16 @@
 //! the caller's program, and the caller learns which task it was.
 //!
 //! The parts that need no operating system (the typing of captures and of the task body, the
-//! options) are here for every build, so that `parallel!` expands alike everywhere; the pool
-//! and the workers are in [`pool`] and [`worker`], on Unix with the `processes` feature. Without
+//! options) are here for every build, so that `parallel!` expands alike everywhere; the pool,
+//! the parent's handle on each worker and the workers' side are in `pool`, `handle` (with
+//! `death`) and `worker`, on Unix with the `processes` feature. Without
 //! them, [`enabled`] fails to compile at the `processes` token with a message naming the
 //! feature.
 
+#[cfg(all(feature = "processes", unix))]
+mod death;
+#[cfg(all(feature = "processes", unix))]
+mod handle;
 #[cfg(all(feature = "processes", unix))]
 mod pool;
 #[cfg(all(feature = "processes", unix))]
@@ -18,19 +23,18 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::parallel::{OnError, Options, TaskError};
+#[cfg(all(feature = "processes", unix))]
+use super::failure::payload;
+use super::{OnError, Options, TaskError, Unordered};
 
 /// Set in a worker's environment by its parent, to the numbers of its three descriptors and
 /// the parent's process id. (Read before `main` by the MPI start too, which skips workers.)
-#[cfg_attr(
-    not(any(all(feature = "processes", unix), feature = "mpi")),
-    allow(dead_code)
-)]
+#[cfg(any(all(feature = "processes", unix), feature = "mpi"))]
 pub(crate) const WORKER_ENV: &str = "JOBLET_WORKER";
 
-/// Whether this process is a worker of the processes backend.
-#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-pub(crate) fn in_worker() -> bool {
+/// Whether this process is a worker of the processes backend (which the MPI start skips).
+#[cfg(feature = "mpi")]
+pub(crate) fn is_worker_process() -> bool {
     #[cfg(all(feature = "processes", unix))]
     return worker::inside();
     #[cfg(not(all(feature = "processes", unix)))]
@@ -201,7 +205,7 @@ pub trait ProcessesBackend {}
 impl ProcessesBackend for () {}
 
 /// Runs the tasks in worker processes; results come back in input order. A failure is raised
-/// in the caller as a [`TaskPanic`](crate::TaskPanic) naming the task: at once with
+/// in the caller as a [`TaskPanic`](super::TaskPanic) naming the task: at once with
 /// [`OnError::Stop`], after every other task has run with [`OnError::Continue`].
 pub fn run_processes<T, K, R>(
     opts: &Options,
@@ -219,7 +223,7 @@ where
     let stop = on_error == OnError::Stop;
     // `None`: a task that a failure kept from running.
     let outcomes = run(opts, isolation, stop, tasks, captures, body);
-    crate::parallel::unwrap_all(outcomes.into_iter().flatten())
+    super::unwrap_all(outcomes.into_iter().flatten())
 }
 
 /// Runs every task in worker processes and returns each one's result or failure, in input
@@ -303,10 +307,8 @@ where
     let captures: C = postcard::from_bytes(captures).unwrap_or_else(|e| {
         panic!("`parallel!(backend = processes)` cannot deserialize what its body captures: {e}")
     });
-    let run = crate::parallel::run_sequential(opts, tasks, |item| {
-        crate::parallel::catch(|| body(&captures, item))
-    });
-    crate::parallel::collected(run)
+    let run = super::run_sequential(opts, tasks, |item| super::catch(|| body(&captures, item)));
+    super::collected(run)
 }
 
 #[cfg(all(feature = "processes", unix))]
@@ -333,7 +335,7 @@ pub fn run_processes_unordered<T, K, R>(
     tasks: T,
     captures: &K,
     body: fn(&K::Owned, T::Item) -> R,
-) -> crate::Unordered<R>
+) -> Unordered<R>
 where
     T: IntoIterator<Item: SendableItem>,
     K: Captures,
@@ -354,9 +356,9 @@ where
             let outcomes: Vec<_> = outcomes
                 .into_iter()
                 .enumerate()
-                .map(|(i, outcome)| (i, outcome.map_err(crate::parallel::payload)))
+                .map(|(i, outcome)| (i, outcome.map_err(payload)))
                 .collect();
-            return crate::parallel::unordered_from(total, outcomes.into_iter());
+            return Unordered::lazy(total, outcomes.into_iter());
         }
         let items = serialize_items(tasks);
         let total = items.count();
@@ -366,7 +368,7 @@ where
         let background = move || {
             let deliver = |first: usize, outcomes: Vec<Result<R, TaskError>>| {
                 outcomes.into_iter().enumerate().all(|(i, outcome)| {
-                    let outcome = outcome.map_err(crate::parallel::payload);
+                    let outcome = outcome.map_err(payload);
                     sender.send(Ok((first + i, outcome))).is_ok()
                 })
             };
@@ -385,7 +387,7 @@ where
             Ok(outcome) => outcome,
             Err(broken) => panic!("{broken}"),
         });
-        crate::parallel::unordered_from(total, outcomes)
+        Unordered::lazy(total, outcomes)
     }
 }
 
