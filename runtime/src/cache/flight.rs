@@ -2,27 +2,24 @@
 //! wait for its result (joblib computes each).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::key::Key;
 use crate::store::EntryId;
 
-/// A call as its entry names it, in any store: the store's folder and the entry's place in it.
+/// A call as its entry names it, in any store: the folder of its function's code version in
+/// the store's, and its key.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CallId {
-    root: PathBuf,
-    function: String,
-    version: String,
+    version: PathBuf,
     key: Key,
 }
 
 impl CallId {
-    pub(crate) fn new(root: &std::path::Path, id: &EntryId<'_>) -> Self {
+    pub(crate) fn new(root: &Path, id: &EntryId<'_>) -> Self {
         CallId {
-            root: root.to_owned(),
-            function: id.function.to_owned(),
-            version: id.version.to_owned(),
+            version: root.join(id.function).join(id.version),
             key: id.key,
         }
     }

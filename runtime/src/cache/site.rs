@@ -193,7 +193,7 @@ impl Site {
     }
 
     /// Sets the most bytes the cache folder may hold: stores beyond it evict the least
-    /// recently used entries (see [`super::budget`]).
+    /// recently used entries (see the `budget` module).
     pub const fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = Some(bytes);
         self

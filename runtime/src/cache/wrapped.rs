@@ -9,8 +9,8 @@ use super::site::{Mode, OkOnly, Site, Stores, Whole};
 use crate::error::Error;
 use crate::store::decoder_any;
 
-/// A function wrapped by [`Memory::cache`]: calls load a stored result, or compute and store
-/// it, as a `#[cached]` function's do, in the same format and folder layout.
+/// A function wrapped by [`Memory::cache`](crate::Memory::cache): calls load a stored result,
+/// or compute and store it, as a `#[cached]` function's do, in the same format and layout.
 pub struct Cached<F> {
     site: Site,
     f: F,

@@ -372,7 +372,7 @@ mod tests {
         value: &T,
         type_name: &str,
     ) -> (std::path::PathBuf, Opened) {
-        let dir = std::env::temp_dir().join(format!("joblet-codec-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("joblet-decode-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         let kind = Compression::None;

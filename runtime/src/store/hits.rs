@@ -32,7 +32,7 @@ const WRITE_EVERY: Duration = Duration::from_secs(1);
 const REMEMBERED: usize = 1 << 16;
 
 /// What this process knows of one entry's hits.
-struct Usage {
+struct Tally {
     path: PathBuf,
     /// Hits not yet written.
     unwritten: u32,
@@ -43,7 +43,7 @@ struct Usage {
 }
 
 /// Entries hit by this process, by the hash of their path.
-static TABLE: Mutex<Option<HashMap<u64, Usage, BuildHasherDefault<Id>>>> = Mutex::new(None);
+static TABLE: Mutex<Option<HashMap<u64, Tally, BuildHasherDefault<Id>>>> = Mutex::new(None);
 
 /// Hashes a table key, already a well-mixed hash, as itself.
 #[derive(Default)]
@@ -122,20 +122,20 @@ fn hit(path: &Path, write: impl FnOnce(u32)) {
         // The time is read under the lock, so that it never goes backwards from one hit of
         // an entry to the next: two threads never both find its count due.
         let now = Instant::now();
-        let usage = table.entry(id).or_insert_with(|| Usage {
+        let tally = table.entry(id).or_insert_with(|| Tally {
             path: path.to_owned(),
             unwritten: 0,
             last_hit: now,
             written: None,
         });
-        usage.unwritten = usage.unwritten.saturating_add(1);
-        usage.last_hit = now;
-        let due = usage
+        tally.unwritten = tally.unwritten.saturating_add(1);
+        tally.last_hit = now;
+        let due = tally
             .written
             .is_none_or(|written| now.duration_since(written) >= WRITE_EVERY);
         due.then(|| {
-            usage.written = Some(now);
-            std::mem::take(&mut usage.unwritten)
+            tally.written = Some(now);
+            std::mem::take(&mut tally.unwritten)
         })
     };
     if let Some(hits) = due {
@@ -173,32 +173,32 @@ pub(crate) fn write_all(wait: bool) {
 }
 
 /// Writes the counts of `table`, reporting failures through `tracing` if `report` holds.
-fn write_table(table: HashMap<u64, Usage, BuildHasherDefault<Id>>, report: bool) {
+fn write_table(table: HashMap<u64, Tally, BuildHasherDefault<Id>>, report: bool) {
     let (now, instant) = (SystemTime::now(), Instant::now());
-    for usage in table.into_values().filter(|u| u.unwritten > 0) {
-        let last_hit = now - instant.duration_since(usage.last_hit);
-        if let Err(e) = write_to_path(&usage, last_hit) {
+    for tally in table.into_values().filter(|u| u.unwritten > 0) {
+        let last_hit = now - instant.duration_since(tally.last_hit);
+        if let Err(e) = write_to_path(&tally, last_hit) {
             if report {
-                tracing::debug!(path = %usage.path.display(), error = %e, "cannot count hits");
+                tracing::debug!(path = %tally.path.display(), error = %e, "cannot count hits");
             }
         }
     }
 }
 
-/// Adds `usage`'s hits to the count in its file, and sets the file's time to its last hit,
+/// Adds `tally`'s hits to the count in its file, and sets the file's time to its last hit,
 /// unless another process has marked a later use already.
-fn write_to_path(usage: &Usage, last_hit: SystemTime) -> io::Result<()> {
+fn write_to_path(tally: &Tally, last_hit: SystemTime) -> io::Result<()> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(&usage.path)?;
+        .open(&tally.path)?;
     let mut head = [0u8; COUNTED_HEAD];
     read_at(&file, &mut head, 0)?;
     if !counts_hits(&head) {
         return Ok(());
     }
     let marked = file.metadata()?.modified()?;
-    add_hits(&file, usage.unwritten)?;
+    add_hits(&file, tally.unwritten)?;
     file.set_modified(marked.max(last_hit))
 }
 
