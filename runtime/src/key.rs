@@ -36,8 +36,9 @@ impl Key {
     pub(crate) fn hex(self) -> Hex {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 32];
-        for (i, digit) in out.iter_mut().enumerate() {
-            *digit = DIGITS[(self.0 >> (124 - 4 * i)) as usize & 0xF];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0.to_be_bytes()) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xF)];
         }
         Hex(out)
     }

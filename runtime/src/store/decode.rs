@@ -30,7 +30,9 @@ use crate::array::SourceGuard;
 use crate::error::{Error, ErrorKind};
 use crate::huge_pages::{vec_with_capacity, zeroed_vec};
 
-/// The result of a cached function must be serializable and deserializable.
+/// A value the store can hold: serializable, and deserializable without borrowing. Decoders
+/// ask for it so that a result type that is not one fails the same bound as the macro's own
+/// check, and the compiler reports it once, with the message below.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in the cache: it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
     label = "this return type must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
