@@ -110,7 +110,8 @@ fn main() {
 
     // 2. Hits: the same key again and again, then ten keys as `small` has, then keys spread
     // over the whole function. Those are each a first hit in this process, which writes the
-    // entry's hit count (see `usage.rs`): a cost of first hits, not of the folder's size.
+    // entry's hit count (see `runtime/src/store/hits.rs`): a cost of first hits, not of the
+    // folder's size.
     let spread = (n / 10).max(1);
     let hits = [
         ("hit big, one key", time_hits(|_| big(n / 2))),

@@ -147,7 +147,7 @@ impl<T: Pod> Array<T> {
         match self.data {
             Data::Owned(v) => Arc::try_unwrap(v).unwrap_or_else(|shared| shared.to_vec()),
             Data::Mapped { .. } => {
-                let mut v = crate::codec::vec_with_capacity(self.len());
+                let mut v = crate::huge_pages::vec_with_capacity(self.len());
                 v.extend_from_slice(self.as_slice());
                 v
             }
@@ -524,55 +524,6 @@ mod tests {
         assert_eq!(sections.len(), 3);
         assert_eq!(sections[2].bytes(), bytemuck::cast_slice::<u16, u8>(&a));
         assert_eq!(postcard::to_allocvec(&a).unwrap()[0], 6);
-    }
-
-    #[test]
-    fn hashing_arguments_inside_an_entry_write_sees_the_bytes() {
-        let (a, b) = (Array::from(vec![1u8, 2]), Array::from(vec![3u8, 4]));
-        let key = |x: &Array<u8>| crate::hash::key_of(x).unwrap().to_string();
-        let outside = (key(&a), key(&b));
-        let sink = Sink::open();
-        // Were the sink open to the hasher, both would hash as an index, alike.
-        assert_eq!(key(&a), outside.0);
-        assert_eq!(key(&b), outside.1);
-        assert_ne!(outside.0, outside.1);
-        assert_eq!(postcard::to_allocvec(&a).unwrap(), index(0, "u8"));
-        assert_eq!(sink.finish().len(), 1);
-    }
-
-    #[test]
-    fn an_array_read_as_another_element_type_is_refused() {
-        // Stored under the name of what is read, as when a field's type changed since.
-        let path = std::env::temp_dir().join(format!("joblet-elem-{}.jbl", std::process::id()));
-        let written = Array::from(vec![1.0f64, 2.0]);
-        let name = std::any::type_name::<Array<f32>>();
-        let none = crate::Compression::None;
-        crate::entry::write(
-            &path,
-            &written,
-            &crate::entry::Meta::value(name),
-            none,
-            false,
-        )
-        .unwrap();
-        let err = crate::load::<Array<f32>>(&path).unwrap_err();
-        assert!(
-            matches!(err.kind(), ErrorKind::Decode(m) if m.contains("an array of f64 was stored where an array of f32 is read")),
-            "{err}"
-        );
-        assert_eq!(
-            crate::load::<Array<f64>>(&path)
-                .err()
-                .map(|e| e.to_string()),
-            {
-                let found = crate::entry::canonical_type_name(name).into_owned();
-                Some(format!(
-                    "{}: expected joblet::Array<f64>, file holds {found}",
-                    path.display()
-                ))
-            }
-        );
-        let _ = std::fs::remove_file(path);
     }
 
     #[test]

@@ -118,8 +118,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UnsupportedVersion(v) => write!(
                 f,
                 "file format version {v} is not supported by this build (it reads versions {} to {})",
-                crate::entry::OLDEST_READ,
-                crate::entry::VERSION
+                crate::store::format::OLDEST_READ,
+                crate::store::format::VERSION
             ),
             ErrorKind::Decode(e) => write!(f, "payload does not decode: {e}"),
             ErrorKind::Encode(e) => write!(f, "value does not serialize: {e}"),

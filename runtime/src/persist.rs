@@ -6,8 +6,8 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::entry::{self, Compression};
 use crate::error::Error;
+use crate::store::{self, Compression};
 
 /// Writes `value` to `path`, uncompressed: the fastest to write and to read back.
 ///
@@ -53,10 +53,10 @@ pub fn dump_with<T: Serialize + ?Sized>(
 ) -> Result<(), Error> {
     let path = path.as_ref();
     let type_name = std::any::type_name::<T>();
-    entry::write(
+    store::write(
         path,
         value,
-        &entry::Meta::value(type_name),
+        &store::Meta::value(type_name),
         compression,
         false,
     )
@@ -80,5 +80,5 @@ pub fn dump_with<T: Serialize + ?Sized>(
 /// read.
 pub fn load<T: DeserializeOwned + 'static>(path: impl AsRef<Path>) -> Result<T, Error> {
     let path = path.as_ref();
-    entry::load(path, crate::codec::decoder_any::<T>())
+    store::load(path, store::decoder_any::<T>())
 }

@@ -18,6 +18,25 @@ use syn::punctuated::Punctuated;
 use syn::visit::{self, Visit};
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Pat, Token};
 
+use super::parse::{Backend, BatchSize, Model};
+use crate::errors::Errors;
+
+/// What the body of a checked call captures, in order of first use, for
+/// `backend = processes`; a use of `self`, which cannot be sent, goes to `errors`.
+pub fn of(model: &Model, errors: &mut Errors) -> Vec<Ident> {
+    if model.backend != Backend::Processes {
+        return Vec::new();
+    }
+    let found = find(&model.pat, &model.body);
+    if let Some(at) = found.self_at {
+        errors.error(
+            at,
+            "`backend = processes` cannot send `self` to its workers; bind what the body needs first, as in `let data = self.data.clone();`, and use that",
+        );
+    }
+    found.names
+}
+
 /// What a body captures.
 pub struct Captures {
     /// In order of first use, each once.
@@ -117,16 +136,23 @@ impl Finder {
         }
     }
 
-    /// A `parallel!` in the body: what it uses that its own loop does not bind.
+    /// A `parallel!` in the body: what it uses that its own loop does not bind. One with a
+    /// mistake of its own is left to the generic walk of a macro's arguments.
     fn nested_parallel(&mut self, mac: &syn::Macro) -> bool {
-        let Ok(inner) = super::parse::Model::parse(mac.tokens.clone()) else {
+        let mut errors = Errors::default();
+        let Ok(inner) = Model::parse(mac.tokens.clone(), &mut errors) else {
             return false;
         };
+        super::valid::check(&inner, &mut errors);
+        of(&inner, &mut errors);
+        if errors.finish().is_err() {
+            return false;
+        }
         let options = [&inner.n_jobs, &inner.verbose, &inner.progress];
         for e in options.into_iter().flatten() {
             self.visit_expr(e);
         }
-        if let Some(super::parse::BatchSize::Fixed(e)) = &inner.batch_size {
+        if let Some(BatchSize::Fixed(e)) = &inner.batch_size {
             self.visit_expr(e);
         }
         if let Some((_, e)) = &inner.timeout {

@@ -1,5 +1,6 @@
 //! Parses `parallel!` input into a typed model that keeps every token's span, checking each
-//! option as it goes; every mistake is reported at once.
+//! option's value and the pattern's shape as it goes. Checks of options against each other
+//! are in [`super::valid`].
 
 use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
@@ -8,7 +9,7 @@ use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Pat, Token, UnOp};
 
 use crate::errors::Errors;
 
-/// A checked `parallel!` call.
+/// A parsed `parallel!` call.
 pub struct Model {
     pub n_jobs: Option<Expr>,
     pub backend: Backend,
@@ -26,7 +27,8 @@ pub struct Model {
     pub max_memory: Option<(Ident, LitStr)>,
     /// The `processes` or `mpi` token, where a build without the backend reports it.
     pub backend_token: Option<Ident>,
-    /// What the body captures, with `backend = processes`.
+    /// What the body captures, with `backend = processes`: found once the call is checked
+    /// (see [`super::captures::of`]).
     pub captures: Vec<Ident>,
     pub pat: Pat,
     pub tasks: Expr,
@@ -58,6 +60,7 @@ pub enum BatchSize {
     Fixed(Expr),
 }
 
+/// Every option, as error messages list them: `parse_option` handles each (a test checks).
 const OPTIONS: &[&str] = &[
     "n_jobs",
     "backend",
@@ -72,18 +75,10 @@ const OPTIONS: &[&str] = &[
 const BACKENDS: &str = "`threads`, `processes`, `mpi` or `sequential`";
 
 impl Model {
-    pub fn parse(input: TokenStream) -> syn::Result<Model> {
-        let mut errors = Errors::default();
-        let model = (|input: ParseStream| Model::parse_all(input, &mut errors)).parse2(input);
-        match (model, errors.finish()) {
-            (Ok(model), Ok(())) => Ok(model),
-            (Ok(_), Err(e)) => Err(e),
-            (Err(e), Ok(())) => Err(e),
-            (Err(e), Err(mut all)) => {
-                all.combine(e);
-                Err(all)
-            }
-        }
+    /// Parses a call. A mistake that leaves the rest readable goes to `errors`, and parsing
+    /// goes on, so that the user sees every mistake at once; one that does not is the error.
+    pub fn parse(input: TokenStream, errors: &mut Errors) -> syn::Result<Model> {
+        (|input: ParseStream| Model::parse_all(input, errors)).parse2(input)
     }
 
     fn parse_all(input: ParseStream, errors: &mut Errors) -> syn::Result<Model> {
@@ -164,17 +159,6 @@ impl Model {
             return Err(
                 input.error("unexpected tokens after the loop body; wrap the body in `{ }`")
             );
-        }
-        model.check(errors);
-        if model.backend == Backend::Processes {
-            let found = super::captures::find(&model.pat, &model.body);
-            if let Some(at) = found.self_at {
-                errors.error(
-                    at,
-                    "`backend = processes` cannot send `self` to its workers; bind what the body needs first, as in `let data = self.data.clone();`, and use that",
-                );
-            }
-            model.captures = found.names;
         }
         Ok(model)
     }
@@ -308,50 +292,6 @@ impl Model {
             Backend::Threads | Backend::Sequential | Backend::Mpi => OnError::Stop,
         })
     }
-
-    /// Checks the options against each other.
-    fn check(&self, errors: &mut Errors) {
-        if self.backend != Backend::Processes {
-            let limits = [
-                self.timeout.as_ref().map(|(key, _)| key),
-                self.max_memory.as_ref().map(|(key, _)| key),
-            ];
-            for key in limits.into_iter().flatten() {
-                errors.error(
-                    key.span(),
-                    format!(
-                        "`{key}` needs `backend = processes`: a thread cannot be stopped or capped from outside; add `backend = processes`"
-                    ),
-                );
-            }
-        }
-        if self.backend == Backend::Mpi {
-            if let (Some(key), Some(OnError::Continue | OnError::Collect)) =
-                (&self.on_error_key, self.on_error)
-            {
-                errors.error(
-                    key.span(),
-                    "with `backend = mpi`, a failed task ends the whole job; remove `on_error`",
-                );
-            }
-            if self.unordered {
-                errors.error(
-                    self.backend_token.as_ref().expect("set with `mpi`").span(),
-                    "`return_as = unordered` is not available with `backend = mpi`: every rank gets the whole `Vec` once all ranks are done",
-                );
-            }
-        }
-        if self.unordered {
-            if let (Some(key), Some(OnError::Continue | OnError::Collect)) =
-                (&self.on_error_key, self.on_error)
-            {
-                errors.error(
-                    key.span(),
-                    "`return_as = unordered` raises each failure as its result is reached; remove `on_error`, or `return_as` to collect the failures",
-                );
-            }
-        }
-    }
 }
 
 /// Why a pattern cannot match every item, for the patterns that plainly cannot. Others that
@@ -400,5 +340,25 @@ fn is_zero(e: &Expr) -> bool {
         })
         | Expr::Paren(syn::ExprParen { expr, .. }) => is_zero(expr),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list that error messages give is the list of options read.
+    #[test]
+    fn every_listed_option_is_read() {
+        for option in OPTIONS {
+            let mut errors = Errors::default();
+            let input: TokenStream = format!("{option} = 1; for i in 0..2 => i").parse().unwrap();
+            let _ = Model::parse(input, &mut errors);
+            if let Err(all) = errors.finish() {
+                for e in all {
+                    assert!(!e.to_string().contains("unknown option"), "{option}: {e}");
+                }
+            }
+        }
     }
 }

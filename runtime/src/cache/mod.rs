@@ -1,0 +1,21 @@
+//! The cache layer, on the store: call sites and their keys, single flight, the environment's
+//! switches, argument rendering, the size limit, eviction, and `Memory`.
+
+mod bounds;
+mod budget;
+mod evict;
+mod flight;
+mod memory;
+mod render;
+mod site;
+mod switches;
+mod wrapped;
+
+pub use bounds::{CacheArg, CacheDir, assert_arg, assert_output, dir_path, typed_future};
+pub use budget::CONFIG_FILE;
+pub use evict::{Limits, Reduced};
+pub use memory::Memory;
+pub use render::{Args, Show, ViaDebug, ViaName};
+pub use site::{Begin, CallKey, Mode, Pending, Site};
+pub use switches::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, DISABLE_ENV, REFRESH_ENV, default_cache_dir};
+pub use wrapped::Cached;

@@ -1,0 +1,118 @@
+//! A run's state, whatever its backend: what every backend's run keeps, and how a task that
+//! panics on threads or on the calling thread stops the run.
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::failure::TaskPanic;
+use super::options::{Backend, Options};
+use super::progress::Progress;
+use super::trace::{CountTask, Trace};
+
+/// Unwinds the tasks that were running or queued when another task failed.
+pub(crate) struct Cancelled;
+
+/// The state of one run, on any backend: its progress output and its `tracing` side, whether
+/// it is stopping, its first failure, and the caller's subscriber for the threads that run
+/// its tasks.
+pub(crate) struct Run {
+    pub(crate) progress: Progress,
+    /// Set once no batch may start: a task failed (and the run stops at a failure), or the
+    /// consumer of an unordered run went away.
+    pub(crate) stopping: AtomicBool,
+    failure: Mutex<Option<TaskPanic>>,
+    /// The `tracing` subscriber active where `parallel!` was called (also a scoped one), for
+    /// the workers to log to; `None` when there is none to pass on. (A build with neither
+    /// threads nor processes runs every task on the calling thread.)
+    #[cfg(any(feature = "threads", all(feature = "processes", unix)))]
+    caller: Option<tracing::Dispatch>,
+    pub(crate) trace: Trace,
+}
+
+impl Run {
+    pub(crate) fn new(
+        opts: &Options,
+        total: Option<usize>,
+        workers: usize,
+        backend: Backend,
+        unordered: bool,
+    ) -> Self {
+        Run {
+            progress: Progress::start(opts, total, workers, backend),
+            stopping: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            #[cfg(any(feature = "threads", all(feature = "processes", unix)))]
+            caller: {
+                let caller = tracing::dispatcher::get_default(Clone::clone);
+                (!caller.is::<tracing::subscriber::NoSubscriber>()).then_some(caller)
+            },
+            trace: Trace::start(opts.batch, total, workers, backend, unordered),
+        }
+    }
+
+    /// Makes the caller's subscriber this thread's default until the guard drops.
+    #[cfg(any(feature = "threads", all(feature = "processes", unix)))]
+    pub(crate) fn enter_caller(&self) -> Option<tracing::dispatcher::DefaultGuard> {
+        self.caller.as_ref().map(tracing::dispatcher::set_default)
+    }
+
+    /// Runs one task of `batch`; `COUNT` says whether progress output counts it (a constant,
+    /// so that a silent run pays nothing). A panic is recorded and cancels the batches not
+    /// started.
+    #[inline(always)]
+    pub(crate) fn task<T, R, const COUNT: bool>(
+        &self,
+        batch: &mut impl CountTask,
+        index: usize,
+        item: T,
+        f: impl FnOnce(T) -> R,
+    ) -> R {
+        match panic::catch_unwind(AssertUnwindSafe(|| f(item))) {
+            Ok(value) => {
+                if COUNT {
+                    self.progress.count_one();
+                }
+                batch.count();
+                value
+            }
+            Err(payload) => self.fail(index, payload),
+        }
+    }
+
+    #[cold]
+    fn fail(&self, index: usize, payload: Box<dyn Any + Send>) -> ! {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.trace.failed.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(TaskPanic::new(index, payload));
+        }
+        drop(first);
+        panic::resume_unwind(Box::new(Cancelled));
+    }
+
+    /// Hands back the results, or re-raises the first failure in the caller.
+    pub(crate) fn finish<R>(self, outcome: std::thread::Result<Vec<R>>) -> Vec<R> {
+        match outcome {
+            Ok(results) => {
+                self.progress.finish(results.len());
+                self.trace.finish(results.len());
+                results
+            }
+            Err(other) => {
+                self.progress.abandon();
+                let failure = self.failure.into_inner().unwrap_or_else(|e| e.into_inner());
+                if let Some(failure) = &failure {
+                    self.trace.task_failed(failure.index(), failure);
+                }
+                self.trace.finish(self.trace.done());
+                match failure {
+                    Some(failure) => panic::resume_unwind(Box::new(failure)),
+                    None => panic::resume_unwind(other),
+                }
+            }
+        }
+    }
+}

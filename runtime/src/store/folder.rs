@@ -1,0 +1,169 @@
+//! The local folder, the one [`Store`] today: entries are files laid out as [`super::layout`]
+//! says, written atomically, their hits counted in place.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
+
+use super::layout::{entry_path, key_of_file};
+use super::read::{Opened, read_header};
+use super::write::{TEMP_PREFIX, replace};
+use super::{Detail, EntryId, EntryInfo, Listing, Reader, Store, Writer, hits};
+use crate::error::{Error, ErrorKind};
+
+/// A temporary file older than this belongs to a writer that crashed: no live writer takes
+/// this long between creating its file and renaming it.
+const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// A cache folder on this machine.
+pub(crate) struct Folder {
+    root: PathBuf,
+    /// Whether hits may count themselves in their entries; cleared at the first refusal.
+    writable: AtomicBool,
+}
+
+impl Folder {
+    pub(crate) fn new(root: &Path, count_hits: bool) -> Self {
+        Folder {
+            root: root.to_owned(),
+            writable: AtomicBool::new(count_hits),
+        }
+    }
+}
+
+impl Store for Folder {
+    fn get(&self, id: &EntryId<'_>, read: Reader<'_>) -> Result<(), Error> {
+        let path = entry_path(&self.root, id);
+        hits::open(&path, &self.writable)
+            .and_then(|mut file| {
+                read(&mut file)?;
+                hits::count(&file, &path);
+                Ok(())
+            })
+            .map_err(|kind| Error::new(&path, kind))
+    }
+
+    fn peek(&self, id: &EntryId<'_>, read: Reader<'_>) -> Result<(), Error> {
+        let path = entry_path(&self.root, id);
+        Opened::open(&path)
+            .and_then(|mut file| read(&mut file))
+            .map_err(|kind| Error::new(&path, kind))
+    }
+
+    fn put(&self, id: &EntryId<'_>, write: Writer<'_>) -> Result<u64, Error> {
+        let path = entry_path(&self.root, id);
+        replace(&path, true, write).map_err(|kind| Error::new(&path, kind))
+    }
+
+    fn remove_function(&self, function: &str) -> Result<(), Error> {
+        let dir = self.root.join(function);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::new(&dir, ErrorKind::from_io(e))),
+        }
+    }
+
+    fn list(&self, function: Option<&str>, detail: Detail) -> Result<Listing, Error> {
+        if detail != Detail::Sizes {
+            // This process's own hits, so that the counts and the times listed are up to date.
+            hits::write_all(true);
+        }
+        let now = SystemTime::now();
+        let functions = match function {
+            // Never `.` or `..` (see `function_folder`): always a folder inside the cache.
+            Some(f) => vec![self.root.join(f)],
+            None => subfolders(&self.root)?,
+        };
+        let mut listing = Listing::default();
+        for function in functions {
+            for version in subfolders(&function)? {
+                for shard in subfolders(&version)? {
+                    for file in read_dir(&shard)? {
+                        let Ok(file) = file else { continue };
+                        let name = file.file_name().to_string_lossy().into_owned();
+                        let Ok(meta) = file.metadata() else { continue };
+                        let key = match key_of_file(&name) {
+                            Some(key) if meta.is_file() => key,
+                            _ => continue,
+                        };
+                        let path = file.path();
+                        let modified = meta.modified().unwrap_or(now);
+                        if name.starts_with(TEMP_PREFIX) {
+                            let age = now.duration_since(modified).unwrap_or_default();
+                            if age > ABANDONED_AFTER {
+                                listing.abandoned.push(path);
+                            }
+                            continue;
+                        }
+                        let header = (detail == Detail::Headers)
+                            .then(|| read_header(&path, meta.len()))
+                            .flatten();
+                        listing.entries.push(EntryInfo {
+                            function: last_name(&function),
+                            code_version: last_name(&version),
+                            key: key.to_owned(),
+                            size: meta.len(),
+                            type_name: header
+                                .as_ref()
+                                .map_or_else(|| "?".to_owned(), |h| h.type_name.clone()),
+                            compute: header.as_ref().map_or(Duration::ZERO, |h| h.compute),
+                            created: header.as_ref().map_or(modified, |h| h.created),
+                            last_used: modified,
+                            hits: header.as_ref().map_or(0, |h| u64::from(h.hits)),
+                            args: header.map(|h| h.args).unwrap_or_default(),
+                            path,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    fn remove(&self, path: &Path) -> Result<bool, Error> {
+        let removed = match std::fs::remove_file(path) {
+            Ok(()) => true,
+            // Removed meanwhile by another process: as good.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::new(path, ErrorKind::from_io(e))),
+        };
+        // Then the shard, version and function folders it leaves empty. `remove_dir` refuses
+        // a folder that is not empty, and another writer may just have filled one again.
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(removed)
+    }
+}
+
+fn last_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The entries of `dir`; none when it does not exist.
+fn read_dir(dir: &Path) -> Result<Vec<std::io::Result<std::fs::DirEntry>>, Error> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::new(dir, ErrorKind::from_io(e))),
+    }
+}
+
+/// The subfolders of `dir`, sorted; none when it does not exist.
+fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut dirs: Vec<PathBuf> = read_dir(dir)?
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}

@@ -1,0 +1,263 @@
+//! Hits, counted in their entries: each entry's header holds how often it was loaded, and its
+//! modification time says when it last was (see [`super::format`]).
+//!
+//! Writing the count at every hit would cost a system call each, which a small hit cannot
+//! afford (it takes a few microseconds). So an entry's count is written at most once a second
+//! by each process: the hit that finds the last write older than that writes its own and those
+//! counted in memory since, through the file it already has open. What is still in memory is
+//! written when the process exits normally (on Unix), and before `Memory` lists a folder, so
+//! that a report made by the process that hit is exact. A process that is killed (or, on
+//! other systems, that exits) loses at most its last second of hits per entry. Two processes
+//! writing one entry's count at the same moment can lose one's addition.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::format::{COUNTED_HEAD, HITS_AT, counts_hits};
+use super::read::Opened;
+use crate::error::ErrorKind;
+
+/// How often at most a process writes one entry's count.
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// Beyond this many entries remembered, all counts are written and the table starts afresh.
+const REMEMBERED: usize = 1 << 16;
+
+/// What this process knows of one entry's hits.
+struct Tally {
+    path: PathBuf,
+    /// Hits not yet written.
+    unwritten: u32,
+    /// When the last of them happened.
+    last_hit: Instant,
+    /// When this process last wrote the count.
+    written: Option<Instant>,
+}
+
+/// Entries hit by this process, by the hash of their path.
+static TABLE: Mutex<Option<HashMap<u64, Tally, BuildHasherDefault<Id>>>> = Mutex::new(None);
+
+/// Hashes a table key, already a well-mixed hash, as itself.
+#[derive(Default)]
+struct Id(u64);
+
+impl Hasher for Id {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; this is never called.
+        self.0 = xxh3_64(bytes);
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+
+/// Opens the entry at `path` to load it as a cache hit, for writing too if `writable` holds,
+/// so that the hit can be counted. A cache that refuses writes (another user's, a read-only
+/// mount) clears `writable`, and is read without counting from then on.
+pub(crate) fn open(path: &Path, writable: &AtomicBool) -> Result<Opened, ErrorKind> {
+    if writable.load(Ordering::Relaxed) {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Ok(file) => return Opened::read_head(file, true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ErrorKind::from_io(e));
+            }
+            Err(e) => {
+                // A cache that refuses writes for good; anything else (too many open
+                // files, say) only costs this hit its count.
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) {
+                    tracing::debug!(path = %path.display(), error = %e, "cache entries are read-only; hits are not counted");
+                    writable.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    Opened::open(path)
+}
+
+/// Counts a hit of the entry at `path`, open as `file` (see [`open`]), which also marks it as
+/// just used. Best effort: a failure only leaves the count and the time as they were.
+pub(crate) fn count(file: &Opened, path: &Path) {
+    if !file.writable || !counts_hits(file.head()) {
+        return;
+    }
+    hit(path, |hits| {
+        if let Err(e) = add_hits(file.file(), hits) {
+            tracing::debug!(error = %e, "cannot count a hit");
+        }
+    });
+}
+
+/// Counts a hit of the entry at `path`. If its count is due to be written, `write` is given
+/// the hits to add, and writes them through the open file (which sets its modification time).
+fn hit(path: &Path, write: impl FnOnce(u32)) {
+    let id = xxh3_64(path.as_os_str().as_encoded_bytes());
+    let mut full = None;
+    let due = {
+        let Ok(mut table) = TABLE.lock() else { return };
+        let table = table.get_or_insert_with(|| {
+            at_exit(|| write_all(false));
+            HashMap::default()
+        });
+        if table.len() >= REMEMBERED && !table.contains_key(&id) {
+            full = Some(std::mem::take(table));
+        }
+        // The time is read under the lock, so that it never goes backwards from one hit of
+        // an entry to the next: two threads never both find its count due.
+        let now = Instant::now();
+        let tally = table.entry(id).or_insert_with(|| Tally {
+            path: path.to_owned(),
+            unwritten: 0,
+            last_hit: now,
+            written: None,
+        });
+        tally.unwritten = tally.unwritten.saturating_add(1);
+        tally.last_hit = now;
+        let due = tally
+            .written
+            .is_none_or(|written| now.duration_since(written) >= WRITE_EVERY);
+        due.then(|| {
+            tally.written = Some(now);
+            std::mem::take(&mut tally.unwritten)
+        })
+    };
+    if let Some(hits) = due {
+        write(hits);
+    }
+    if let Some(table) = full {
+        write_table(table, true);
+    }
+}
+
+/// Writes every count still in memory: before a listing, and at exit, where `wait` is false
+/// (another thread may hold the lock forever then).
+pub(crate) fn write_all(wait: bool) {
+    // One writer of the whole table at a time, so that a listing never reads an entry whose
+    // count another thread's listing has taken from the table but not yet written.
+    static WRITING_ALL: Mutex<()> = Mutex::new(());
+    let _writing = if wait {
+        WRITING_ALL.lock().unwrap_or_else(|e| e.into_inner())
+    } else {
+        match WRITING_ALL.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => return,
+        }
+    };
+    let table = if wait {
+        TABLE.lock().ok()
+    } else {
+        TABLE.try_lock().ok()
+    };
+    let taken = table.and_then(|mut table| table.as_mut().map(std::mem::take));
+    if let Some(table) = taken {
+        // At exit, `tracing` may no longer be usable: the thread's locals are gone.
+        write_table(table, wait);
+    }
+}
+
+/// Writes the counts of `table`, reporting failures through `tracing` if `report` holds.
+fn write_table(table: HashMap<u64, Tally, BuildHasherDefault<Id>>, report: bool) {
+    let (now, instant) = (SystemTime::now(), Instant::now());
+    for tally in table.into_values().filter(|u| u.unwritten > 0) {
+        let last_hit = now - instant.duration_since(tally.last_hit);
+        if let Err(e) = write_to_path(&tally, last_hit) {
+            if report {
+                tracing::debug!(path = %tally.path.display(), error = %e, "cannot count hits");
+            }
+        }
+    }
+}
+
+/// Adds `tally`'s hits to the count in its file, and sets the file's time to its last hit,
+/// unless another process has marked a later use already.
+fn write_to_path(tally: &Tally, last_hit: SystemTime) -> io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tally.path)?;
+    let mut head = [0u8; COUNTED_HEAD];
+    read_at(&file, &mut head, 0)?;
+    if !counts_hits(&head) {
+        return Ok(());
+    }
+    let marked = file.metadata()?.modified()?;
+    add_hits(&file, tally.unwritten)?;
+    file.set_modified(marked.max(last_hit))
+}
+
+/// Adds `hits` to the count of the entry open as `file`, read just before: another process
+/// may have added to it since this one opened the file.
+fn add_hits(file: &File, hits: u32) -> io::Result<()> {
+    // One read-and-write at a time in this process, so that a listing's writes and a hit's
+    // never both add to the same count. (Held for two system calls, once a second an entry.)
+    static WRITING: Mutex<()> = Mutex::new(());
+    let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut count = [0u8; 4];
+    read_at(file, &mut count, HITS_AT as u64)?;
+    let count = u32::from_le_bytes(count).saturating_add(hits);
+    write_at(file, &count.to_le_bytes(), HITS_AT as u64)
+}
+
+/// Runs `f` when the process exits normally (returns from `main` or calls `exit`).
+fn at_exit(f: fn()) {
+    #[cfg(unix)]
+    {
+        static EXIT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+        extern "C" fn run() {
+            if let Some(f) = EXIT.get() {
+                // Nothing may unwind out of an exit handler.
+                let _ = std::panic::catch_unwind(f);
+            }
+        }
+        if EXIT.set(f).is_ok() {
+            // SAFETY: `run` is an `extern "C" fn()` that never unwinds; `atexit` only stores it.
+            unsafe { libc::atexit(run) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = f;
+}
+
+/// Reads `buf` from `offset` in `file`.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_exact_at(file, buf, offset);
+    // Elsewhere through the cursor, which nothing else uses once the file is read.
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek};
+        let mut file = file;
+        file.seek(io::SeekFrom::Start(offset))?;
+        file.read_exact(buf)
+    }
+}
+
+/// Writes `data` at `offset` in `file`.
+fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::write_all_at(file, data, offset);
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, Write};
+        let mut file = file;
+        file.seek(io::SeekFrom::Start(offset))?;
+        file.write_all(data)
+    }
+}

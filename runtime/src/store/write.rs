@@ -1,0 +1,347 @@
+//! Writing an entry: its body streamed out in chunks, hashed as it goes, its header last, into
+//! a temporary file renamed over the entry's path once complete.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
+use super::compress::{self, Compression};
+use super::format::{Fields, HEADER_LEN, MAX_ARGS, ROW, SECTION_ALIGN, canonical_type_name};
+use super::layout::SUFFIX;
+use crate::array::{Section, Sink};
+use crate::error::ErrorKind;
+
+/// The writer hands the file chunks of this size, hashing each while it is still in cache.
+const CHUNK: usize = 256 * 1024;
+
+/// Prefix of temporary files, so that tools can recognise (and clean up) those of a crashed writer.
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
+
+/// What an entry's header and body say about its value, besides the value itself.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Meta<'a> {
+    /// `std::any::type_name` of the value.
+    pub type_name: &'a str,
+    /// How the call's arguments read; empty for `dump`.
+    pub args: &'a str,
+    /// How long the value took to compute.
+    pub compute: Duration,
+}
+
+impl<'a> Meta<'a> {
+    /// A value of `type_name` that is not a call's result.
+    pub(crate) fn value(type_name: &'a str) -> Self {
+        Meta {
+            type_name,
+            ..Meta::default()
+        }
+    }
+}
+
+/// Writes `value` as an entry file at `path`, atomically (see [`replace`]). Returns the
+/// file's length.
+pub(crate) fn write<T: ?Sized + Serialize>(
+    path: &Path,
+    value: &T,
+    meta: &Meta,
+    compression: Compression,
+    create_dirs: bool,
+) -> Result<u64, ErrorKind> {
+    replace(path, create_dirs, |file| {
+        entry(file, value, meta, compression)
+    })
+}
+
+/// Makes the file at `path` with `write`, atomically: into a temporary file in the same
+/// folder, renamed over `path` once complete, so that readers in any thread or process see the
+/// old file or the new one, never a part of one. The folder is created if missing and
+/// `create_dirs` is set. Returns what `write` does, the file's length.
+pub(crate) fn replace(
+    path: &Path,
+    create_dirs: bool,
+    write: impl FnOnce(&mut File) -> Result<u64, ErrorKind>,
+) -> Result<u64, ErrorKind> {
+    let mut tmp = temp_for(path, create_dirs).map_err(ErrorKind::from_io)?;
+    let len = write(tmp.as_file_mut())?;
+    tmp.persist(path).map_err(|e| ErrorKind::from_io(e.error))?;
+    Ok(len)
+}
+
+/// An entry in memory, for tests.
+#[cfg(test)]
+pub(crate) fn encode<T: ?Sized + Serialize>(
+    value: &T,
+    type_name: &str,
+    compute: Duration,
+    compression: Compression,
+) -> Result<Vec<u8>, ErrorKind> {
+    let mut out = io::Cursor::new(Vec::new());
+    let meta = Meta {
+        compute,
+        ..Meta::value(type_name)
+    };
+    entry(&mut out, value, &meta, compression)?;
+    Ok(out.into_inner())
+}
+
+/// Serializes an entry into `out`, which must be empty; returns its length. A small entry is
+/// assembled in memory and written with one call; a large one streams out in chunks, hashed
+/// as they go, and its header is written last, over a placeholder, once the lengths are known.
+pub(crate) fn entry<W: Write + Seek, T: ?Sized + Serialize>(
+    out: W,
+    value: &T,
+    meta: &Meta,
+    compression: Compression,
+) -> Result<u64, ErrorKind> {
+    let (type_name, name_len) = stored_type_name(meta.type_name)?;
+    let args = truncate(meta.args, MAX_ARGS);
+    let mut body = Body::new(out);
+    body.extend(type_name.as_bytes()).map_err(ErrorKind::Io)?;
+    body.extend(args.as_bytes()).map_err(ErrorKind::Io)?;
+    let start = body.len();
+    let (raw_len, sections) = if compression == Compression::None {
+        let sink = Sink::open();
+        if let Err(e) = postcard::serialize_with_flavor(value, &mut body) {
+            return Err(body
+                .error
+                .take()
+                .map_or_else(|| ErrorKind::Encode(e.to_string()), ErrorKind::Io));
+        }
+        (body.len() - start, sink.finish())
+    } else {
+        (
+            compress::serialize(value, compression, &mut body)?,
+            Vec::new(),
+        )
+    };
+    let fields = Fields {
+        name_len,
+        args_len: args.len() as u16,
+        table_len: u32::try_from(sections.len() * ROW)
+            .map_err(|_| ErrorKind::Encode("too many arrays".into()))?,
+        payload_len: body.len() - start,
+        raw_len,
+        compression: compression.id(),
+        compute: meta.compute,
+    };
+    body.finish(&fields, &sections).map_err(ErrorKind::Io)
+}
+
+/// The type name as stored, and its length as the header records it.
+fn stored_type_name(type_name: &str) -> Result<(std::borrow::Cow<'_, str>, u16), ErrorKind> {
+    let name = canonical_type_name(type_name);
+    let len =
+        u16::try_from(name.len()).map_err(|_| ErrorKind::Encode("type name too long".into()))?;
+    Ok((name, len))
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends at a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// An entry being written: a buffer that starts with a placeholder for the header, spilled to
+/// `out` a chunk at a time once it fills up. Also the postcard flavor the payload is
+/// serialized through, so that a large payload never sits in memory whole.
+struct Body<W> {
+    out: W,
+    buf: Vec<u8>,
+    /// Bytes written to `out` so far, the placeholder header among them once any are.
+    flushed: u64,
+    /// Hash of the body bytes written so far.
+    hasher: Xxh3,
+    /// Why a write failed, for the postcard error that reports it.
+    error: Option<io::Error>,
+}
+
+impl<W: Write + Seek> Body<W> {
+    fn new(out: W) -> Self {
+        let mut buf = Vec::with_capacity(4096);
+        buf.resize(HEADER_LEN, 0);
+        Body {
+            out,
+            buf,
+            flushed: 0,
+            hasher: Xxh3::new(),
+            error: None,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    // Inlined into postcard's per-number calls, where `data` has a constant length: the copy
+    // becomes a move of a few bytes instead of a call to `memmove`.
+    #[inline(always)]
+    fn extend(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.buf.len() + data.len() <= CHUNK {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        self.spill(data)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, data: &[u8]) -> io::Result<()> {
+        self.flush()?;
+        if data.len() < CHUNK {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        for chunk in data.chunks(CHUNK) {
+            self.out.write_all(chunk)?;
+            self.hasher.update(chunk);
+        }
+        self.flushed += data.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        let header = if self.flushed == 0 { HEADER_LEN } else { 0 };
+        self.hasher.update(&self.buf[header..]);
+        self.flushed += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the section table and the sections after the payload, then the header.
+    fn finish(mut self, fields: &Fields, sections: &[Box<dyn Section>]) -> io::Result<u64> {
+        if sections.is_empty() && self.flushed == 0 {
+            // Small: the whole entry is in the buffer; one write.
+            let header = fields.header(xxh3_64(&self.buf[HEADER_LEN..]));
+            self.buf[..HEADER_LEN].copy_from_slice(&header);
+            self.out.write_all(&self.buf)?;
+            return Ok(self.buf.len() as u64);
+        }
+        self.flush()?;
+        let table_at = self.flushed;
+        let mut end = table_at + (sections.len() * ROW) as u64;
+        // Where each section went and its length: the table, once their hashes are known.
+        let mut placed = Vec::with_capacity(sections.len());
+        // Placeholder for the table, which holds the sections' hashes.
+        self.out.write_all(&vec![0; sections.len() * ROW])?;
+        let sections: Vec<&[u8]> = sections.iter().map(|s| s.bytes()).collect();
+        let hash_all = || {
+            sections
+                .iter()
+                .map(|bytes| xxh3_64(bytes))
+                .collect::<Vec<_>>()
+        };
+        let large = sections.iter().map(|s| s.len()).sum::<usize>() >= HASH_ASIDE_FROM;
+        let hashes = std::thread::scope(|scope| -> io::Result<Vec<u64>> {
+            // Large arrays are hashed on a second thread while this one writes them: the write
+            // is bound by the kernel's page cache, the hash by memory bandwidth.
+            let aside = large.then(|| spawn_scoped(scope, hash_all)).flatten();
+            for bytes in &sections {
+                let at = end.next_multiple_of(SECTION_ALIGN as u64);
+                self.out
+                    .write_all(&[0; SECTION_ALIGN][..(at - end) as usize])?;
+                self.out.write_all(bytes)?;
+                end = at + bytes.len() as u64;
+                placed.push((at, bytes.len() as u64));
+            }
+            Ok(aside.map_or_else(hash_all, join))
+        })?;
+        let table: Vec<u8> = placed
+            .iter()
+            .zip(hashes)
+            .flat_map(|(&(at, len), hash)| [at, len, hash])
+            .flat_map(u64::to_le_bytes)
+            .collect();
+        self.hasher.update(&table);
+        if !table.is_empty() {
+            self.out.seek(SeekFrom::Start(table_at))?;
+            self.out.write_all(&table)?;
+        }
+        self.out.seek(SeekFrom::Start(0))?;
+        self.out.write_all(&fields.header(self.hasher.digest()))?;
+        Ok(end)
+    }
+}
+
+/// Where a compressor writes: the entry being written.
+impl<W: Write + Seek> Write for Body<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.extend(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write + Seek> postcard::ser_flavors::Flavor for &mut Body<W> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        match self.extend(data) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.error = Some(e);
+                Err(postcard::Error::SerializeBufferFull)
+            }
+        }
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// A temporary file in the folder of `path`, which is created if missing and `create_dirs` is
+/// set. Dropped without being persisted, it is removed.
+fn temp_for(path: &Path, create_dirs: bool) -> io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match temp_in(dir) {
+        Err(e) if create_dirs && e.kind() == io::ErrorKind::NotFound => {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                // As the files: never writable by others, whatever the process umask allows.
+                builder.mode(0o755);
+            }
+            builder.create(dir)?;
+            temp_in(dir)
+        }
+        other => other,
+    }
+}
+
+fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX).suffix(SUFFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Readable like any file the program writes (the process umask still applies); never
+        // executable, never writable by others.
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    builder.tempfile_in(dir)
+}
