@@ -3,8 +3,10 @@
 //! with its value, and list the folder as that build wrote it. They were written by main at
 //! 9415619, before the runtime was reorganised into layers.
 //!
-//! The `#[cached]` functions below must keep their tokens: an entry's folder and key depend on
-//! the function's fingerprint, a hash of its tokens. To write the fixture again, on purpose
+//! The `#[cached]` functions below must keep their tokens, and reach nothing else of this
+//! crate: an entry's folder and key depend on the function's fingerprint, a hash of its tokens
+//! and of what it reaches. That a call loaded rather than computed shows in the listing: a
+//! computed call would store an entry of its own. To write the fixture again, on purpose
 //! (a new format version, say): `JOBLET_WRITE_FIXTURE=1 cargo test --features ndarray --test
 //! compatibility`, and say why in the commit.
 
@@ -19,7 +21,8 @@ use joblet::{Array, Compression, Memory, cached, dump_with, load};
 /// Set to write the fixture with this build instead of checking it.
 const WRITE: &str = "JOBLET_WRITE_FIXTURE";
 
-/// Calls that computed: none may, when the fixture loads.
+/// Calls of the function wrapped by `Memory::cache` that computed: none may, when the fixture
+/// loads.
 static COMPUTED: AtomicUsize = AtomicUsize::new(0);
 
 /// The cache folder: a copy of the fixture, since hits count themselves in their entries.
@@ -38,25 +41,21 @@ const RAMP: usize = 140_000;
 
 #[cached(dir = cache_dir())]
 fn tripled(n: u64) -> u64 {
-    COMPUTED.fetch_add(1, SeqCst);
     n * 3
 }
 
 #[cached(dir = cache_dir())]
 fn greeting(name: String) -> String {
-    COMPUTED.fetch_add(1, SeqCst);
     format!("hello, {name}")
 }
 
 #[cached(dir = cache_dir())]
 fn ramp(n: usize) -> Vec<f64> {
-    COMPUTED.fetch_add(1, SeqCst);
     (0..n).map(|i| i as f64 * 0.5).collect()
 }
 
 #[cached(dir = cache_dir())]
 fn squares(n: usize) -> Array<f64> {
-    COMPUTED.fetch_add(1, SeqCst);
     (0..n).map(|i| (i * i) as f64).collect()
 }
 
@@ -141,7 +140,7 @@ fn a_cache_folder_written_by_main_loads_hit_for_hit() {
         "an entry of main's was recomputed"
     );
 
-    // Listed as main wrote them, with the hit each just had.
+    // Listed as main wrote them, with the hit each just had, and no entry more.
     let mut listed: Vec<(String, String, u64)> = Memory::new(&copied)
         .entries()
         .unwrap()
