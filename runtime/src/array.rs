@@ -454,7 +454,7 @@ struct BytesVisitor<T>(std::marker::PhantomData<T>);
 
 impl<T: Pod> BytesVisitor<T> {
     fn array<E: de::Error>(bytes: &[u8]) -> Result<Array<T>, E> {
-        if bytes.len() % size_of::<T>() != 0 {
+        if !bytes.len().is_multiple_of(size_of::<T>()) {
             return Err(E::invalid_length(
                 bytes.len(),
                 &"a whole number of elements",

@@ -36,14 +36,13 @@ pub fn check(model: &Model, errors: &mut Errors) {
             );
         }
     }
-    if model.unordered {
-        if let (Some(key), Some(OnError::Continue | OnError::Collect)) =
+    if model.unordered
+        && let (Some(key), Some(OnError::Continue | OnError::Collect)) =
             (&model.on_error_key, model.on_error)
-        {
-            errors.error(
+    {
+        errors.error(
                 key.span(),
                 "`return_as = unordered` raises each failure as its result is reached; remove `on_error`, or `return_as` to collect the failures",
             );
-        }
     }
 }

@@ -115,11 +115,11 @@ mod job {
     /// finalize it, or to end the job when the process fails.
     fn start() -> Place {
         use mpi::traits::Communicator;
-        if !mpi::environment::is_initialized() {
-            if let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Multiple) {
-                *UNIVERSE.lock().unwrap_or_else(|e| e.into_inner()) = Some(universe);
-                at_exit();
-            }
+        if !mpi::environment::is_initialized()
+            && let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Multiple)
+        {
+            *UNIVERSE.lock().unwrap_or_else(|e| e.into_inner()) = Some(universe);
+            at_exit();
         }
         let world = mpi::topology::SimpleCommunicator::world();
         Place {

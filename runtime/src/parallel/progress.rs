@@ -71,7 +71,7 @@ impl Progress {
             return;
         }
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        if done % self.batch == 0 && Some(done) != self.total {
+        if done.is_multiple_of(self.batch) && Some(done) != self.total {
             // Lines from several workers must not interleave.
             let _printing = self.printing.lock().unwrap_or_else(|e| e.into_inner());
             if !skip_line(done / self.batch - 1, self.verbose) {

@@ -125,7 +125,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
 /// Where the last array section ends, or the body if there are none, checking that sections
 /// follow each other in order, aligned, after the table.
 fn sections_end(bytes: &[u8], body_end: usize, table_len: u64) -> Result<u64, ErrorKind> {
-    if table_len % ROW as u64 != 0 {
+    if !table_len.is_multiple_of(ROW as u64) {
         return Err(ErrorKind::Corrupt("array section table has a partial row"));
     }
     let table = &bytes[body_end - table_len as usize..body_end];

@@ -177,10 +177,10 @@ fn write_table(table: HashMap<u64, Tally, BuildHasherDefault<Id>>, report: bool)
     let (now, instant) = (SystemTime::now(), Instant::now());
     for tally in table.into_values().filter(|u| u.unwritten > 0) {
         let last_hit = now - instant.duration_since(tally.last_hit);
-        if let Err(e) = write_to_path(&tally, last_hit) {
-            if report {
-                tracing::debug!(path = %tally.path.display(), error = %e, "cannot count hits");
-            }
+        if let Err(e) = write_to_path(&tally, last_hit)
+            && report
+        {
+            tracing::debug!(path = %tally.path.display(), error = %e, "cannot count hits");
         }
     }
 }
