@@ -64,15 +64,19 @@
 ///
 /// ## `version`
 ///
-/// A salt mixed into every key. The function's own code is fingerprinted, but not the code it
-/// calls: when that changes, bump `version` to invalidate the stored results.
+/// A salt mixed into every key. The function's code and the code it reaches in its crate are
+/// fingerprinted (see the README's "Code versions"); what the fingerprint cannot see, such as
+/// a new version of a dependency or a data file the function reads, needs a new `version` to
+/// invalidate the stored results.
 ///
 /// ```
 /// # use joblet::cached;
+/// /// A helper of the same crate: editing it invalidates `norm`'s results by itself.
 /// fn helper(x: f64) -> f64 {
 ///     x.sqrt()
 /// }
 ///
+/// // Version 2 of the weights file.
 /// #[cached(dir = "target/doc-cache", version = "2")]
 /// fn norm(v: Vec<f64>) -> f64 {
 ///     helper(v.iter().map(|x| x * x).sum())
@@ -144,6 +148,44 @@
 ///     vec![0; 1000 + frame as usize]
 /// }
 /// assert_eq!(render(3).len(), 1003);
+/// ```
+///
+/// ## `expires`
+///
+/// `expires = "7d"`: an entry stored longer ago than this is not served; the call computes
+/// and stores the result again. Units are `s`, `min`, `h`, `d` and `w`; a duration that does
+/// not parse is a compile error. The age is the entry's creation time, written in its header,
+/// against this machine's clock. (`Memory::cache(..).expires(duration)` is the same.)
+///
+/// ```
+/// # use joblet::cached;
+/// #[cached(dir = "target/doc-cache", expires = "12h")]
+/// fn exchange_rate(currency: String) -> f64 {
+///     if currency == "EUR" { 1.08 } else { 1.0 }
+/// }
+/// assert_eq!(exchange_rate("EUR".into()), 1.08);
+/// ```
+///
+/// ## `validate`
+///
+/// `validate = check`, where `check` is a `fn(&EntryInfo) -> bool`: asked before each hit
+/// with what the entry says of itself ([`EntryInfo`]: creation time, compute time, hits,
+/// arguments, size); `false` makes the call a miss, computed and stored again. This is joblib's
+/// `cache_validation_callback`. (`Memory::cache(..).validate(check)` is the same.)
+///
+/// ```
+/// # use joblet::{cached, EntryInfo};
+/// /// Results that took under a second are recomputed once a day; longer ones are kept.
+/// fn worth_keeping(entry: &EntryInfo) -> bool {
+///     let age = entry.created.elapsed().unwrap_or_default();
+///     entry.compute.as_secs() >= 1 || age.as_secs() < 86_400
+/// }
+///
+/// #[cached(dir = "target/doc-cache", validate = worth_keeping)]
+/// fn tokens(text: String) -> usize {
+///     text.split_whitespace().count()
+/// }
+/// assert_eq!(tokens("a b c".into()), 3);
 /// ```
 ///
 /// # Controls

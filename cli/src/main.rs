@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// A line per function: entries, size, compute time stored, last use
+    /// A line per function: entries, size, what its outdated code versions take, compute
+    /// time stored, hits, time saved, last use
     Report,
     /// The entries of one function, least recently used first
     Ls {
@@ -52,6 +53,10 @@ struct PruneArgs {
     /// Nothing unused for longer than this: 45s, 30min, 12h, 30d, 2w
     #[arg(long, value_parser = parse_age)]
     max_age: Option<Duration>,
+    /// No entry of a function's outdated code versions (stored by code that has changed
+    /// since; `report` shows what they take)
+    #[arg(long)]
+    old_versions: bool,
 }
 
 fn main() -> ExitCode {
@@ -104,9 +109,15 @@ fn run(memory: &Memory, command: Command) -> Result<ExitCode, joblet_runtime::Er
                 Some(f) => memory.clear_function(f)?,
                 None => memory.clear()?,
             };
-            print_removed(&removed);
+            print_removed("", &removed);
         }
         Command::Prune(args) => {
+            if args.old_versions {
+                print_removed("of outdated code versions ", &memory.clear_old_versions()?);
+                if args.max_size.is_none() && args.max_items.is_none() && args.max_age.is_none() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let mut limits = Limits::new();
             if let Some(size) = args.max_size {
                 limits = limits.bytes(size);
@@ -117,15 +128,16 @@ fn run(memory: &Memory, command: Command) -> Result<ExitCode, joblet_runtime::Er
             if let Some(age) = args.max_age {
                 limits = limits.age(age);
             }
-            print_removed(&memory.reduce_size(&limits)?);
+            print_removed("", &memory.reduce_size(&limits)?);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_removed(removed: &Reduced) {
+/// What a removal did; `which` says which entries, before "entries".
+fn print_removed(which: &str, removed: &Reduced) {
     println!(
-        "removed {} entries ({}) and {} temporary files",
+        "removed {} entries {which}({}) and {} temporary files",
         removed.entries,
         bytes(removed.bytes),
         removed.temp_files
@@ -143,6 +155,8 @@ fn report(entries: &[EntryInfo], now: SystemTime) -> String {
         hits: u64,
         saved: Duration,
         last_used: Option<SystemTime>,
+        /// Bytes of the outdated code versions' entries.
+        outdated: u64,
     }
     impl Row {
         // Saturating: the times and counts come from headers, which a damaged file can
@@ -154,6 +168,7 @@ fn report(entries: &[EntryInfo], now: SystemTime) -> String {
             self.hits = self.hits.saturating_add(other.hits);
             self.saved = self.saved.saturating_add(other.saved);
             self.last_used = self.last_used.max(other.last_used);
+            self.outdated = self.outdated.saturating_add(other.outdated);
         }
     }
     let mut rows: std::collections::BTreeMap<&str, Row> = Default::default();
@@ -167,6 +182,7 @@ fn report(entries: &[EntryInfo], now: SystemTime) -> String {
                 .compute
                 .saturating_mul(u32::try_from(e.hits).unwrap_or(u32::MAX)),
             last_used: Some(e.last_used),
+            outdated: if e.outdated { e.size } else { 0 },
         });
     }
     let mut rows: Vec<(&str, Row)> = rows.into_iter().collect();
@@ -176,9 +192,10 @@ fn report(entries: &[EntryInfo], now: SystemTime) -> String {
     let width = rows.iter().map(|(f, _)| f.len()).max().unwrap_or(0).max(8);
     let line = |function: &str, row: &Row| {
         format!(
-            "{function:<width$} {:>8} {:>10} {:>10} {:>8} {:>10} {:>12}\n",
+            "{function:<width$} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>12}\n",
             row.entries,
             bytes(row.bytes),
+            bytes(row.outdated),
             duration(row.compute),
             row.hits,
             duration(row.saved),
@@ -186,8 +203,8 @@ fn report(entries: &[EntryInfo], now: SystemTime) -> String {
         )
     };
     let mut out = format!(
-        "{:<width$} {:>8} {:>10} {:>10} {:>8} {:>10} {:>12}\n",
-        "function", "entries", "size", "compute", "hits", "saved", "last used"
+        "{:<width$} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>12}\n",
+        "function", "entries", "size", "outdated", "compute", "hits", "saved", "last used"
     );
     for (function, row) in &rows {
         out += &line(function, row);
@@ -252,23 +269,9 @@ fn parse_size(text: &str) -> Result<u64, String> {
     joblet_runtime::size_in_bytes(text).map_err(|e| format!("`{text}`: {e}"))
 }
 
-/// `45s`, `30min`, `12h`, `30d`, `2w`.
+/// `45s`, `30min`, `12h`, `30d`, `2w`: the runtime's `duration_of`.
 fn parse_age(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not an age: write 45s, 30min, 12h, 30d or 2w"))?;
-    let seconds = match unit.trim() {
-        "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("unknown unit in `{text}`: use s, min, h, d or w")),
-    };
-    Ok(Duration::from_secs(number * seconds))
+    joblet_runtime::duration_of(text).map_err(|e| format!("`{text}`: {e}"))
 }
 
 #[cfg(test)]

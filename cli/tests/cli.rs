@@ -60,16 +60,17 @@ fn report_ls_prune_and_clear_work_on_a_cache_made_by_another_program() {
     assert_eq!(
         header,
         [
-            "function", "entries", "size", "compute", "hits", "saved", "last", "used"
+            "function", "entries", "size", "outdated", "compute", "hits", "saved", "last", "used"
         ],
         "{report}"
     );
     // The largest function first, then the total.
     let row: Vec<&str> = lines[1].split_whitespace().collect();
-    // Sizes and times are a number and a unit: the hits are the seventh word.
+    // Sizes and times are a number and a unit: the hits are the ninth word. Nothing is
+    // outdated: every entry is of the current code.
     assert_eq!(
-        (row[0], row[1], row[6]),
-        ("cli.squares", "3", "2"),
+        (row[0], row[1], row[4], row[8]),
+        ("cli.squares", "3", "0", "2"),
         "{report}"
     );
     assert!(lines[1].contains("kB"), "{report}");
@@ -109,6 +110,58 @@ fn report_ls_prune_and_clear_work_on_a_cache_made_by_another_program() {
     assert!(!report.contains("cli.squares"), "{report}");
     assert!(stdout(&joblet(&["clear"], &cache)).starts_with("removed "));
     assert_eq!(stdout(&joblet(&["report"], &cache)).lines().count(), 2);
+}
+
+#[test]
+fn report_shows_and_prune_removes_outdated_code_versions() {
+    let cache = dir("versions");
+    let memory = joblet::Memory::new(&cache);
+    // Version 1 of a function's code stores two results, then version 2 one: version 1's are
+    // outdated.
+    let old = memory.cache("scale", |x: u64| vec![x; 1000]).version("1");
+    old.call(1);
+    old.call(2);
+    memory
+        .cache("scale", |x: u64| vec![x * 2; 1000])
+        .version("2")
+        .call(1);
+    let outdated: Vec<bool> = memory
+        .entries()
+        .unwrap()
+        .iter()
+        .map(|e| e.outdated)
+        .collect();
+    assert_eq!(outdated, [true, true, false]);
+
+    let report = stdout(&joblet(&["report"], &cache));
+    let row: Vec<&str> = report.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!((row[0], row[1], row[5]), ("scale", "3", "kB"), "{report}");
+    let (size, old_size): (f64, f64) = (row[2].parse().unwrap(), row[4].parse().unwrap());
+    assert!(old_size > 0.6 * size && old_size < 0.7 * size, "{report}");
+
+    let pruned = stdout(&joblet(&["prune", "--old-versions"], &cache));
+    assert!(
+        pruned.starts_with("removed 2 entries of outdated code versions"),
+        "{pruned}"
+    );
+    let left = memory.entries().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        memory
+            .cache("scale", |x: u64| vec![x * 2; 1000])
+            .version("2")
+            .call(1),
+        vec![2; 1000]
+    );
+    // Running the old code again makes its version the current one.
+    old.call(3);
+    let outdated: Vec<bool> = memory
+        .entries()
+        .unwrap()
+        .iter()
+        .map(|e| e.outdated)
+        .collect();
+    assert_eq!(outdated, [true, false]);
 }
 
 #[test]
@@ -190,12 +243,12 @@ fn report_shows_the_compute_time_that_hits_saved() {
     joblet::Memory::new(dir("saved")).entries().unwrap(); // writes the hits it counted
     let report = stdout(&joblet(&["report"], &dir("saved")));
     let row: Vec<&str> = report.lines().nth(1).unwrap().split_whitespace().collect();
-    // function, entries, size (2 words), compute (2), hits, saved (2), last used.
+    // function, entries, size (2 words), outdated (2), compute (2), hits, saved (2), last used.
     let ms = |at: usize| -> u64 {
         assert_eq!(row[at + 1], "ms", "{report}");
         row[at].parse().unwrap()
     };
-    let (compute, hits, saved) = (ms(4), row[6], ms(7));
+    let (compute, hits, saved) = (ms(6), row[8], ms(9));
     assert!((40..1000).contains(&compute), "{report}");
     assert_eq!(hits, "2", "{report}");
     assert!(saved.abs_diff(2 * compute) <= 1, "{report}");

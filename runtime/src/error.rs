@@ -60,6 +60,9 @@ pub enum ErrorKind {
     Encode(String),
     /// An I/O error other than a missing file.
     Io(io::Error),
+    /// The entry is whole, but no longer served: older than the function's `expires`, or
+    /// refused by its `validate` check.
+    Stale,
 }
 
 impl Error {
@@ -68,6 +71,11 @@ impl Error {
             path: Some(path.to_owned()),
             kind,
         }
+    }
+
+    /// Whether the entry is whole but no longer served ([`ErrorKind::Stale`]).
+    pub(crate) fn is_stale(&self) -> bool {
+        matches!(self.kind, ErrorKind::Stale)
     }
 
     /// The file the error concerns, if any.
@@ -124,6 +132,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Decode(e) => write!(f, "payload does not decode: {e}"),
             ErrorKind::Encode(e) => write!(f, "value does not serialize: {e}"),
             ErrorKind::Io(e) => e.fmt(f),
+            ErrorKind::Stale => f.write_str("entry expired, or refused by its `validate` check"),
         }
     }
 }

@@ -29,10 +29,14 @@ pub struct Args {
     pub verbose: Option<LitInt>,
     /// `max_size = "10G"`: the most bytes the cache folder may hold; checked at compile time.
     pub max_size: Option<LitStr>,
+    /// `expires = "7d"`: how long an entry serves; checked at compile time.
+    pub expires: Option<LitStr>,
+    /// `validate = path::to::check`: a `fn(&EntryInfo) -> bool` asked before each hit.
+    pub validate: Option<Expr>,
 }
 
 const KEYS: &[&str] = &[
-    "controls", "dir", "ignore", "max_size", "name", "verbose", "version",
+    "controls", "dir", "expires", "ignore", "max_size", "name", "validate", "verbose", "version",
 ];
 
 impl Args {
@@ -59,7 +63,10 @@ impl Args {
         let key = input.call(Ident::parse_any).map_err(|e| {
             syn::Error::new(
                 e.span(),
-                "expected an argument such as `dir = \"cache\"`; arguments are `controls`, `dir`, `ignore`, `max_size`, `name`, `verbose` and `version`",
+                format!(
+                    "expected an argument such as `dir = \"cache\"`; arguments are {}",
+                    listed(" and ")
+                ),
             )
         })?;
         if !input.peek(Token![=]) {
@@ -78,6 +85,8 @@ impl Args {
             "controls" => self.controls.is_some(),
             "verbose" => self.verbose.is_some(),
             "max_size" => self.max_size.is_some(),
+            "expires" => self.expires.is_some(),
+            "validate" => self.validate.is_some(),
             _ => false,
         };
         if duplicate {
@@ -99,18 +108,30 @@ impl Args {
                 }
                 self.dir.get_or_insert(expr);
             }
-            "version" | "name" | "max_size" => {
+            "version" | "name" | "max_size" | "expires" => {
                 let example = match name.as_str() {
                     "version" => "2",
                     "name" => "features",
+                    "expires" => "7d",
                     _ => "10G",
                 };
                 let lit = parse_lit_str(input, &key, example)?;
                 match name.as_str() {
                     "version" => self.version.get_or_insert(lit),
                     "name" => self.name.get_or_insert(lit),
+                    "expires" => self.expires.get_or_insert(lit),
                     _ => self.max_size.get_or_insert(lit),
                 };
+            }
+            "validate" => {
+                let expr: Expr = input.parse()?;
+                if let Expr::Lit(lit) = &expr {
+                    errors.spanned(
+                        lit,
+                        "`validate` takes a function `fn(&joblet::EntryInfo) -> bool`, as in `validate = still_valid`",
+                    );
+                }
+                self.validate.get_or_insert(expr);
             }
             "controls" => {
                 let expr: Expr = input.parse()?;
@@ -166,19 +187,22 @@ impl Args {
             _ => {
                 errors.push(syn::Error::new(
                     key.span(),
-                    format!(
-                        "unknown argument `{key}`; expected one of {}",
-                        KEYS.iter()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    format!("unknown argument `{key}`; expected one of {}", listed(", ")),
                 ));
                 // Skip the value so that the arguments after it are still checked.
                 input.parse::<Expr>()?;
             }
         }
         Ok(())
+    }
+}
+
+/// The valid arguments, as `a`, `b` and `c` (or `, ` before the last).
+fn listed(last: &str) -> String {
+    let quoted: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.split_last() {
+        Some((tail, head)) if !head.is_empty() => format!("{}{last}{tail}", head.join(", ")),
+        _ => quoted.join(""),
     }
 }
 

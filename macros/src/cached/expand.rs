@@ -32,7 +32,12 @@ pub fn expand(model: Model) -> TokenStream {
 //     }
 //     pub struct square {}
 //     impl square {
-//         fn __site() -> &'static Site { static __SITE: Site = Site::new(...); &__SITE }
+//         fn __site() -> &'static Site {
+//             static __SITE: Site = Site::new(module_path!(), "square", None, <fingerprint>, "",
+//                 Some({ fn __joblet_dir() -> PathBuf { dir_path("cache") } __joblet_dir }))
+//                 .verbose(0);
+//             &__SITE
+//         }
 //         fn __key(x: &u64, __arg1: &(u8, u8)) -> CallKey {
 //             let mut __key = Self::__site().key(None);
 //             __key.arg::<u64>(x);
@@ -40,16 +45,19 @@ pub fn expand(model: Model) -> TokenStream {
 //             __key
 //         }
 //         fn __run(__mode: Mode, x: u64, __arg1: (u8, u8)) -> u64 {
-//             let __key = Self::__key(&x, &__arg1);
-//             match __site.begin::<u64>(__mode, None, &mut __key) {
+//             assert_output::<u64>();
+//             let __site = Self::__site();
+//             let mut __key = Self::__key(&x, &__arg1);
+//             match __site.begin::<u64>(__mode, None, &mut __key, <decoder of u64>) {
 //                 Begin::Hit(__value) => __value,
-//                 Begin::Compute(__pending) => {
-//                     let __value = (move || -> u64 { let (a, b) = __arg1; { x * x + a + b } })();
-//                     __site.finish(__pending, __value)
+//                 Begin::Compute(mut __pending) => {
+//                     __site.describe(&mut __pending, |__args| { .. });
+//                     let __value = (move || -> u64 { let (a, b) = __arg1; x * x + a + b })();
+//                     __site.finish::<u64>(__pending, __value)
 //                 }
 //             }
 //         }
-//         pub fn is_cached(x: u64, __arg1: (u8, u8)) -> bool { ... }
+//         pub fn is_cached(x: u64, __arg1: (u8, u8)) -> bool { .. }
 //         pub fn refresh(x: u64, __arg1: (u8, u8)) -> u64 { Self::__run(Mode::Refresh, x, __arg1) }
 //         pub fn clear() -> Result<(), Error> { Self::__site().clear() }
 //     }
@@ -191,15 +199,17 @@ fn with_companion(model: &Model) -> TokenStream {
 //     impl Model {
 //         fn predict(&self, x: f64) -> f64 {
 //             let __site: &'static Site = { static __SITE: Site = Site::new(...); &__SITE };
+//             assert_output::<f64>();
 //             let __self_ty = Some(type_name_of_val(&|| ())); // `<Model>::predict::{{closure}}`
 //             let mut __key = __site.key(__self_ty);
 //             __key.arg(&self);
 //             __key.arg::<f64>(&x);
-//             match __site.begin::<f64>(Mode::Call, __self_ty, &mut __key) {
+//             match __site.begin::<f64>(Mode::Call, __self_ty, &mut __key, <decoder of f64>) {
 //                 Begin::Hit(__value) => __value,
-//                 Begin::Compute(__pending) => {
-//                     let __value = (move || -> f64 { { self.w * x } })();
-//                     __site.finish(__pending, __value)
+//                 Begin::Compute(mut __pending) => {
+//                     __site.describe(&mut __pending, |__args| { .. });
+//                     let __value = (move || -> f64 { self.w * x })();
+//                     __site.finish::<f64>(__pending, __value)
 //                 }
 //             }
 //         }
@@ -372,10 +382,27 @@ fn site_init(model: &Model) -> TokenStream {
             })
         }
     });
+    // The same, so that a duration that does not parse is a compile error at the literal.
+    let expires = model.args.expires.as_ref().map(|lit| {
+        quote_spanned! {lit.span()=>
+            .expires(match #private::duration_of(#lit) {
+                ::core::result::Result::Ok(age) => age,
+                ::core::result::Result::Err(why) => ::core::panic!("{}", why.in_attribute()),
+            })
+        }
+    });
+    // A function of another type is an error at the path.
+    let validate = model
+        .args
+        .validate
+        .as_ref()
+        .map(|check| quote_spanned!(check.span()=> .validate(#check)));
     quote! {
         #private::Site::new(::core::module_path!(), #name, #rename, #fingerprint, #version, #dir)
             .verbose(#verbose)
             #max_size
+            #expires
+            #validate
     }
 }
 

@@ -1,6 +1,7 @@
 //! Eviction: removing entries least recently used first until a store is within limits, for
 //! `Memory::reduce_size` and the size limit, and removing listed files with what that freed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -70,6 +71,28 @@ pub(crate) fn least_recent_first(entries: &mut [EntryInfo]) {
             .cmp(&b.last_used)
             .then_with(|| a.path.as_os_str().cmp(b.path.as_os_str()))
     });
+}
+
+/// Marks the entries stored by a function's outdated code versions: every version but its
+/// current one, the version whose entries were stored or used last. (A program run with an
+/// older version of the code makes that version current again, and its entries stay.)
+pub(crate) fn mark_outdated(entries: &mut [EntryInfo]) {
+    let mut current: HashMap<&str, (SystemTime, &str)> = HashMap::new();
+    for e in entries.iter() {
+        let newest = current
+            .entry(&e.function)
+            .or_insert((e.last_used, &e.code_version));
+        if (e.last_used, e.code_version.as_str()) > *newest {
+            *newest = (e.last_used, &e.code_version);
+        }
+    }
+    let current: HashMap<String, String> = current
+        .into_iter()
+        .map(|(f, (_, v))| (f.to_owned(), v.to_owned()))
+        .collect();
+    for e in entries.iter_mut() {
+        e.outdated = current.get(&e.function) != Some(&e.code_version);
+    }
 }
 
 /// Removes least recently used entries of `store` until it is within `limits`, and the files

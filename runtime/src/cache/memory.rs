@@ -129,6 +129,28 @@ impl Memory {
         evict::remove_all(&*store, &store.list(Some(&function), Detail::Sizes)?)
     }
 
+    /// Removes the entries of every function's outdated code versions (see
+    /// [`EntryInfo::outdated`]): the results of code that has changed since, which no call of
+    /// the current code loads.
+    ///
+    /// ```
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-old-versions"));
+    /// let removed = memory.clear_old_versions()?;
+    /// println!("{} entries of older code removed, {} bytes", removed.entries, removed.bytes);
+    /// # Ok::<(), joblet_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Memory::clear`].
+    pub fn clear_old_versions(&self) -> Result<Reduced, Error> {
+        let store = self.store();
+        let mut listing = store.list(None, Detail::LastUse)?;
+        evict::mark_outdated(&mut listing.entries);
+        listing.entries.retain(|e| e.outdated);
+        listing.abandoned.clear();
+        evict::remove_all(&*store, &listing)
+    }
+
     /// Removes least recently used entries until the cache is within `limits`, and the
     /// temporary files of writers that crashed (those older than an hour).
     ///
@@ -150,6 +172,7 @@ impl Memory {
             .store()
             .list(function.as_deref(), Detail::Headers)?
             .entries;
+        evict::mark_outdated(&mut entries);
         evict::least_recent_first(&mut entries);
         Ok(entries)
     }

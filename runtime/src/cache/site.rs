@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -18,7 +18,7 @@ use super::render::Args;
 use super::switches::{default_cache_dir, switches};
 use crate::error::Error;
 use crate::key::{HashError, Key, KeyHasher};
-use crate::store::{self, Decoder, EntryId, Meta, Store};
+use crate::store::{self, Decoder, EntryId, EntryInfo, Meta, Store, Stored};
 
 /// How a call treats the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,10 @@ pub struct Site {
     max_size: Option<u64>,
     /// Whether hits count themselves in their entries.
     count_hits: bool,
+    /// `expires = "..."`: entries older than this are computed again.
+    expires: Option<Duration>,
+    /// `validate = check`: asked before each hit; `false` makes the call a miss.
+    validate: Option<fn(&EntryInfo) -> bool>,
 }
 
 /// What the first step of a call decided.
@@ -172,6 +176,8 @@ impl Site {
             verbose: 0,
             max_size: None,
             count_hits: true,
+            expires: None,
+            validate: None,
         }
     }
 
@@ -197,6 +203,51 @@ impl Site {
     pub const fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = Some(bytes);
         self
+    }
+
+    /// Sets how long an entry serves: an older one is computed and stored again, as a miss.
+    pub const fn expires(mut self, age: Duration) -> Self {
+        self.expires = Some(age);
+        self
+    }
+
+    /// Sets a check asked before each hit, on what the entry says of itself: `false` makes
+    /// the call a miss, computed and stored again (joblib's `cache_validation_callback`).
+    pub const fn validate(mut self, check: fn(&EntryInfo) -> bool) -> Self {
+        self.validate = Some(check);
+        self
+    }
+
+    /// Sets `expires`, for a function wrapped at run time.
+    pub(crate) fn set_expires(&mut self, age: Duration) {
+        self.expires = Some(age);
+    }
+
+    /// Sets `validate`, for a function wrapped at run time.
+    pub(crate) fn set_validate(&mut self, check: fn(&EntryInfo) -> bool) {
+        self.validate = Some(check);
+    }
+
+    /// Whether stored entries are checked before they are served.
+    fn checks_entries(&self) -> bool {
+        self.expires.is_some() || self.validate.is_some()
+    }
+
+    /// Whether the entry `id`, which says `stored` of itself, may still be served.
+    fn serves(&self, id: &EntryId<'_>, stored: &Stored) -> bool {
+        if let Some(limit) = self.expires {
+            // An entry from the future (a clock set back) is taken as new.
+            let age = SystemTime::now()
+                .duration_since(stored.header.created)
+                .unwrap_or_default();
+            if age > limit {
+                return false;
+            }
+        }
+        match self.validate {
+            Some(check) => check(&EntryInfo::of(id, self.store().path_of(id), stored)),
+            None => true,
+        }
     }
 
     /// Whether hits are counted in their entries (they are unless this says otherwise): for
@@ -416,6 +467,8 @@ impl Site {
         let id = self.id(&target);
         let hex = id.key.hex();
         let key = hex.short();
+        let check = |stored: &Stored| self.serves(&id, stored);
+        let serve: Option<store::Serve<'_>> = self.checks_entries().then_some(&check);
         let hit = |value| {
             tracing::debug!(function = %self.name, key, took = ?start.elapsed(), "cache hit");
             if self.verbose >= 5 {
@@ -426,9 +479,12 @@ impl Site {
         };
         loop {
             if mode != Mode::Refresh {
-                match self.store().load_hit(&id, decode) {
+                match self.store().load_hit(&id, decode, serve) {
                     Ok(value) => return hit(value),
                     Err(e) if e.is_not_found() => {}
+                    Err(e) if e.is_stale() => {
+                        tracing::debug!(function = %self.name, key, "stored entry expired or refused by `validate`; recomputing");
+                    }
                     Err(e) => {
                         tracing::warn!(function = %self.name, key, error = %e, "unreadable cache entry; recomputing");
                     }
@@ -441,7 +497,7 @@ impl Site {
                 Ok(mut flight) => {
                     // Another thread may have stored the result between the miss above and
                     // this claim: look once more before computing it again.
-                    if let Ok(value) = self.store().load_hit(&id, decode) {
+                    if let Ok(value) = self.store().load_hit(&id, decode, serve) {
                         flight.stored();
                         return hit(value);
                     }
@@ -509,9 +565,12 @@ impl Site {
     /// (Only free functions have this control, so there is no `Self` to name.)
     pub fn contains<T>(&self, key: &mut CallKey) -> bool {
         !switches().disabled
-            && self
-                .target(None, key)
-                .is_some_and(|target| self.store().contains::<T>(&self.id(&target)))
+            && self.target(None, key).is_some_and(|target| {
+                let id = self.id(&target);
+                let check = |stored: &Stored| self.serves(&id, stored);
+                let serve: Option<store::Serve<'_>> = self.checks_entries().then_some(&check);
+                self.store().contains::<T>(&id, serve)
+            })
     }
 
     /// Removes every stored result of this function, for every version of its code.
@@ -533,10 +592,10 @@ impl CallKey {
     /// Feeds one argument.
     #[inline]
     pub fn arg<T: ?Sized + CacheArg>(&mut self, value: &T) -> &mut Self {
-        if self.error.is_none() {
-            if let Err(e) = self.hasher.value(value) {
-                self.error = Some(e);
-            }
+        if self.error.is_none()
+            && let Err(e) = self.hasher.value(value)
+        {
+            self.error = Some(e);
         }
         self
     }

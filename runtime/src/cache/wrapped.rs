@@ -1,13 +1,15 @@
 //! `Memory::cache`: a closure, or a function that cannot carry `#[cached]`, cached in a
 //! folder as `#[cached]` functions are, in the same format and layout.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::render::Args;
 use super::site::{Mode, OkOnly, Site, Stores, Whole};
 use crate::error::Error;
-use crate::store::decoder_any;
+use crate::store::{EntryInfo, decoder_any};
 
 /// A function wrapped by [`Memory::cache`](crate::Memory::cache): calls load a stored result,
 /// or compute and store it, as a `#[cached]` function's do, in the same format and layout.
@@ -31,6 +33,39 @@ impl<F> Cached<F> {
     /// ```
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.site.set_version(version.into());
+        self
+    }
+
+    /// Computes again, on their next call, the results stored longer ago than `age`, as
+    /// `#[cached(expires = "...")]` does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-expires"));
+    /// let rate = memory.cache("rate", |day: u32| f64::from(day) * 1.5).expires(Duration::from_secs(3600));
+    /// # assert_eq!(rate.call(2), 3.0);
+    /// ```
+    pub fn expires(mut self, age: Duration) -> Self {
+        self.site.set_expires(age);
+        self
+    }
+
+    /// Asks `check` before each hit, with what the stored entry says of itself: `false` makes
+    /// the call a miss, computed and stored again, as `#[cached(validate = ...)]` does
+    /// (joblib's `cache_validation_callback`).
+    ///
+    /// ```
+    /// use joblet_runtime::EntryInfo;
+    /// # let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-validate"));
+    /// /// Results that took under a second to compute are not worth keeping for long.
+    /// fn worth_keeping(entry: &EntryInfo) -> bool {
+    ///     entry.compute.as_secs() >= 1 || entry.hits < 100
+    /// }
+    /// let cube = memory.cache("cube", |x: u64| x * x * x).validate(worth_keeping);
+    /// # assert_eq!(cube.call(2), 8);
+    /// ```
+    pub fn validate(mut self, check: fn(&EntryInfo) -> bool) -> Self {
+        self.site.set_validate(check);
         self
     }
 

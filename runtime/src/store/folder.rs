@@ -113,12 +113,17 @@ impl Store for Folder {
                             hits: header.as_ref().map_or(0, |h| u64::from(h.hits)),
                             args: header.map(|h| h.args).unwrap_or_default(),
                             path,
+                            outdated: false,
                         });
                     }
                 }
             }
         }
         Ok(listing)
+    }
+
+    fn path_of(&self, id: &EntryId<'_>) -> PathBuf {
+        entry_path(&self.root, id)
     }
 
     fn remove(&self, path: &Path) -> Result<bool, Error> {

@@ -29,6 +29,7 @@ pub(crate) use write::{Meta, truncate, write};
 use crate::error::{Error, ErrorKind};
 use crate::key::Key;
 use read::Opened;
+pub(crate) use read::Stored;
 
 /// Where an entry is in a store: the folders of its function and of its code's version (as
 /// [`function_folder`] and [`version_folder`] name them), and the call's key.
@@ -67,6 +68,31 @@ pub struct EntryInfo {
     /// How many times the entry was loaded from the cache. Hits of concurrent processes can
     /// be missed, and a cache the loading process may not write counts none.
     pub hits: u64,
+    /// Stored by a version of the function's code other than its current one: the version
+    /// whose entries were stored or used last, among those in the folder. Only a listing of
+    /// the whole function (`Memory::entries`, `Memory::entries_of`) says; elsewhere `false`.
+    pub outdated: bool,
+}
+
+impl EntryInfo {
+    /// The information of the entry `id`, at `path`, from what its header and file say.
+    pub(crate) fn of(id: &EntryId<'_>, path: PathBuf, stored: &Stored) -> EntryInfo {
+        let header = &stored.header;
+        EntryInfo {
+            function: id.function.to_owned(),
+            code_version: id.version.to_owned(),
+            key: id.key.hex().as_str().to_owned(),
+            path,
+            size: stored.size,
+            type_name: header.type_name.clone(),
+            compute: header.compute,
+            created: header.created,
+            last_used: stored.last_used,
+            args: header.args.clone(),
+            hits: u64::from(header.hits),
+            outdated: false,
+        }
+    }
 }
 
 /// What a listing reads of each entry besides its name, size and last use.
@@ -93,6 +119,16 @@ pub(crate) type Reader<'a> = &'a mut dyn FnMut(&mut Opened) -> Result<(), ErrorK
 
 /// Writes an entry into the empty file it is given; returns its length.
 pub(crate) type Writer<'a> = &'a mut dyn FnMut(&mut File) -> Result<u64, ErrorKind>;
+
+/// Says whether a stored entry may still be served, from what its header and file say.
+pub(crate) type Serve<'a> = &'a dyn Fn(&Stored) -> bool;
+
+fn served(file: &Opened, serve: Option<Serve<'_>>) -> Result<(), ErrorKind> {
+    match serve {
+        Some(serve) if !serve(&file.stored()?) => Err(ErrorKind::Stale),
+        _ => Ok(()),
+    }
+}
 
 /// Where entries are kept: the one way the cache, `Memory`, the size limit and the `joblet`
 /// command reach them. [`open`] gives the store of a cache folder; the typed steps on top
@@ -132,6 +168,9 @@ pub(crate) trait Store: Send + Sync {
     /// When a folder cannot be read.
     fn list(&self, function: Option<&str>, detail: Detail) -> Result<Listing, Error>;
 
+    /// Where the entry `id` is, for people: its file, for a folder.
+    fn path_of(&self, id: &EntryId<'_>) -> PathBuf;
+
     /// Removes a listed entry or abandoned file; says whether this call removed it (it may
     /// have gone already).
     ///
@@ -147,19 +186,28 @@ pub(crate) fn open(root: &Path, count_hits: bool) -> Box<dyn Store> {
 }
 
 impl dyn Store + '_ {
-    /// Loads the entry `id`, as a hit (see [`Store::get`]).
-    pub(crate) fn load_hit<T>(&self, id: &EntryId<'_>, decode: Decoder<T>) -> Result<T, Error> {
+    /// Loads the entry `id`, as a hit (see [`Store::get`]). With `serve`, only an entry it
+    /// accepts: another is [`ErrorKind::Stale`], neither decoded nor counted.
+    pub(crate) fn load_hit<T>(
+        &self,
+        id: &EntryId<'_>,
+        decode: Decoder<T>,
+        serve: Option<Serve<'_>>,
+    ) -> Result<T, Error> {
         let mut value = None;
         self.get(id, &mut |file| {
+            served(file, serve)?;
             value = Some(decode.decode(file)?);
             Ok(())
         })?;
         Ok(value.expect("read when `get` succeeds"))
     }
 
-    /// Whether the entry `id` holds a valid value of type `T`, without decoding it.
-    pub(crate) fn contains<T>(&self, id: &EntryId<'_>) -> bool {
+    /// Whether the entry `id` holds a valid value of type `T` that `serve` accepts, without
+    /// decoding it.
+    pub(crate) fn contains<T>(&self, id: &EntryId<'_>, serve: Option<Serve<'_>>) -> bool {
         self.peek(id, &mut |file| {
+            served(file, serve)?;
             entry::check(&file.bytes()?)?.expect_type::<T>()
         })
         .is_ok()
@@ -242,7 +290,7 @@ mod tests {
         std::fs::write(&path, &v2).unwrap();
         let store = open(dir.path(), true);
         for _ in 0..3 {
-            let hit = store.load_hit(&id, decoder_any::<Vec<f64>>());
+            let hit = store.load_hit(&id, decoder_any::<Vec<f64>>(), None);
             assert_eq!(hit.unwrap(), vec![1.5, 2.5]);
         }
         hits::write_all(true);

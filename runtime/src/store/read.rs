@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -77,6 +78,13 @@ impl std::ops::Deref for Bytes<'_> {
     }
 }
 
+/// What a stored entry's header and file say.
+pub(crate) struct Stored {
+    pub header: Header,
+    pub size: u64,
+    pub last_used: SystemTime,
+}
+
 /// An entry file open, with its first bytes read.
 pub(crate) struct Opened {
     file: File,
@@ -119,6 +127,22 @@ impl Opened {
     /// The first bytes of the file, all of it when it is small.
     pub(crate) fn head(&self) -> &[u8] {
         &self.head[..self.len]
+    }
+
+    /// What the header says, the file's size and its last use (a hit marks the file), for a
+    /// check made before the value is decoded.
+    pub(crate) fn stored(&self) -> Result<Stored, ErrorKind> {
+        let header = Header::read(self.head()).ok_or(ErrorKind::NotAnEntry)?;
+        let last_used = self
+            .file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(ErrorKind::from_io)?;
+        Ok(Stored {
+            header,
+            size: self.size,
+            last_used,
+        })
     }
 
     fn has_arrays(&self) -> bool {

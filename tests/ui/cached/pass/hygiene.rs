@@ -15,7 +15,11 @@ struct Option;
 #[allow(dead_code)]
 struct Result;
 
-#[joblet::cached(dir = "target/ui-hygiene")]
+fn fresh(entry: &joblet::EntryInfo) -> bool {
+    entry.hits < 100
+}
+
+#[joblet::cached(dir = "target/ui-hygiene", expires = "2h", validate = fresh)]
 fn f(__mode: u32, __key: u32, __site: u32) -> u32 {
     let __value = __mode + __key;
     let __pending = __site;
