@@ -71,7 +71,11 @@ fn main() {
             }
         }
     }
-    let dir = std::env::temp_dir().join(format!("joblet-million-{}", std::process::id()));
+    // `JOBLET_MILLION_DIR` names the folder (`benches/reference/compare.py --report` keeps one).
+    let dir = std::env::var_os("JOBLET_MILLION_DIR").map_or_else(
+        || std::env::temp_dir().join(format!("joblet-million-{}", std::process::id())),
+        PathBuf::from,
+    );
     let n = fit_to_disk(requested, &std::env::temp_dir());
     DIR.set(dir.clone()).expect("set once");
     println!("cache folder {} ({n} entries)", dir.display());
