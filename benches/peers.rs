@@ -7,7 +7,8 @@
 //! By hand: `cargo bench --bench peers -- <workload> <contender> [--cold]`; it prints one line
 //! of JSON: the round's median, in seconds, of its repetitions, and their range.
 //!
-//! Workloads: `small-hit`, `small-store` (a miss and its store), `vec-hit` (a hit returning a
+//! Workloads: `small-hit`, `small-store` (a miss and its store, as the caller sees it),
+//! `small-store-sustained` (the same, with the background writes waited for), `vec-hit` (a hit returning a
 //! `Vec<f64>` of 1,000,000), `dump-80mb`, `load-80mb` (into a `Vec<f64>`), `load-80mb-lz4`
 //! (as an `Array<f64>`), `tasks` (100,000 trivial tasks on 2 threads). Before each timed dump
 //! or load, 240 MB is touched and freed (untimed), unless `--cold`, as joblib's figures were
@@ -26,10 +27,8 @@ use joblet::{Array, Compression, cached, dump, dump_with, load, parallel};
 fn dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::var_os("PEERS_DIR").map_or_else(
-            || std::env::temp_dir().join("joblet-peers"),
-            PathBuf::from,
-        );
+        let dir = std::env::var_os("PEERS_DIR")
+            .map_or_else(|| std::env::temp_dir().join("joblet-peers"), PathBuf::from);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     })
@@ -135,24 +134,46 @@ fn small_hit(contender: &str) -> Vec<f64> {
     }
 }
 
-fn small_store(contender: &str) -> Vec<f64> {
-    // A new key at every call: each is a miss, computed and stored.
-    let base = u64::from(std::process::id()) << 32;
+/// Misses and their stores, in bursts of 500 new keys (a miss at every call), timed as the
+/// caller sees them: joblet's writes go on in the background, and each burst's are flushed
+/// before the next, untimed. With `sustained`, bursts of 2000 whose flush is timed too: what a
+/// caller storing without pause gets, bound by the disk.
+fn small_store(contender: &str, sustained: bool) -> Vec<f64> {
+    let calls = if sustained { 2000 } else { 500 };
+    let mut next = u64::from(std::process::id()) << 32;
     match contender {
         "joblet" => {
-            let t = per_call(7, 2000, |i| {
-                black_box(small(black_box(base + i)));
-            });
-            t
+            let mut store = || {
+                for _ in 0..calls {
+                    black_box(small(black_box(next)));
+                    next += 1;
+                }
+                if sustained {
+                    joblet::flush();
+                }
+            };
+            times(7, joblet::flush, &mut store)
+                .into_iter()
+                .map(|t| t / calls as f64)
+                .collect()
         }
         "cached" => {
             let cache = redb(false);
-            per_call(7, 2000, |i| {
-                let key = base + i;
-                if cache.cache_get(&key).unwrap().is_none() {
-                    cache.cache_set(key, black_box(key) + 1).unwrap();
-                }
-            })
+            times(
+                7,
+                || {},
+                || {
+                    for _ in 0..calls {
+                        if cache.cache_get(&next).unwrap().is_none() {
+                            cache.cache_set(next, black_box(next) + 1).unwrap();
+                        }
+                        next += 1;
+                    }
+                },
+            )
+            .into_iter()
+            .map(|t| t / calls as f64)
+            .collect()
         }
         _ => unknown(contender),
     }
@@ -286,7 +307,8 @@ fn main() {
     };
     let mut t = match workload {
         "small-hit" => small_hit(contender),
-        "small-store" => small_store(contender),
+        "small-store" => small_store(contender, false),
+        "small-store-sustained" => small_store(contender, true),
         "vec-hit" => vec_hit(contender),
         "dump-80mb" | "load-80mb" | "load-80mb-lz4" => persist(workload, contender, cold),
         "tasks" => tasks(contender),

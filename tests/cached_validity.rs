@@ -1,5 +1,10 @@
 //! Entries that expire or fail a check are misses: `#[cached(expires = "...")]`,
 //! `#[cached(validate = ...)]` and their `Memory::cache` forms.
+//!
+//! Entries are aged by rewriting their files' creation time; a process keeps copies of the
+//! small entries it loaded, which such a rewrite does not reach, so those tests run in a child
+//! process with the copies off (`JOBLET_IN_MEMORY=0`). Copies age with the clock, as one test
+//! shows on its own.
 
 mod common;
 
@@ -25,6 +30,25 @@ fn age_entries(dir: &Path, age: Duration) {
     }
 }
 
+/// Runs `test` of this binary in a child process with no copies of entries in memory, unless
+/// this is that child; says whether it was the child, which then runs the test's body.
+fn in_child_without_copies(test: &str) -> bool {
+    if std::env::var_os(joblet::IN_MEMORY_ENV).is_some() {
+        return true;
+    }
+    let out = common::child(test)
+        .env(joblet::IN_MEMORY_ENV, "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 static DAILY: AtomicUsize = AtomicUsize::new(0);
 
 #[cached(dir = common::dir("expires"), expires = "1d")]
@@ -35,6 +59,9 @@ fn daily(x: u64) -> u64 {
 
 #[test]
 fn an_entry_older_than_expires_is_computed_and_stored_again() {
+    if !in_child_without_copies("an_entry_older_than_expires_is_computed_and_stored_again") {
+        return;
+    }
     let dir = common::dir("expires");
     assert_eq!(daily(1), 2);
     assert_eq!(daily(1), 2);
@@ -82,6 +109,8 @@ fn validate_is_asked_before_each_hit_and_false_makes_a_miss() {
         CHECKED.lock().unwrap().is_empty(),
         "a miss has nothing to check"
     );
+    // Written to its file, whose path the check sees.
+    joblet::flush();
 
     assert_eq!(checked("ada".into()), 3);
     assert_eq!(CHECKED_CALLS.load(SeqCst), 1, "validate said true: a hit");
@@ -123,6 +152,9 @@ fn few_hits(entry: &EntryInfo) -> bool {
 
 #[test]
 fn memory_cache_expires_and_validates_too() {
+    if !in_child_without_copies("memory_cache_expires_and_validates_too") {
+        return;
+    }
     let dir = common::dir("memory-validity");
     let calls = AtomicUsize::new(0);
     let memory = Memory::new(&dir);
@@ -134,6 +166,8 @@ fn memory_cache_expires_and_validates_too() {
         .expires(Duration::from_secs(3600))
         .validate(few_hits);
     assert_eq!(cube.call(2), 8);
+    // Hits of an entry still queued for the writer are not counted: let it be written.
+    joblet::flush();
     assert_eq!(cube.call(2), 8); // hit 1
     assert_eq!(cube.call(2), 8); // hit 2
     assert_eq!(calls.load(SeqCst), 1);
@@ -148,4 +182,26 @@ fn memory_cache_expires_and_validates_too() {
     assert!(!cube.is_cached::<_, u64>(&2));
     assert_eq!(cube.call(2), 8);
     assert_eq!(calls.load(SeqCst), 3, "older than an hour: a miss");
+}
+
+static SECONDLY: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("expires-in-memory"), expires = "1s")]
+fn secondly(x: u64) -> u64 {
+    SECONDLY.fetch_add(1, SeqCst);
+    x * 2
+}
+
+#[test]
+fn a_copy_in_memory_expires_with_the_clock() {
+    assert_eq!(secondly(4), 8);
+    joblet::flush();
+    // Loaded from its file, and kept in memory: then served from there.
+    assert_eq!(secondly(4), 8);
+    assert_eq!(secondly(4), 8);
+    assert_eq!(SECONDLY.load(SeqCst), 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(!secondly::is_cached(4));
+    assert_eq!(secondly(4), 8);
+    assert_eq!(SECONDLY.load(SeqCst), 2, "older than a second: a miss");
 }

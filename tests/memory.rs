@@ -391,6 +391,8 @@ fn events_child() {
         traced(1); // hit
         traced(2);
         traced(3); // past the limit: evicts
+        // Small results are written, and evictions made, in the background.
+        joblet::flush();
     });
     let lines: Vec<&str> = logged.lines().collect();
     let find = |message: &str| {

@@ -25,6 +25,7 @@ BIG = 1_000_000
 WORKLOADS = {
     "small-hit": ("hit, `fn(u64) -> u64`", ["joblet", "cached", "joblib"], 1.0, "cached"),
     "small-store": ("miss + store, `fn(u64) -> u64`", ["joblet", "cached"], 1.0, "cached"),
+    "small-store-sustained": ("miss + store, `fn(u64) -> u64`, writes waited for", ["joblet", "cached"], None, "cached"),
     "vec-hit": ("hit returning `Vec<f64>` of 1,000,000", ["joblet", "joblib"], 1.5, "joblib"),
     "dump-80mb": ("dump 80 MB `Vec<f64>`", ["joblet", "numpy"], 1.0, "numpy"),
     "load-80mb": ("load 80 MB into a `Vec<f64>`", ["joblet", "numpy"], 1.0, "numpy"),
@@ -188,7 +189,7 @@ def main():
         for c in contenders[1:]:
             p = times[(w, c)]
             ratio = med(p) / med(j)
-            mark = "" if c != peer else (f"≥ {goal}" + (" ✓" if ratio >= goal else " ✗"))
+            mark = "" if c != peer or goal is None else (f"≥ {goal}" + (" ✓" if ratio >= goal else " ✗"))
             print(f"| {what} | {fmt(med(j))} [{fmt(min(j))}–{fmt(max(j))}] | {c} {fmt(med(p))} "
                   f"[{fmt(min(p))}–{fmt(max(p))}] | {ratio:.2f}x | {mark} |")
     if args.report:

@@ -33,6 +33,7 @@ macro_rules! before_main {
 
 mod age;
 mod array;
+mod at_exit;
 mod cache;
 mod error;
 mod huge_pages;
@@ -48,8 +49,8 @@ pub use age::{DurationError, duration_of};
 pub use array::Array;
 pub use bytemuck::Pod;
 pub use cache::{
-    CACHE_DIR_ENV, CONFIG_FILE, Cached, DEFAULT_CACHE_DIR, DISABLE_ENV, Limits, Memory,
-    REFRESH_ENV, Reduced, default_cache_dir,
+    CACHE_DIR_ENV, CONFIG_FILE, Cached, DEFAULT_CACHE_DIR, DISABLE_ENV, IN_MEMORY_ENV, Limits,
+    Memory, REFRESH_ENV, Reduced, default_cache_dir, flush,
 };
 pub use error::{Error, ErrorKind};
 /// The `ndarray` crate this build works with, so that versions match.

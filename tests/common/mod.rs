@@ -43,8 +43,9 @@ pub fn resign(bytes: &mut [u8]) {
     bytes[8..16].copy_from_slice(&sum.to_le_bytes());
 }
 
-/// Every entry file below `dir`, sorted.
+/// Every entry file below `dir`, sorted, once this process's queued stores are written.
 pub fn entries(dir: &Path) -> Vec<PathBuf> {
+    joblet::flush();
     files(dir, |p| {
         p.extension().is_some_and(|x| x == "jbl") && !is_temp(p)
     })

@@ -163,6 +163,8 @@ impl<'a> Removal<'a> {
     fn entry(&mut self, entry: &EntryInfo) -> bool {
         let gone = self.file(&entry.path, Some(entry.size));
         if gone {
+            // Copies in memory are not served once any entry is removed.
+            super::recent::forget_all();
             self.reduced.entries += 1;
             self.reduced.bytes += entry.size;
         }

@@ -6,6 +6,7 @@
 //! loaded.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::evict::{self, Limits, Reduced};
 use super::site::Site;
@@ -177,7 +178,10 @@ impl Memory {
         Ok(entries)
     }
 
-    fn store(&self) -> Box<dyn Store> {
+    /// The folder's store, once this process's queued stores are written: what `Memory`
+    /// lists and removes includes them.
+    fn store(&self) -> Arc<dyn Store> {
+        super::writer::flush();
         store::open(&self.root, true)
     }
 }

@@ -2,8 +2,10 @@
 //! says, written atomically, their hits counted in place.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::{Duration, SystemTime};
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::layout::{entry_path, key_of_file};
 use super::read::{Opened, read_header};
@@ -18,6 +20,8 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 /// A cache folder on this machine.
 pub(crate) struct Folder {
     root: PathBuf,
+    /// A hash of `root`, which names the folder's entries in the table of hits.
+    seed: u64,
     /// Whether hits may count themselves in their entries; cleared at the first refusal.
     writable: AtomicBool,
 }
@@ -26,8 +30,20 @@ impl Folder {
     pub(crate) fn new(root: &Path, count_hits: bool) -> Self {
         Folder {
             root: root.to_owned(),
+            seed: xxh3_64(root.as_os_str().as_encoded_bytes()),
             writable: AtomicBool::new(count_hits),
         }
+    }
+
+    /// The name of the entry `id` in this process's table of hits: the same for hits read from
+    /// the file and hits served from memory, without making its path.
+    fn tally(&self, id: &EntryId<'_>) -> u64 {
+        let mut h = Xxh3::with_seed(self.seed);
+        h.update(id.function.as_bytes());
+        h.update(&[0]);
+        h.update(id.version.as_bytes());
+        h.update(&id.key.0.to_le_bytes());
+        h.digest()
     }
 }
 
@@ -37,10 +53,17 @@ impl Store for Folder {
         hits::open(&path, &self.writable)
             .and_then(|mut file| {
                 read(&mut file)?;
-                hits::count(&file, &path);
+                hits::count(&file, self.tally(id), &path);
                 Ok(())
             })
             .map_err(|kind| Error::new(&path, kind))
+    }
+
+    fn count_hit(&self, id: &EntryId<'_>) -> bool {
+        if !self.writable.load(Ordering::Relaxed) {
+            return true;
+        }
+        hits::count_closed(self.tally(id), &|| entry_path(&self.root, id))
     }
 
     fn peek(&self, id: &EntryId<'_>, read: Reader<'_>) -> Result<(), Error> {

@@ -93,27 +93,56 @@ pub(crate) fn open(path: &Path, writable: &AtomicBool) -> Result<Opened, ErrorKi
 }
 
 /// Counts a hit of the entry at `path`, open as `file` (see [`open`]), which also marks it as
-/// just used. Best effort: a failure only leaves the count and the time as they were.
-pub(crate) fn count(file: &Opened, path: &Path) {
+/// just used. `tally` names the entry in this process's table (see `Folder::tally`). Best
+/// effort: a failure only leaves the count and the time as they were.
+pub(crate) fn count(file: &Opened, tally: u64, path: &Path) {
     if !file.writable || !counts_hits(file.head()) {
         return;
     }
-    hit(path, |hits| {
+    hit(tally, &|| path.to_owned(), |hits, _| {
         if let Err(e) = add_hits(file.file(), hits) {
             tracing::debug!(error = %e, "cannot count a hit");
         }
+        true
     });
 }
 
-/// Counts a hit of the entry at `path`. If its count is due to be written, `write` is given
-/// the hits to add, and writes them through the open file (which sets its modification time).
-fn hit(path: &Path, write: impl FnOnce(u32)) {
-    let id = xxh3_64(path.as_os_str().as_encoded_bytes());
+/// Counts a hit of the entry at `path` (made only when needed), served from a copy in
+/// memory: when its count is due, the file is opened to write it. Says `false` when it found
+/// no file: gone, or not written yet (a store queued in this process); its hits are then kept
+/// for the next write.
+pub(crate) fn count_closed(tally: u64, path: &dyn Fn() -> PathBuf) -> bool {
+    let mut gone = false;
+    hit(tally, path, |hits, path| {
+        let tally = Tally {
+            path,
+            unwritten: hits,
+            last_hit: Instant::now(),
+            written: None,
+        };
+        match write_to_path(&tally, SystemTime::now()) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                gone = true;
+                return false;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot count a hit"),
+            Ok(()) => {}
+        }
+        true
+    });
+    !gone
+}
+
+/// Counts a hit of the entry `id`, at `path` (made the first time only). If its count is due
+/// to be written, `write` is given the hits to add and the path, and writes them (which sets
+/// the file's modification time); if it says it could not, they are kept, to be written at
+/// the next hit.
+fn hit(id: u64, path: &dyn Fn() -> PathBuf, write: impl FnOnce(u32, PathBuf) -> bool) {
     let mut full = None;
     let due = {
         let Ok(mut table) = TABLE.lock() else { return };
         let table = table.get_or_insert_with(|| {
-            at_exit(|| write_all(false));
+            crate::at_exit::at_exit(|| write_all(false));
             HashMap::default()
         });
         if table.len() >= REMEMBERED && !table.contains_key(&id) {
@@ -123,7 +152,7 @@ fn hit(path: &Path, write: impl FnOnce(u32)) {
         // an entry to the next: two threads never both find its count due.
         let now = Instant::now();
         let tally = table.entry(id).or_insert_with(|| Tally {
-            path: path.to_owned(),
+            path: path(),
             unwritten: 0,
             last_hit: now,
             written: None,
@@ -135,11 +164,16 @@ fn hit(path: &Path, write: impl FnOnce(u32)) {
             .is_none_or(|written| now.duration_since(written) >= WRITE_EVERY);
         due.then(|| {
             tally.written = Some(now);
-            std::mem::take(&mut tally.unwritten)
+            (std::mem::take(&mut tally.unwritten), tally.path.clone())
         })
     };
-    if let Some(hits) = due {
-        write(hits);
+    if let Some((hits, path)) = due
+        && !write(hits, path)
+        && let Ok(mut table) = TABLE.lock()
+        && let Some(tally) = table.as_mut().and_then(|t| t.get_mut(&id))
+    {
+        tally.unwritten = tally.unwritten.saturating_add(hits);
+        tally.written = None;
     }
     if let Some(table) = full {
         write_table(table, true);
@@ -213,26 +247,6 @@ fn add_hits(file: &File, hits: u32) -> io::Result<()> {
     read_at(file, &mut count, HITS_AT as u64)?;
     let count = u32::from_le_bytes(count).saturating_add(hits);
     write_at(file, &count.to_le_bytes(), HITS_AT as u64)
-}
-
-/// Runs `f` when the process exits normally (returns from `main` or calls `exit`).
-fn at_exit(f: fn()) {
-    #[cfg(unix)]
-    {
-        static EXIT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
-        extern "C" fn run() {
-            if let Some(f) = EXIT.get() {
-                // Nothing may unwind out of an exit handler.
-                let _ = std::panic::catch_unwind(f);
-            }
-        }
-        if EXIT.set(f).is_ok() {
-            // SAFETY: `run` is an `extern "C" fn()` that never unwinds; `atexit` only stores it.
-            unsafe { libc::atexit(run) };
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = f;
 }
 
 /// Reads `buf` from `offset` in `file`.

@@ -9,12 +9,14 @@ mod entry;
 mod folder;
 pub(crate) mod format;
 mod hits;
+mod image;
 mod layout;
 mod read;
 mod write;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -23,6 +25,7 @@ pub use compress::Compression;
 pub use decode::{CacheOutput, Codec, Decoder, ViaBulk, ViaSerde};
 pub(crate) use decode::{decoder_any, load};
 pub use entry::Entry;
+pub(crate) use image::{Image, created, decode_image, image, image_holds, stored_image};
 pub(crate) use layout::{function_folder, version_folder};
 pub(crate) use write::{Meta, truncate, write};
 
@@ -168,6 +171,11 @@ pub(crate) trait Store: Send + Sync {
     /// When a folder cannot be read.
     fn list(&self, function: Option<&str>, detail: Detail) -> Result<Listing, Error>;
 
+    /// Counts a hit of the entry `id` served from a copy in memory, as [`Store::get`] counts
+    /// one, at most once a second an entry; says `false` when the store found the entry gone
+    /// (removed by another process), so that the copy is dropped too.
+    fn count_hit(&self, id: &EntryId<'_>) -> bool;
+
     /// Where the entry `id` is, for people: its file, for a folder.
     fn path_of(&self, id: &EntryId<'_>) -> PathBuf;
 
@@ -181,8 +189,8 @@ pub(crate) trait Store: Send + Sync {
 
 /// The store of the cache folder `root`, a folder on this machine. `count_hits` says whether
 /// hits count themselves in their entries.
-pub(crate) fn open(root: &Path, count_hits: bool) -> Box<dyn Store> {
-    Box::new(folder::Folder::new(root, count_hits))
+pub(crate) fn open(root: &Path, count_hits: bool) -> Arc<dyn Store> {
+    Arc::new(folder::Folder::new(root, count_hits))
 }
 
 impl dyn Store + '_ {
@@ -201,6 +209,37 @@ impl dyn Store + '_ {
             Ok(())
         })?;
         Ok(value.expect("read when `get` succeeds"))
+    }
+
+    /// Like [`load_hit`](Self::load_hit), and also the entry's bytes when they are at most
+    /// `keep` long and hold no arrays: a small result's copy for memory.
+    pub(crate) fn load_hit_keeping<T>(
+        &self,
+        id: &EntryId<'_>,
+        decode: Decoder<T>,
+        serve: Option<Serve<'_>>,
+        keep: usize,
+    ) -> Result<(T, Option<Image>), Error> {
+        let mut value = None;
+        let mut kept = None;
+        self.get(id, &mut |file| {
+            served(file, serve)?;
+            let head = file.head();
+            if file.is_whole() && head.len() <= keep && !format::has_arrays(head) {
+                kept = Some(Image::from(head));
+            }
+            value = Some(decode.decode(file)?);
+            Ok(())
+        })?;
+        Ok((value.expect("read when `get` succeeds"), kept))
+    }
+
+    /// Stores the entry `image` at `id` (see [`Store::put`]); returns its length.
+    pub(crate) fn put_image(&self, id: &EntryId<'_>, image: &[u8]) -> Result<u64, Error> {
+        self.put(id, &mut |file| {
+            std::io::Write::write_all(file, image).map_err(ErrorKind::from_io)?;
+            Ok(image.len() as u64)
+        })
     }
 
     /// Whether the entry `id` holds a valid value of type `T` that `serve` accepts, without

@@ -129,6 +129,11 @@ impl Opened {
         &self.head[..self.len]
     }
 
+    /// Whether [`Opened::head`] holds the whole file.
+    pub(crate) fn is_whole(&self) -> bool {
+        self.len as u64 == self.size
+    }
+
     /// What the header says, the file's size and its last use (a hit marks the file), for a
     /// check made before the value is decoded.
     pub(crate) fn stored(&self) -> Result<Stored, ErrorKind> {

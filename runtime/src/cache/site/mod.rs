@@ -7,18 +7,24 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use xxhash_rust::xxh3::xxh3_64;
+
+mod load;
+mod save;
 
 use super::bounds::CacheArg;
-use super::flight::{CallId, Flight, FlightGuard, may_wait};
+use super::flight::FlightGuard;
+use super::recent;
 use super::render::Args;
 use super::switches::{default_cache_dir, switches};
+use super::writer::{self, Destination};
 use crate::error::Error;
 use crate::key::{HashError, Key, KeyHasher};
-use crate::store::{self, Decoder, EntryId, EntryInfo, Meta, Store, Stored};
+use crate::store::{self, Decoder, EntryId, EntryInfo, Store};
 
 /// How a call treats the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +55,11 @@ pub struct Site {
     /// The cache folder, resolved at the first call.
     root: OnceLock<PathBuf>,
     /// The store of the cache folder, opened at the first call.
-    store: OnceLock<Box<dyn Store>>,
+    store: OnceLock<Arc<dyn Store>>,
+    /// A hash of the cache folder, which names its entries in memory (`recent`, `writer`).
+    store_id: OnceLock<u64>,
+    /// Where the background writer puts a free function's entries.
+    destination: OnceLock<Arc<Destination>>,
     /// The folder of a free function's entries; named at the first call.
     function: OnceLock<String>,
     /// The folder of this version of the function's code; named at the first call.
@@ -171,6 +181,8 @@ impl Site {
             dir,
             root: OnceLock::new(),
             store: OnceLock::new(),
+            store_id: OnceLock::new(),
+            destination: OnceLock::new(),
             function: OnceLock::new(),
             code_version: OnceLock::new(),
             verbose: 0,
@@ -228,28 +240,6 @@ impl Site {
         self.validate = Some(check);
     }
 
-    /// Whether stored entries are checked before they are served.
-    fn checks_entries(&self) -> bool {
-        self.expires.is_some() || self.validate.is_some()
-    }
-
-    /// Whether the entry `id`, which says `stored` of itself, may still be served.
-    fn serves(&self, id: &EntryId<'_>, stored: &Stored) -> bool {
-        if let Some(limit) = self.expires {
-            // An entry from the future (a clock set back) is taken as new.
-            let age = SystemTime::now()
-                .duration_since(stored.header.created)
-                .unwrap_or_default();
-            if age > limit {
-                return false;
-            }
-        }
-        match self.validate {
-            Some(check) => check(&EntryInfo::of(id, self.store().path_of(id), stored)),
-            None => true,
-        }
-    }
-
     /// Whether hits are counted in their entries (they are unless this says otherwise): for
     /// benchmarks of what counting costs.
     pub const fn count_hits(mut self, on: bool) -> Self {
@@ -262,11 +252,13 @@ impl Site {
         self.version = Cow::Owned(version);
         // Derived from the version: made again at the next call.
         self.code_version = OnceLock::new();
+        self.destination = OnceLock::new();
     }
 
     /// Sets the most bytes, or none, for a function wrapped at run time.
     pub(crate) fn set_max_size(&mut self, bytes: Option<u64>) {
         self.max_size = bytes;
+        self.destination = OnceLock::new();
     }
 
     /// Sets `verbose`, for a function wrapped at run time.
@@ -304,9 +296,18 @@ impl Site {
     }
 
     fn store(&self) -> &dyn Store {
+        self.shared_store().as_ref()
+    }
+
+    fn shared_store(&self) -> &Arc<dyn Store> {
         self.store
             .get_or_init(|| store::open(self.root(), self.count_hits))
-            .as_ref()
+    }
+
+    fn store_id(&self) -> u64 {
+        *self
+            .store_id
+            .get_or_init(|| xxh3_64(self.root().as_os_str().as_encoded_bytes()))
     }
 
     fn identity(&self, self_ty: Option<&'static str>) -> String {
@@ -454,75 +455,6 @@ impl Site {
         value
     }
 
-    /// The result stored for `target`, or the computation this thread is to do: in
-    /// [`Mode::Call`], one thread of the process computes a call that others miss at the
-    /// same time.
-    fn load_or_claim<T>(
-        &self,
-        mode: Mode,
-        target: Target,
-        decode: Decoder<T>,
-        start: Instant,
-    ) -> Begin<T> {
-        let id = self.id(&target);
-        let hex = id.key.hex();
-        let key = hex.short();
-        let check = |stored: &Stored| self.serves(&id, stored);
-        let serve: Option<store::Serve<'_>> = self.checks_entries().then_some(&check);
-        let hit = |value| {
-            tracing::debug!(function = %self.name, key, took = ?start.elapsed(), "cache hit");
-            if self.verbose >= 5 {
-                let took = format_time(start.elapsed().as_secs_f64());
-                eprintln!("[Memory]{took:>16}: Loading {}", self.name);
-            }
-            Begin::Hit(value)
-        };
-        loop {
-            if mode != Mode::Refresh {
-                match self.store().load_hit(&id, decode, serve) {
-                    Ok(value) => return hit(value),
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) if e.is_stale() => {
-                        tracing::debug!(function = %self.name, key, "stored entry expired or refused by `validate`; recomputing");
-                    }
-                    Err(e) => {
-                        tracing::warn!(function = %self.name, key, error = %e, "unreadable cache entry; recomputing");
-                    }
-                }
-            }
-            if mode != Mode::Call || !may_wait() {
-                break;
-            }
-            match Flight::claim(CallId::new(self.root(), &id)) {
-                Ok(mut flight) => {
-                    // Another thread may have stored the result between the miss above and
-                    // this claim: look once more before computing it again.
-                    if let Ok(value) = self.store().load_hit(&id, decode, serve) {
-                        flight.stored();
-                        return hit(value);
-                    }
-                    tracing::debug!(function = %self.name, key, ?mode, "cache miss; computing");
-                    return Begin::Compute(Pending::new(Some(target), Some(flight), start));
-                }
-                // Another thread computes this very call: wait for it, then load its result. If
-                // it could not store one (it panicked, or the cache cannot be written), compute
-                // here, without making further threads wait in turn.
-                Err(other) => {
-                    tracing::debug!(
-                        function = %self.name,
-                        key,
-                        "cache miss; waiting for the thread computing it"
-                    );
-                    if !other.wait() {
-                        break;
-                    }
-                }
-            }
-        }
-        tracing::debug!(function = %self.name, key, ?mode, "computing");
-        Begin::Compute(Pending::new(Some(target), None, start))
-    }
-
     /// joblib's line at the end of a computed call, with `verbose`: `____square - 0.5s,
     /// 0.0min`, padded to 80 columns.
     fn announce_end(&self, pending: &Pending) {
@@ -533,52 +465,15 @@ impl Site {
         }
     }
 
-    fn save<T: Serialize>(&self, mut pending: Pending, value: &T) {
-        let Some(target) = pending.target.take() else {
-            return;
-        };
-        let id = self.id(&target);
-        let hex = id.key.hex();
-        let took = pending.start.elapsed();
-        let meta = Meta {
-            type_name: std::any::type_name::<T>(),
-            args: pending.args.as_str(),
-            compute: took,
-        };
-        match self.store().save(&id, value, &meta) {
-            Ok(bytes) => {
-                if let Some(mut flight) = pending.flight.take() {
-                    // Let the threads waiting for this call load it now, not after the
-                    // size limit's eviction below.
-                    flight.stored();
-                }
-                tracing::debug!(function = %self.name, key = hex.short(), bytes, ?took, "stored");
-                super::budget::stored(self.root(), self.store(), bytes, self.max_size);
-            }
-            Err(e) => {
-                tracing::warn!(function = %self.name, key = hex.short(), error = %e, "cannot store result in the cache; returning it uncached");
-            }
-        }
-    }
-
-    /// Whether a call with this key has a valid stored result of type `T`, without computing.
-    /// (Only free functions have this control, so there is no `Self` to name.)
-    pub fn contains<T>(&self, key: &mut CallKey) -> bool {
-        !switches().disabled
-            && self.target(None, key).is_some_and(|target| {
-                let id = self.id(&target);
-                let check = |stored: &Stored| self.serves(&id, stored);
-                let serve: Option<store::Serve<'_>> = self.checks_entries().then_some(&check);
-                self.store().contains::<T>(&id, serve)
-            })
-    }
-
     /// Removes every stored result of this function, for every version of its code.
     ///
     /// # Errors
     /// Fails when the folder exists but cannot be removed.
     pub fn clear(&self) -> Result<(), Error> {
-        self.store().remove_function(self.function())
+        writer::flush();
+        let removed = self.store().remove_function(self.function());
+        recent::forget_all();
+        removed
     }
 }
 
