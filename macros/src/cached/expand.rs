@@ -38,16 +38,16 @@ pub fn expand(model: Model) -> TokenStream {
 //                 .verbose(0);
 //             &__SITE
 //         }
-//         fn __key(x: &u64, __arg1: &(u8, u8)) -> CallKey {
-//             let mut __key = Self::__site().key(None);
+//         fn __key(__key: &mut CallKey, x: &u64, __arg1: &(u8, u8)) {
+//             Self::__site().start_key(__key, None);
 //             __key.arg::<u64>(x);
 //             __key.arg::<(u8, u8)>(__arg1);
-//             __key
 //         }
 //         fn __run(__mode: Mode, x: u64, __arg1: (u8, u8)) -> u64 {
 //             assert_output::<u64>();
 //             let __site = Self::__site();
-//             let mut __key = Self::__key(&x, &__arg1);
+//             let mut __key = CallKey::new(); // in place: it holds a 4 KiB buffer
+//             Self::__key(&mut __key, &x, &__arg1);
 //             match __site.begin::<u64>(__mode, None, &mut __key, <decoder of u64>) {
 //                 Begin::Hit(__value) => __value,
 //                 Begin::Compute(mut __pending) => {
@@ -150,11 +150,10 @@ fn with_companion(model: &Model) -> TokenStream {
 
             #[doc(hidden)]
             #[inline]
-            fn __key #generics (#(#key_params),*) -> #private::CallKey #where_clause {
-                let mut #key = Self::__site().key(::core::option::Option::None);
+            fn __key #generics (#key: &mut #private::CallKey, #(#key_params),*) #where_clause {
+                Self::__site().start_key(#key, ::core::option::Option::None);
                 #type_keys
                 #(#key_args)*
-                #key
             }
 
             #[doc(hidden)]
@@ -162,14 +161,18 @@ fn with_companion(model: &Model) -> TokenStream {
             #asyncness #unsafety fn __run #generics (#mode: #private::Mode, #(#run_params),*) -> #ret #where_clause {
                 #assert_output
                 let #site = Self::__site();
-                let mut #key = Self::__key #turbofish (#(&#hashed_names),*);
+                // Built in place: the key holds a 4 KiB buffer, which a move would copy.
+                let mut #key = #private::CallKey::new();
+                Self::__key #turbofish (&mut #key, #(&#hashed_names),*);
                 #load_or_compute
             }
 
             /// Whether a call with these arguments has a valid stored result. Computes nothing.
             #[allow(unused_variables)]
             pub fn is_cached #generics (#(#plain_params),*) -> bool #where_clause {
-                Self::__site().contains::<#stored>(&mut Self::__key #turbofish (#(&#hashed_names),*))
+                let mut #key = #private::CallKey::new();
+                Self::__key #turbofish (&mut #key, #(&#hashed_names),*);
+                Self::__site().contains::<#stored>(&mut #key)
             }
 
             /// Calls the function bypassing the cache: computes, stores the result in place of
@@ -201,7 +204,8 @@ fn with_companion(model: &Model) -> TokenStream {
 //             let __site: &'static Site = { static __SITE: Site = Site::new(...); &__SITE };
 //             assert_output::<f64>();
 //             let __self_ty = Some(type_name_of_val(&|| ())); // `<Model>::predict::{{closure}}`
-//             let mut __key = __site.key(__self_ty);
+//             let mut __key = CallKey::new();
+//             __site.start_key(&mut __key, __self_ty);
 //             __key.arg(&self);
 //             __key.arg::<f64>(&x);
 //             match __site.begin::<f64>(Mode::Call, __self_ty, &mut __key, <decoder of f64>) {
@@ -260,7 +264,8 @@ fn in_place(model: &Model) -> TokenStream {
             // The path of a closure in the body names every generic in force: the impl's, a
             // trait's, the method's. `type_name::<Self>()` would miss the impl's and trait's.
             let #self_ty = ::core::option::Option::Some(::core::any::type_name_of_val(&|| ()));
-            let mut #key = #site.key(#self_ty);
+            let mut #key = #private::CallKey::new();
+            #site.start_key(&mut #key, #self_ty);
             #type_keys
             #receiver_key
             #(#arg_keys)*

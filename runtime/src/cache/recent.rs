@@ -50,8 +50,31 @@ struct Copy {
     used: AtomicU64,
 }
 
+/// Hashes a [`Name`], two hashes already, by mixing them: no need for SipHash.
+#[derive(Default, Clone, Copy)]
+struct Mixed(u64);
+
+impl std::hash::Hasher for Mixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = self.0.rotate_left(29) ^ v;
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.write_u64(v as u64 ^ (v >> 64) as u64);
+    }
+}
+
+type Copies = HashMap<Name, Copy, std::hash::BuildHasherDefault<Mixed>>;
+
 struct Table {
-    copies: RwLock<HashMap<Name, Copy>>,
+    copies: RwLock<Copies>,
     bytes: AtomicUsize,
     clock: AtomicU64,
     limit: usize,
@@ -74,7 +97,7 @@ fn table() -> Option<&'static Table> {
                 Err(_) => DEFAULT_LIMIT,
             };
             (limit > 0).then(|| Table {
-                copies: RwLock::new(HashMap::new()),
+                copies: RwLock::new(Copies::default()),
                 bytes: AtomicUsize::new(0),
                 clock: AtomicU64::new(0),
                 limit,
@@ -131,7 +154,7 @@ pub(crate) fn forget_all() {
 }
 
 /// Drops the least recently used copies until the table holds 90 % of its bound.
-fn evict(table: &Table, copies: &mut HashMap<Name, Copy>) {
+fn evict(table: &Table, copies: &mut Copies) {
     let target = table.limit - table.limit / 10;
     let mut by_use: Vec<(u64, Name, usize)> = copies
         .iter()

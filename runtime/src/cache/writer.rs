@@ -49,16 +49,24 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Whether the writer is writing a job it has taken from `jobs`.
     writing: bool,
+    /// Whether the writer waits for a job: only then does a new one need a wake-up call.
+    idle: bool,
+    /// How many threads wait for the writer's progress ([`flush`], or a full queue).
+    waiting: usize,
     started: bool,
 }
 
 static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     jobs: VecDeque::new(),
     writing: false,
+    idle: false,
+    waiting: 0,
     started: false,
 });
-/// Signals a new job to the writer, and progress to those waiting for it.
-static CHANGED: Condvar = Condvar::new();
+/// Signals a new job to the idle writer.
+static WORK: Condvar = Condvar::new();
+/// Signals the writer's progress to the threads waiting for it.
+static DONE: Condvar = Condvar::new();
 
 /// The entries queued or being written, by store and key: the last queued of each. Apart from
 /// the queue, so that the calls that look here (every call, while any is pending) do not wait
@@ -92,8 +100,12 @@ pub(crate) fn submit(job: Job) {
         queue.started = true;
         crate::at_exit::at_exit(flush);
     }
-    while queue.jobs.len() >= QUEUED_AT_MOST {
-        queue = CHANGED.wait(queue).unwrap_or_else(|e| e.into_inner());
+    if queue.jobs.len() >= QUEUED_AT_MOST {
+        queue.waiting += 1;
+        while queue.jobs.len() >= QUEUED_AT_MOST {
+            queue = DONE.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+        queue.waiting -= 1;
     }
     {
         let mut pending = PENDING.write().unwrap_or_else(|e| e.into_inner());
@@ -102,7 +114,9 @@ pub(crate) fn submit(job: Job) {
         PENDING_COUNT.store(map.len(), Relaxed);
     }
     queue.jobs.push_back(job);
-    CHANGED.notify_all();
+    if queue.idle {
+        WORK.notify_one();
+    }
 }
 
 /// Writes every entry queued so far by this process, and waits until they are written.
@@ -120,40 +134,54 @@ pub(crate) fn submit(job: Job) {
 /// ```
 pub fn flush() {
     let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    queue.waiting += 1;
     while !queue.jobs.is_empty() || queue.writing {
-        queue = CHANGED.wait(queue).unwrap_or_else(|e| e.into_inner());
+        queue = DONE.wait(queue).unwrap_or_else(|e| e.into_inner());
     }
+    queue.waiting -= 1;
 }
 
+/// Jobs the writer takes from the queue at once: fewer turns of the locks that callers take too.
+const BATCH: usize = 64;
+
 fn run() {
-    let mut done: Option<Job> = None;
+    let mut done: Vec<Job> = Vec::with_capacity(BATCH);
     loop {
-        let job = {
+        if !done.is_empty() {
+            // These entries are in their store now, unless a later store of the same call is
+            // queued (then its image stays pending).
+            let mut pending = PENDING.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(map) = pending.as_mut() {
+                for job in &done {
+                    let name = (job.to.store_id, job.key.0);
+                    if map.get(&name).is_some_and(|i| Arc::ptr_eq(i, &job.image)) {
+                        map.remove(&name);
+                    }
+                }
+                PENDING_COUNT.store(map.len(), Relaxed);
+            }
+            drop(pending);
+            done.clear();
+        }
+        let batch: Vec<Job> = {
             let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(job) = done.take() {
-                // The entry is in its store now, unless a later store of the same call is
-                // queued (then its image stays pending).
-                let name = (job.to.store_id, job.key.0);
-                let mut pending = PENDING.write().unwrap_or_else(|e| e.into_inner());
-                if let Some(map) = pending.as_mut()
-                    && map.get(&name).is_some_and(|i| Arc::ptr_eq(i, &job.image))
-                {
-                    map.remove(&name);
-                    PENDING_COUNT.store(map.len(), Relaxed);
-                }
-            }
             queue.writing = false;
-            CHANGED.notify_all();
-            loop {
-                if let Some(job) = queue.jobs.pop_front() {
-                    queue.writing = true;
-                    break job;
-                }
-                queue = CHANGED.wait(queue).unwrap_or_else(|e| e.into_inner());
+            if queue.waiting > 0 {
+                DONE.notify_all();
             }
+            while queue.jobs.is_empty() {
+                queue.idle = true;
+                queue = WORK.wait(queue).unwrap_or_else(|e| e.into_inner());
+                queue.idle = false;
+            }
+            queue.writing = true;
+            let n = queue.jobs.len().min(BATCH);
+            queue.jobs.drain(..n).collect()
         };
-        write(&job);
-        done = Some(job);
+        for job in batch {
+            write(&job);
+            done.push(job);
+        }
     }
 }
 

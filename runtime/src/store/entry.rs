@@ -190,6 +190,10 @@ impl Entry<'_> {
 
     /// Fails unless the entry was written as a `T`.
     pub(crate) fn expect_type<T: ?Sized>(&self) -> Result<(), ErrorKind> {
+        // Most names are stored as `type_name` writes them: no need to make the canonical one.
+        if self.type_name == std::any::type_name::<T>() {
+            return Ok(());
+        }
         let expected = canonical_type_name(std::any::type_name::<T>());
         if self.type_name == expected {
             Ok(())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::time::{Duration, SystemTime};
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::layout::{entry_path, key_of_file};
 use super::read::{Opened, read_header};
@@ -38,12 +38,8 @@ impl Folder {
     /// The name of the entry `id` in this process's table of hits: the same for hits read from
     /// the file and hits served from memory, without making its path.
     fn tally(&self, id: &EntryId<'_>) -> u64 {
-        let mut h = Xxh3::with_seed(self.seed);
-        h.update(id.function.as_bytes());
-        h.update(&[0]);
-        h.update(id.version.as_bytes());
-        h.update(&id.key.0.to_le_bytes());
-        h.digest()
+        // The key names the function and its code version too (it hashes them first).
+        xxh3_64_with_seed(&id.key.0.to_le_bytes(), self.seed)
     }
 }
 

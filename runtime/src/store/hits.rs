@@ -32,6 +32,7 @@ const WRITE_EVERY: Duration = Duration::from_secs(1);
 const REMEMBERED: usize = 1 << 16;
 
 /// What this process knows of one entry's hits.
+#[derive(Clone)]
 struct Tally {
     path: PathBuf,
     /// Hits not yet written.
@@ -207,14 +208,34 @@ pub(crate) fn write_all(wait: bool) {
 }
 
 /// Writes the counts of `table`, reporting failures through `tracing` if `report` holds.
+/// Outside exit, the counts of entries with no file yet (queued for the background writer) are
+/// kept for a later write.
 fn write_table(table: HashMap<u64, Tally, BuildHasherDefault<Id>>, report: bool) {
     let (now, instant) = (SystemTime::now(), Instant::now());
-    for tally in table.into_values().filter(|u| u.unwritten > 0) {
+    let mut unwritten = Vec::new();
+    for (id, tally) in table.into_iter().filter(|(_, u)| u.unwritten > 0) {
         let last_hit = now - instant.duration_since(tally.last_hit);
-        if let Err(e) = write_to_path(&tally, last_hit)
-            && report
-        {
-            tracing::debug!(path = %tally.path.display(), error = %e, "cannot count hits");
+        match write_to_path(&tally, last_hit) {
+            Err(e) if report && e.kind() == io::ErrorKind::NotFound => unwritten.push((id, tally)),
+            Err(e) if report => {
+                tracing::debug!(path = %tally.path.display(), error = %e, "cannot count hits");
+            }
+            _ => {}
+        }
+    }
+    if unwritten.is_empty() {
+        return;
+    }
+    if let Ok(mut table) = TABLE.lock() {
+        let table = table.get_or_insert_with(HashMap::default);
+        for (id, mut tally) in unwritten {
+            tally.written = None;
+            let kept = table.entry(id).or_insert_with(|| Tally {
+                unwritten: 0,
+                ..tally.clone()
+            });
+            kept.unwritten = kept.unwritten.saturating_add(tally.unwritten);
+            kept.written = None;
         }
     }
 }

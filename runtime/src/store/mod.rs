@@ -194,25 +194,10 @@ pub(crate) fn open(root: &Path, count_hits: bool) -> Arc<dyn Store> {
 }
 
 impl dyn Store + '_ {
-    /// Loads the entry `id`, as a hit (see [`Store::get`]). With `serve`, only an entry it
-    /// accepts: another is [`ErrorKind::Stale`], neither decoded nor counted.
-    pub(crate) fn load_hit<T>(
-        &self,
-        id: &EntryId<'_>,
-        decode: Decoder<T>,
-        serve: Option<Serve<'_>>,
-    ) -> Result<T, Error> {
-        let mut value = None;
-        self.get(id, &mut |file| {
-            served(file, serve)?;
-            value = Some(decode.decode(file)?);
-            Ok(())
-        })?;
-        Ok(value.expect("read when `get` succeeds"))
-    }
-
-    /// Like [`load_hit`](Self::load_hit), and also the entry's bytes when they are at most
-    /// `keep` long and hold no arrays: a small result's copy for memory.
+    /// Loads the entry `id`, as a hit (see [`Store::get`]), and also its bytes when they are
+    /// at most `keep` long and hold no arrays: a small result's copy for memory. With
+    /// `serve`, only an entry it accepts: another is [`ErrorKind::Stale`], neither decoded nor
+    /// counted.
     pub(crate) fn load_hit_keeping<T>(
         &self,
         id: &EntryId<'_>,
@@ -329,7 +314,9 @@ mod tests {
         std::fs::write(&path, &v2).unwrap();
         let store = open(dir.path(), true);
         for _ in 0..3 {
-            let hit = store.load_hit(&id, decoder_any::<Vec<f64>>(), None);
+            let hit = store
+                .load_hit_keeping(&id, decoder_any::<Vec<f64>>(), None, 0)
+                .map(|(v, _)| v);
             assert_eq!(hit.unwrap(), vec![1.5, 2.5]);
         }
         hits::write_all(true);

@@ -92,12 +92,11 @@ impl Site {
         start: Instant,
     ) -> Begin<T> {
         let id = self.id(&target);
-        let hex = id.key.hex();
-        let key = hex.short();
+        // The key's digits are written only into events that are recorded.
         let check = |stored: &Stored| self.serves(&id, stored);
         let serve: Option<store::Serve<'_>> = self.checks_entries().then_some(&check);
         let hit = |value| {
-            tracing::debug!(function = %self.name, key, took = ?start.elapsed(), "cache hit");
+            tracing::debug!(function = %self.name, key = id.key.hex().short(), took = ?start.elapsed(), "cache hit");
             if self.verbose >= 5 {
                 let took = format_time(start.elapsed().as_secs_f64());
                 eprintln!("[Memory]{took:>16}: Loading {}", self.name);
@@ -105,10 +104,34 @@ impl Site {
             Begin::Hit(value)
         };
         loop {
-            if mode != Mode::Refresh {
-                if let Some(value) = self.recent_hit(&id, decode) {
-                    return hit(value);
+            if mode != Mode::Refresh
+                && let Some(value) = self.recent_hit(&id, decode)
+            {
+                return hit(value);
+            }
+            // The call is claimed before the store is looked in, so that a miss costs one look:
+            // a thread that finds it claimed waits for the one computing it, then loads its
+            // result. If that one could not store it (it panicked, or the cache cannot be
+            // written), this one computes, without making further threads wait in turn.
+            let flight = if mode == Mode::Call && may_wait() {
+                match Flight::claim(CallId::new(self.root(), &id)) {
+                    Ok(flight) => Some(flight),
+                    Err(other) => {
+                        tracing::debug!(
+                            function = %self.name,
+                            key = id.key.hex().short(),
+                            "cache miss; waiting for the thread computing it"
+                        );
+                        if other.wait() {
+                            continue;
+                        }
+                        break;
+                    }
                 }
+            } else {
+                None
+            };
+            if mode != Mode::Refresh {
                 let keep = if self.keeps_recent() {
                     recent::KEEP_UP_TO
                 } else {
@@ -120,50 +143,25 @@ impl Site {
                             let created = store::created(&image);
                             recent::put(self.store_id(), id.key, image, created);
                         }
+                        if let Some(mut flight) = flight {
+                            // Threads that waited for this call load it too.
+                            flight.stored();
+                        }
                         return hit(value);
                     }
                     Err(e) if e.is_not_found() => {}
                     Err(e) if e.is_stale() => {
-                        tracing::debug!(function = %self.name, key, "stored entry expired or refused by `validate`; recomputing");
+                        tracing::debug!(function = %self.name, key = id.key.hex().short(), "stored entry expired or refused by `validate`; recomputing");
                     }
                     Err(e) => {
-                        tracing::warn!(function = %self.name, key, error = %e, "unreadable cache entry; recomputing");
+                        tracing::warn!(function = %self.name, key = id.key.hex().short(), error = %e, "unreadable cache entry; recomputing");
                     }
                 }
             }
-            if mode != Mode::Call || !may_wait() {
-                break;
-            }
-            match Flight::claim(CallId::new(self.root(), &id)) {
-                Ok(mut flight) => {
-                    // Another thread may have stored the result between the miss above and
-                    // this claim: look once more before computing it again.
-                    let again = self
-                        .recent_hit(&id, decode)
-                        .or_else(|| self.store().load_hit(&id, decode, serve).ok());
-                    if let Some(value) = again {
-                        flight.stored();
-                        return hit(value);
-                    }
-                    tracing::debug!(function = %self.name, key, ?mode, "cache miss; computing");
-                    return Begin::Compute(Pending::new(Some(target), Some(flight), start));
-                }
-                // Another thread computes this very call: wait for it, then load its result. If
-                // it could not store one (it panicked, or the cache cannot be written), compute
-                // here, without making further threads wait in turn.
-                Err(other) => {
-                    tracing::debug!(
-                        function = %self.name,
-                        key,
-                        "cache miss; waiting for the thread computing it"
-                    );
-                    if !other.wait() {
-                        break;
-                    }
-                }
-            }
+            tracing::debug!(function = %self.name, key = id.key.hex().short(), ?mode, "cache miss; computing");
+            return Begin::Compute(Pending::new(Some(target), flight, start));
         }
-        tracing::debug!(function = %self.name, key, ?mode, "computing");
+        tracing::debug!(function = %self.name, key = id.key.hex().short(), ?mode, "computing");
         Begin::Compute(Pending::new(Some(target), None, start))
     }
 

@@ -269,7 +269,16 @@ impl Site {
     /// Starts the key of a call. `self_ty` is the type name of `Self` for methods.
     #[inline]
     pub fn key(&self, self_ty: Option<&'static str>) -> CallKey {
-        let mut h = KeyHasher::new();
+        let mut key = CallKey::new();
+        self.start_key(&mut key, self_ty);
+        key
+    }
+
+    /// Starts the key of a call in `key`, a new one: what [`Site::key`] does, without moving
+    /// the key's 4 KiB buffer out of a function (which a move would copy at every call).
+    #[inline]
+    pub fn start_key(&self, key: &mut CallKey, self_ty: Option<&'static str>) {
+        let h = &mut key.hasher;
         match &self.rename {
             Some(name) => h.str(name),
             None => {
@@ -280,10 +289,6 @@ impl Site {
         h.str(self_ty.unwrap_or(""));
         h.u128(self.fingerprint);
         h.str(&self.version);
-        CallKey {
-            hasher: h,
-            error: None,
-        }
     }
 
     /// The cache folder, resolved once, at the first call: a relative `dir` stays where it
@@ -484,6 +489,16 @@ pub struct CallKey {
 }
 
 impl CallKey {
+    /// An empty key, for [`Site::start_key`].
+    #[inline(always)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        CallKey {
+            hasher: KeyHasher::new(),
+            error: None,
+        }
+    }
+
     /// Feeds one argument.
     #[inline]
     pub fn arg<T: ?Sized + CacheArg>(&mut self, value: &T) -> &mut Self {
