@@ -62,6 +62,17 @@ struct PruneArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let dir = cli.dir.unwrap_or_else(joblet_runtime::default_cache_dir);
+    // A folder that is not there is a mistake (a typo, the wrong current folder), not an empty
+    // cache: said as `ls` says it, with the usage error's code.
+    if !dir.is_dir() {
+        let why = if dir.exists() {
+            "not a folder"
+        } else {
+            "no such folder"
+        };
+        eprintln!("joblet: {}: {why}", dir.display());
+        return ExitCode::from(2);
+    }
     let memory = Memory::new(dir);
     match run(&memory, cli.command) {
         Ok(code) => code,

@@ -165,6 +165,31 @@ fn report_shows_and_prune_removes_outdated_code_versions() {
 }
 
 #[test]
+fn a_folder_that_is_not_there_is_an_error_naming_it() {
+    let missing = dir("no-such-folder");
+    for command in [
+        &["report"][..],
+        &["ls", "f"],
+        &["clear"],
+        &["prune", "--max-items", "1"],
+    ] {
+        let out = joblet(command, &missing);
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            message.contains("no-such-folder") && message.contains("no such folder"),
+            "{message}"
+        );
+    }
+    let file = dir("a-file");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, b"").unwrap();
+    let out = joblet(&["report"], &file);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a folder"));
+}
+
+#[test]
 fn mistakes_get_clear_messages() {
     let cache = dir("mistakes");
     let no_limit = joblet(&["prune"], &cache);
@@ -174,7 +199,8 @@ fn mistakes_get_clear_messages() {
     let bad_size = joblet(&["prune", "--max-size", "lots"], &cache);
     assert_eq!(bad_size.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_size.stderr).contains("`lots`: not a size"));
-    // An empty or missing folder reports nothing, without failing.
+    // An empty folder reports nothing, without failing (a missing one is an error, above).
+    std::fs::create_dir_all(&cache).unwrap();
     assert!(stdout(&joblet(&["report"], &cache)).contains("total"));
 }
 
