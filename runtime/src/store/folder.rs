@@ -45,7 +45,7 @@ impl Store for Folder {
 
     fn peek(&self, id: &EntryId<'_>, read: Reader<'_>) -> Result<(), Error> {
         let path = entry_path(&self.root, id);
-        Opened::open(&path)
+        Opened::open(&path, false)
             .and_then(|mut file| read(&mut file))
             .map_err(|kind| Error::new(&path, kind))
     }
@@ -97,7 +97,7 @@ impl Store for Folder {
                             continue;
                         }
                         let header = (detail == Detail::Headers)
-                            .then(|| read_header(&path, meta.len()))
+                            .then(|| read_header(&path))
                             .flatten();
                         listing.entries.push(EntryInfo {
                             function: last_name(&function),

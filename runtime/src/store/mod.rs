@@ -29,7 +29,7 @@ pub(crate) use write::{Meta, truncate, write};
 use crate::error::{Error, ErrorKind};
 use crate::key::Key;
 use read::Opened;
-pub(crate) use read::Stored;
+pub(crate) use read::{Stored, read_small};
 
 /// Where an entry is in a store: the folders of its function and of its code's version (as
 /// [`function_folder`] and [`version_folder`] name them), and the call's key.
