@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use joblet::{Compression, ErrorKind, cached, dump_with, load};
+use serde::{Deserialize, Serialize};
 
 #[global_allocator]
 static ALLOC: counting::Counting = counting::Counting;
@@ -334,4 +335,113 @@ fn a_forged_zstd_size_allocates_what_the_frames_hold() {
     let peak = figure(&in_child("zstd_claim_child"), "peak ");
     // Room for a few times what the 64 KB decompress to, not 2 GiB.
     assert!(peak < 4 << 20, "{peak} bytes at once");
+}
+
+/// A recursive type, as an abstract syntax tree or a JSON value is.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum Tree {
+    Leaf(u32),
+    Node(Vec<Tree>),
+}
+
+/// `nodes` nodes, each the one child of the one before, around a leaf: twice as many levels
+/// and one (the enum and its `Vec` each nest one).
+fn chain(nodes: usize) -> Tree {
+    (0..nodes).fold(Tree::Leaf(9), |tree, _| Tree::Node(vec![tree]))
+}
+
+/// Rewrites the uncompressed `Tree` entry at `path` to hold `chain(nodes)`, encoded by hand (a
+/// value that deep cannot be written), and re-signs it so that its checksum holds: two bytes a
+/// node, an enum's variant and a `Vec`'s length.
+fn nest(path: &Path, nodes: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let name_len = usize::from(u16::from_le_bytes([bytes[20], bytes[21]]));
+    let args_len = usize::from(u16::from_le_bytes([bytes[22], bytes[23]]));
+    bytes.truncate(64 + name_len + args_len);
+    let before = bytes.len();
+    for _ in 0..nodes {
+        bytes.extend_from_slice(&[1, 1]);
+    }
+    bytes.extend_from_slice(&[0, 9]);
+    let payload_len = (bytes.len() - before) as u64;
+    bytes[32..40].copy_from_slice(&payload_len.to_le_bytes());
+    bytes[40..48].copy_from_slice(&payload_len.to_le_bytes());
+    common::resign(&mut bytes);
+    fs::write(path, bytes).unwrap();
+}
+
+/// A payload of 500,000 levels (1 MB), loaded on a thread of the test harness.
+#[test]
+fn deep_child() {
+    if !is_child() {
+        return;
+    }
+    let path = common::dir("hostile-deep").join("tree.jbl");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    joblet::dump(&chain(1), &path).unwrap();
+    nest(&path, 500_000);
+    assert!(fs::metadata(&path).unwrap().len() > 1_000_000);
+    let err = load::<Tree>(&path).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Decode(_)), "{err}");
+    assert!(
+        err.to_string().contains("nests deeper than 256 levels"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_payload_nested_half_a_million_levels_deep_is_a_decode_error() {
+    in_child("deep_child");
+}
+
+static GROWN: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("hostile-grown"))]
+fn grown(nodes: usize) -> Tree {
+    GROWN.fetch_add(1, SeqCst);
+    chain(nodes)
+}
+
+/// `grown(nodes)`, called in `parallel!` tasks, on rayon's threads of 2 MiB stacks.
+fn grown_in_tasks(nodes: usize) -> Vec<Tree> {
+    joblet::parallel!(n_jobs = 2; for _i in 0..2 => grown(nodes))
+}
+
+/// The entry of a `#[cached]` call rewritten to nest 32,000 levels (64 KB), loaded in a
+/// `parallel!` task; and values as deep as the limit allows, and one level deeper.
+#[test]
+fn deep_in_task_child() {
+    if !is_child() {
+        return;
+    }
+    let path = entry_of(&common::dir("hostile-grown"), || {
+        assert_eq!(grown(2), chain(2))
+    });
+    nest(&path, 16_000);
+    let (trees, logged) = common::warnings(|| grown_in_tasks(2));
+    assert!(trees.iter().all(|t| *t == chain(2)));
+    assert!(GROWN.load(SeqCst) >= 2, "not recomputed");
+    assert!(logged.contains("nests deeper than 256 levels"), "{logged}");
+    assert!(grown::is_cached(2), "not rewritten");
+
+    // 127 nodes nest 255 levels: stored, then loaded in tasks as hits.
+    let limit = joblet::MAX_NESTING;
+    assert_eq!(limit, 256);
+    let before = GROWN.load(SeqCst);
+    assert_eq!(grown(127), chain(127));
+    assert!(grown::is_cached(127));
+    assert!(grown_in_tasks(127).iter().all(|t| *t == chain(127)));
+    assert_eq!(GROWN.load(SeqCst), before + 1, "not hits");
+    // 128 nest 257: computed, returned, and not stored, with a warning that says why.
+    let (tree, logged) = common::warnings(|| grown(128));
+    assert_eq!(tree, chain(128));
+    assert!(!grown::is_cached(128));
+    assert!(logged.contains("nests deeper than 256 levels"), "{logged}");
+    let err = joblet::dump(&chain(128), path.with_file_name("deep.jbl")).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Encode(_)), "{err}");
+}
+
+#[test]
+fn a_cached_call_in_a_task_reads_deep_entries_without_overflowing_its_stack() {
+    in_child("deep_in_task_child");
 }

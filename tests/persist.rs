@@ -460,3 +460,78 @@ fn forged_lengths_in_large_files_are_errors_not_panics() {
     let err = load::<Array<u8>>(&p).unwrap_err();
     assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
 }
+
+/// From joblib's suite (`test_numpy_pickle.py::test_compress_level_error`): a level zstd does
+/// not have is an error that names the levels it has, and nothing is written.
+#[test]
+fn a_zstd_level_out_of_range_is_an_error_that_names_the_range() {
+    for level in [23, 1000, 0, -1, i32::MIN] {
+        let p = file(&format!("level-{level}.jbl"));
+        let err = dump_with(&vec![1u8; 1000], &p, Compression::Zstd(level)).unwrap_err();
+        assert!(
+            matches!(kind_of(&err), ErrorKind::CompressionLevel { level: l, .. } if *l == level),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with(&format!("zstd compression level {level} is out of range: levels go from 1 (fast) to 22 (small)")),
+            "{err}"
+        );
+        assert!(!p.exists());
+    }
+    assert!(common::temp_files(&common::dir("persist")).is_empty());
+    for level in Compression::ZSTD_LEVELS {
+        let p = file("level-ok.jbl");
+        dump_with(&vec![level; 100], &p, Compression::Zstd(level)).unwrap();
+        assert_eq!(load::<Vec<i32>>(&p).unwrap(), vec![level; 100]);
+    }
+}
+
+/// A value whose `Serialize` fails, as a poisoned lock's does.
+struct Refuses;
+
+impl Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("the lock is poisoned"))
+    }
+}
+
+/// A number that must be even, checked as it is read.
+#[derive(Serialize, Debug)]
+struct Even(u32);
+
+impl<'de> Deserialize<'de> for Even {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n % 2 == 0 {
+            Ok(Even(n))
+        } else {
+            Err(serde::de::Error::custom(format!("{n} is odd")))
+        }
+    }
+}
+
+/// As joblib's `test_store_backends.py::test_warning_on_pickling_error` (the cache's warning
+/// is `tests/cached_faults.rs`): a value that does not serialize is reported with its
+/// serializer's own message; so is one that does not deserialize.
+#[test]
+fn serializers_own_messages_are_kept() {
+    for compression in ALL {
+        let p = file("refuses.jbl");
+        let err = dump_with(&(1u8, vec![Refuses]), &p, compression).unwrap_err();
+        assert!(matches!(kind_of(&err), ErrorKind::Encode(_)), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("value does not serialize: the lock is poisoned"),
+            "{compression:?}: {err}"
+        );
+        let p = file("odd.jbl");
+        dump_with(&vec![Even(2), Even(3)], &p, compression).unwrap();
+        let err = load::<Vec<Even>>(&p).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("payload does not decode: 3 is odd"),
+            "{compression:?}: {err}"
+        );
+    }
+}

@@ -59,8 +59,15 @@ pub enum ErrorKind {
     /// The payload passed its checksum but does not decode as the expected type (the type's
     /// definition changed since the file was written).
     Decode(String),
-    /// The value could not be serialized.
+    /// The value could not be serialized: the serializer's message.
     Encode(String),
+    /// A compression level outside those the codec takes.
+    CompressionLevel {
+        /// The level asked for.
+        level: i32,
+        /// The levels the codec takes.
+        valid: std::ops::RangeInclusive<i32>,
+    },
     /// An I/O error other than a missing file.
     Io(io::Error),
     /// The entry is whole, but no longer served: older than the function's `expires`, or
@@ -143,6 +150,12 @@ impl fmt::Display for ErrorKind {
             ),
             ErrorKind::Decode(e) => write!(f, "payload does not decode: {e}"),
             ErrorKind::Encode(e) => write!(f, "value does not serialize: {e}"),
+            ErrorKind::CompressionLevel { level, valid } => write!(
+                f,
+                "zstd compression level {level} is out of range: levels go from {} (fast) to {} (small)",
+                valid.start(),
+                valid.end()
+            ),
             ErrorKind::Io(e) => e.fmt(f),
             ErrorKind::Stale => f.write_str("entry expired, or refused by its `validate` check"),
         }

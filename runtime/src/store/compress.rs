@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::format::{LZ4, UNCOMPRESSED, ZSTD};
+use super::nesting;
 use crate::array::Sink;
 use crate::error::ErrorKind;
 use crate::huge_pages::try_vec_with_capacity;
@@ -29,11 +30,25 @@ pub enum Compression {
     None,
     /// LZ4 (lz4_flex): fast, modest compression.
     Lz4,
-    /// Zstandard at a level from 1 (fast) to 22 (small); 3 is zstd's default.
+    /// Zstandard at a level from 1 (fast) to 22 (small); 3 is zstd's default. Another level
+    /// is an error ([`ErrorKind::CompressionLevel`]).
     Zstd(i32),
 }
 
 impl Compression {
+    /// The levels `Compression::Zstd` takes: zstd's own, from 1 (fast) to 22 (small). (zstd
+    /// would take a level past 22 as 22 without a word.)
+    ///
+    /// ```
+    /// use joblet_runtime::Compression;
+    ///
+    /// assert_eq!(Compression::ZSTD_LEVELS, 1..=22);
+    /// let path = std::env::temp_dir().join("joblet-doc-level.jbl");
+    /// let err = joblet_runtime::dump_with(&1u8, &path, Compression::Zstd(23)).unwrap_err();
+    /// assert!(err.to_string().ends_with("zstd compression level 23 is out of range: levels go from 1 (fast) to 22 (small)"));
+    /// ```
+    pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
+
     /// How the header's flags record it.
     pub(crate) fn id(self) -> u16 {
         match self {
@@ -78,6 +93,12 @@ pub(crate) fn serialize<T: ?Sized + Serialize>(
             blocks.serialize(value)
         }
         Compression::Zstd(level) => {
+            if !Compression::ZSTD_LEVELS.contains(&level) {
+                return Err(ErrorKind::CompressionLevel {
+                    level,
+                    valid: Compression::ZSTD_LEVELS,
+                });
+            }
             let zstd_err = |e: io::Error| ErrorKind::Encode(format!("zstd: {e}"));
             let mut encoder = zstd::stream::Encoder::new(&mut out, level).map_err(zstd_err)?;
             let raw_len = Blocks::new(|block: &[u8]| encoder.write_all(block)).serialize(value)?;
@@ -111,11 +132,9 @@ impl<F: FnMut(&[u8]) -> io::Result<()>> Blocks<F> {
     fn serialize<T: ?Sized + Serialize>(mut self, value: &T) -> Result<u64, ErrorKind> {
         // Arrays go inline: close the sink of any entry being written around this one.
         let _inline = Sink::suspend();
-        if let Err(e) = postcard::serialize_with_flavor(value, &mut self) {
-            return Err(self
-                .error
-                .take()
-                .map_or_else(|| ErrorKind::Encode(e.to_string()), ErrorKind::Io));
+        if let Err(e) = nesting::serialize(value, &mut self) {
+            // A failed write is the cause, if there was one.
+            return Err(self.error.take().map_or(e, ErrorKind::Io));
         }
         self.pack_block().map_err(ErrorKind::Io)?;
         Ok(self.raw_len)

@@ -233,11 +233,7 @@ pub(crate) fn serde_decode<T: DeserializeOwned>(entry: &Entry<'_>) -> Result<T, 
 }
 
 pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ErrorKind> {
-    match postcard::take_from_bytes::<T>(payload) {
-        Ok((value, [])) => Ok(value),
-        Ok(_) => Err(ErrorKind::Corrupt("payload has trailing bytes")),
-        Err(e) => Err(ErrorKind::Decode(e.to_string())),
-    }
+    super::nesting::deserialize(payload)
 }
 
 /// The decoder of `T` for code that only knows `T` generically (`load`): the bulk copy for the

@@ -10,6 +10,7 @@ mod folder;
 pub(crate) mod format;
 mod hits;
 mod layout;
+mod nesting;
 mod read;
 mod write;
 
@@ -24,6 +25,7 @@ pub use decode::{CacheOutput, Codec, Decoder, ViaBulk, ViaSerde};
 pub(crate) use decode::{decoder_any, load};
 pub use entry::Entry;
 pub(crate) use layout::{function_folder, version_folder};
+pub use nesting::MAX_NESTING;
 pub(crate) use write::{Meta, truncate, write};
 
 use crate::error::{Error, ErrorKind};

@@ -13,6 +13,7 @@ use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
 use super::compress::{self, Compression};
 use super::format::{Fields, HEADER_LEN, MAX_ARGS, ROW, SECTION_ALIGN, canonical_type_name};
 use super::layout::SUFFIX;
+use super::nesting;
 use crate::array::{Section, Sink};
 use crate::error::ErrorKind;
 
@@ -106,11 +107,9 @@ pub(crate) fn entry<W: Write + Seek, T: ?Sized + Serialize>(
     let start = body.len();
     let (raw_len, sections) = if compression == Compression::None {
         let sink = Sink::open();
-        if let Err(e) = postcard::serialize_with_flavor(value, &mut body) {
-            return Err(body
-                .error
-                .take()
-                .map_or_else(|| ErrorKind::Encode(e.to_string()), ErrorKind::Io));
+        if let Err(e) = nesting::serialize(value, &mut body) {
+            // A failed write is the cause, if there was one.
+            return Err(body.error.take().map_or(e, ErrorKind::Io));
         }
         (body.len() - start, sink.finish())
     } else {
