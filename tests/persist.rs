@@ -6,6 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use joblet::{Array, Compression, ErrorKind, dump, dump_with, load};
 use serde::{Deserialize, Serialize};
@@ -534,4 +535,120 @@ fn serializers_own_messages_are_kept() {
             "{compression:?}: {err}"
         );
     }
+}
+
+/// `dump` over a file keeps its permissions, as `np.save` and `joblib.dump` do (they write
+/// into it): a file its owner made private stays private.
+#[cfg(unix)]
+#[test]
+fn dump_over_a_file_keeps_its_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    for (i, kept) in [0o600, 0o640, 0o444, 0o755].into_iter().enumerate() {
+        for compression in [Compression::None, Compression::Zstd(3)] {
+            let p = file(&format!("private-{i}.jbl"));
+            fs::write(&p, b"secret").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(kept)).unwrap();
+            dump_with(&vec![1.5f64; 100], &p, compression).unwrap();
+            assert_eq!(mode(&p), kept, "{compression:?}");
+            assert_eq!(load::<Vec<f64>>(&p).unwrap(), vec![1.5; 100]);
+            fs::remove_file(&p).unwrap();
+        }
+    }
+    // A new file is readable by all, as any file the program writes (the umask permitting).
+    let p = file("fresh.jbl");
+    dump(&1u8, &p).unwrap();
+    assert_eq!(mode(&p) & !0o022, 0o644);
+}
+
+#[cfg(unix)]
+const STALLED: &str = "JOBLET_STALLED_DUMP";
+
+/// A value that writes its first megabyte, says so, and never finishes.
+#[cfg(unix)]
+struct Stalls;
+
+#[cfg(unix)]
+impl Serialize for Stalls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut tuple = s.serialize_tuple(2)?;
+        tuple.serialize_element(&vec![7u8; 1 << 20])?;
+        println!("stalled");
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+}
+
+/// The writer that the test below kills in the middle of a `dump` to the path it is given.
+#[cfg(unix)]
+#[test]
+fn stalled_dump_child() {
+    if let Some(path) = std::env::var_os(STALLED) {
+        let _ = dump(&Stalls, PathBuf::from(path));
+    }
+}
+
+/// A process in the middle of a `dump` to `path`, once its temporary file holds a megabyte.
+#[cfg(unix)]
+fn stalled_dump(path: &std::path::Path) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = common::child("stalled_dump_child")
+        .env(STALLED, path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("stalled") {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the writer ended");
+    }
+    child
+}
+
+/// Dumps killed in the middle of writing leave their temporary files: the next `dump` to the
+/// same path removes them, and leaves those of live writers alone.
+#[cfg(unix)]
+#[test]
+fn killed_dumps_leave_nothing_once_the_path_is_dumped_again() {
+    let dir = common::dir("persist-killed");
+    fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("weights.jbl");
+    let kill = |mut child: std::process::Child| {
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    };
+    // One writer killed.
+    kill(stalled_dump(&p));
+    assert_eq!(common::temp_files(&dir).len(), 1);
+    dump(&1u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir), Vec::<PathBuf>::new());
+    assert_eq!(load::<u32>(&p).unwrap(), 1);
+    // Two at once.
+    let (a, b) = (stalled_dump(&p), stalled_dump(&p));
+    kill(a);
+    kill(b);
+    assert_eq!(common::temp_files(&dir).len(), 2);
+    dump(&2u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir), Vec::<PathBuf>::new());
+    // A live one's is left alone, while it lives.
+    let live = stalled_dump(&p);
+    let its = common::temp_files(&dir);
+    assert_eq!(its.len(), 1);
+    dump(&3u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir), its);
+    assert_eq!(load::<u32>(&p).unwrap(), 3);
+    kill(live);
+    dump(&4u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir), Vec::<PathBuf>::new());
+    // Another path's are not this path's to remove.
+    let other = dir.join("other.jbl");
+    kill(stalled_dump(&other));
+    dump(&5u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir).len(), 1);
+    dump(&6u32, &other).unwrap();
+    assert_eq!(common::temp_files(&dir), Vec::<PathBuf>::new());
 }

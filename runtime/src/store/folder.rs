@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use super::layout::{entry_path, key_of_file};
 use super::read::{Opened, read_header};
-use super::write::{TEMP_PREFIX, replace};
+use super::temp::TEMP_PREFIX;
+use super::write::replace;
 use super::{Detail, EntryId, EntryInfo, Listing, Reader, Store, Writer, hits};
 use crate::error::{Error, ErrorKind};
 
@@ -71,8 +72,14 @@ impl Store for Folder {
         }
         let now = SystemTime::now();
         let functions = match function {
-            // Never `.` or `..` (see `function_folder`): always a folder inside the cache.
-            Some(f) => vec![self.root.join(f)],
+            // Never `.` or `..` (see `function_folder`): always a name inside the cache; and
+            // only a folder, never a link to one elsewhere (as `subfolders` below), whose
+            // files are not the cache's to list or remove.
+            Some(f) => {
+                let dir = self.root.join(f);
+                let real = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+                real.then_some(dir).into_iter().collect()
+            }
             None => subfolders(&self.root)?,
         };
         let mut listing = Listing::default();

@@ -12,6 +12,7 @@ mod hits;
 mod layout;
 mod nesting;
 mod read;
+mod temp;
 mod write;
 
 use std::fs::File;
