@@ -31,8 +31,10 @@ pub fn resign(bytes: &mut [u8]) {
         b[..n].copy_from_slice(&bytes[i..i + n]);
         u64::from_le_bytes(b)
     };
-    let body_end = 64 + at(20, 2) + at(22, 2) + at(32, 8) + at(24, 4);
-    let body_end = usize::try_from(body_end).unwrap().min(bytes.len());
+    let body_end = [at(20, 2), at(22, 2), at(32, 8), at(24, 4)]
+        .into_iter()
+        .fold(64u64, u64::saturating_add);
+    let body_end = usize::try_from(body_end).map_or(bytes.len(), |end| end.min(bytes.len()));
     let mut fields = [0u8; 48];
     fields.copy_from_slice(&bytes[16..64]);
     fields[12..16].fill(0); // the hit count
