@@ -9,15 +9,10 @@
 //! the fuzzer keeps the input.
 #![no_main]
 
-#[path = "../../tests/common/fuzz_input.rs"]
-mod fuzz_input;
-
-#[path = "../../tests/common/counting.rs"]
-mod counting;
-
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use joblet_fuzz::{counting, fuzz_input};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]

@@ -4,6 +4,8 @@
 //! (a recursive one among them), every array read in full, and the folder listed as
 //! `joblet report` lists it; and the seeds the fuzzer starts from.
 
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::path::Path;
 
