@@ -72,14 +72,6 @@ fn entry_of(dir: &Path, store: impl FnOnce()) -> PathBuf {
     entries.pop().unwrap()
 }
 
-/// The peak of this process's virtual memory, in bytes: every map counts, touched or not.
-fn peak_virtual_memory() -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmPeak:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
 static PIPED: AtomicUsize = AtomicUsize::new(0);
 
 #[cached(dir = common::dir("hostile-fifo"))]
@@ -218,7 +210,7 @@ fn sparse_child() {
     fs::remove_file(&path).unwrap();
     let big = sparse_file(&dir, "zeros.bin");
     symlink(&big, &path).unwrap();
-    let before = peak_virtual_memory();
+    let before = common::peak_virtual_memory();
 
     let (value, logged) = common::warnings(|| sparse(2));
     assert_eq!(value, vec![2.0; 10]);
@@ -226,7 +218,7 @@ fn sparse_child() {
     assert!(logged.contains("not a joblet file"), "{logged}");
     let err = load::<Vec<f64>>(&big).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::NotAnEntry), "{err}");
-    println!("mapped {}", peak_virtual_memory() - before);
+    println!("mapped {}", common::peak_virtual_memory() - before);
     fs::remove_file(big).unwrap();
 }
 
@@ -249,9 +241,7 @@ fn forged(x: u64) -> Vec<f64> {
 /// left as it was, wrong.
 fn claim_four_gib(path: &Path) {
     let mut bytes = fs::read(path).unwrap();
-    let name_len = usize::from(u16::from_le_bytes([bytes[20], bytes[21]]));
-    let args_len = usize::from(u16::from_le_bytes([bytes[22], bytes[23]]));
-    let payload = 64 + name_len + args_len;
+    let payload = common::payload_start(&bytes);
     let count = 1u64 << 29;
     // postcard's varint of 2^29, in 5 bytes.
     let varint = [0x80, 0x80, 0x80, 0x80, 0x02];
@@ -355,9 +345,7 @@ fn chain(nodes: usize) -> Tree {
 /// node, an enum's variant and a `Vec`'s length.
 fn nest(path: &Path, nodes: usize) {
     let mut bytes = fs::read(path).unwrap();
-    let name_len = usize::from(u16::from_le_bytes([bytes[20], bytes[21]]));
-    let args_len = usize::from(u16::from_le_bytes([bytes[22], bytes[23]]));
-    bytes.truncate(64 + name_len + args_len);
+    bytes.truncate(common::payload_start(&bytes));
     let before = bytes.len();
     for _ in 0..nodes {
         bytes.extend_from_slice(&[1, 1]);

@@ -466,8 +466,11 @@ fn forged_lengths_in_large_files_are_errors_not_panics() {
 /// not have is an error that names the levels it has, and nothing is written.
 #[test]
 fn a_zstd_level_out_of_range_is_an_error_that_names_the_range() {
+    // A folder of its own: other tests' temporary files come and go in the shared one.
+    let dir = common::dir("persist-levels");
+    fs::create_dir_all(&dir).unwrap();
     for level in [23, 1000, 0, -1, i32::MIN] {
-        let p = file(&format!("level-{level}.jbl"));
+        let p = dir.join(format!("level-{level}.jbl"));
         let err = dump_with(&vec![1u8; 1000], &p, Compression::Zstd(level)).unwrap_err();
         assert!(
             matches!(kind_of(&err), ErrorKind::CompressionLevel { level: l, .. } if *l == level),
@@ -480,7 +483,7 @@ fn a_zstd_level_out_of_range_is_an_error_that_names_the_range() {
         );
         assert!(!p.exists());
     }
-    assert!(common::temp_files(&common::dir("persist")).is_empty());
+    assert!(common::temp_files(&dir).is_empty());
     for level in Compression::ZSTD_LEVELS {
         let p = file("level-ok.jbl");
         dump_with(&vec![level; 100], &p, Compression::Zstd(level)).unwrap();

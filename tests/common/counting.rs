@@ -44,31 +44,29 @@ fn give(n: usize) {
     LIVE.fetch_sub(n, Relaxed);
 }
 
+/// An allocation of `layout` by `alloc`, counted, or refused past the limit.
+fn counted(layout: Layout, alloc: impl FnOnce() -> *mut u8) -> *mut u8 {
+    if !take(layout.size()) {
+        return std::ptr::null_mut();
+    }
+    let p = alloc();
+    if p.is_null() {
+        give(layout.size());
+    }
+    p
+}
+
 // SAFETY: every call is passed on to `System` unchanged, or refused with null before it is;
 // the counts are only bookkeeping.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !take(layout.size()) {
-            return std::ptr::null_mut();
-        }
         // SAFETY: as `GlobalAlloc::alloc`, whose contract the caller keeps.
-        let p = unsafe { System.alloc(layout) };
-        if p.is_null() {
-            give(layout.size());
-        }
-        p
+        counted(layout, || unsafe { System.alloc(layout) })
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !take(layout.size()) {
-            return std::ptr::null_mut();
-        }
         // SAFETY: as `GlobalAlloc::alloc_zeroed`, whose contract the caller keeps.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if p.is_null() {
-            give(layout.size());
-        }
-        p
+        counted(layout, || unsafe { System.alloc_zeroed(layout) })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -45,6 +45,23 @@ pub fn resign(bytes: &mut [u8]) {
     bytes[8..16].copy_from_slice(&sum.to_le_bytes());
 }
 
+/// Where the payload of the entry `bytes` starts: after its header, type name and arguments.
+pub fn payload_start(bytes: &[u8]) -> usize {
+    let name_len = usize::from(u16::from_le_bytes([bytes[20], bytes[21]]));
+    let args_len = usize::from(u16::from_le_bytes([bytes[22], bytes[23]]));
+    64 + name_len + args_len
+}
+
+/// The peak of this process's virtual memory, in bytes: every allocation and every map
+/// counts, the zstd library's (made in C) among them, whether or not its pages are touched.
+#[cfg(target_os = "linux")]
+pub fn peak_virtual_memory() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmPeak:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
 /// Every entry file below `dir`, sorted.
 pub fn entries(dir: &Path) -> Vec<PathBuf> {
     files(dir, |p| {

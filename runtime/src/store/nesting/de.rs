@@ -116,6 +116,19 @@ macro_rules! visit {
     )*};
 }
 
+/// Forwards `visit_*` methods handed a deserializer or an access to the nested value, which
+/// is passed on wrapped.
+macro_rules! nested {
+    ($($method:ident($ty:ident: $bound:ident) => $wrap:ident),* $(,)?) => {$(
+        fn $method<$ty: $bound<'de>>(self, nested: $ty) -> Result<Self::Value, $ty::Error> {
+            let track = self.track;
+            self.inner
+                .$method($wrap::new(nested, track))
+                .map_err(|fail| track.back(fail, stand_in))
+        }
+    )*};
+}
+
 impl<'de, V: Visitor<'de>> Visitor<'de> for W<'_, V> {
     type Value = V::Value;
 
@@ -160,40 +173,13 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for W<'_, V> {
             .map_err(|fail| track.back(fail, stand_in))
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let track = self.track;
-        self.inner
-            .visit_some(De::new(d, track))
-            .map_err(|fail| track.back(fail, stand_in))
-    }
-
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let track = self.track;
-        self.inner
-            .visit_newtype_struct(De::new(d, track))
-            .map_err(|fail| track.back(fail, stand_in))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        let track = self.track;
-        self.inner
-            .visit_seq(W::new(seq, track))
-            .map_err(|fail| track.back(fail, stand_in))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let track = self.track;
-        self.inner
-            .visit_map(W::new(map, track))
-            .map_err(|fail| track.back(fail, stand_in))
-    }
-
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        let track = self.track;
-        self.inner
-            .visit_enum(W::new(data, track))
-            .map_err(|fail| track.back(fail, stand_in))
-    }
+    nested!(
+        visit_some(D: Deserializer) => De,
+        visit_newtype_struct(D: Deserializer) => De,
+        visit_seq(A: SeqAccess) => W,
+        visit_map(A: MapAccess) => W,
+        visit_enum(A: EnumAccess) => W,
+    );
 }
 
 /// A seed deserializes through a wrapped deserializer, whichever deserializer it is given.

@@ -234,53 +234,36 @@ impl<'t, S: Serializer> Serializer for Ser<'t, S> {
     }
 }
 
-impl<C: ser::SerializeSeq> ser::SerializeSeq for Compound<'_, C> {
-    type Ok = C::Ok;
-    type Error = Fail<C::Error>;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
-        let value = self.wrap(value);
-        self.inner.serialize_element(&value).map_err(Fail::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        Compound::end(self, C::end)
-    }
+/// Implements a compound trait for `Compound`: each element or field wrapped and passed on.
+/// (`skip_field` is left to its default, which does nothing, as postcard's does.)
+macro_rules! compound {
+    ($($trait:ident::$method:ident($($key:ident: $key_ty:ty)?)),* $(,)?) => {$(
+        impl<C: ser::$trait> ser::$trait for Compound<'_, C> {
+            type Ok = C::Ok;
+            type Error = Fail<C::Error>;
+            fn $method<T: ?Sized + Serialize>(
+                &mut self,
+                $($key: $key_ty,)?
+                value: &T,
+            ) -> Result<(), Self::Error> {
+                let value = self.wrap(value);
+                self.inner.$method($($key,)? &value).map_err(Fail::Inner)
+            }
+            fn end(self) -> Result<C::Ok, Self::Error> {
+                Compound::end(self, C::end)
+            }
+        }
+    )*};
 }
 
-impl<C: ser::SerializeTuple> ser::SerializeTuple for Compound<'_, C> {
-    type Ok = C::Ok;
-    type Error = Fail<C::Error>;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
-        let value = self.wrap(value);
-        self.inner.serialize_element(&value).map_err(Fail::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        Compound::end(self, C::end)
-    }
-}
-
-impl<C: ser::SerializeTupleStruct> ser::SerializeTupleStruct for Compound<'_, C> {
-    type Ok = C::Ok;
-    type Error = Fail<C::Error>;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
-        let value = self.wrap(value);
-        self.inner.serialize_field(&value).map_err(Fail::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        Compound::end(self, C::end)
-    }
-}
-
-impl<C: ser::SerializeTupleVariant> ser::SerializeTupleVariant for Compound<'_, C> {
-    type Ok = C::Ok;
-    type Error = Fail<C::Error>;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
-        let value = self.wrap(value);
-        self.inner.serialize_field(&value).map_err(Fail::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        Compound::end(self, C::end)
-    }
-}
+compound!(
+    SerializeSeq::serialize_element(),
+    SerializeTuple::serialize_element(),
+    SerializeTupleStruct::serialize_field(),
+    SerializeTupleVariant::serialize_field(),
+    SerializeStruct::serialize_field(key: &'static str),
+    SerializeStructVariant::serialize_field(key: &'static str),
+);
 
 impl<C: ser::SerializeMap> ser::SerializeMap for Compound<'_, C> {
     type Ok = C::Ok;
@@ -292,44 +275,6 @@ impl<C: ser::SerializeMap> ser::SerializeMap for Compound<'_, C> {
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error> {
         let value = self.wrap(value);
         self.inner.serialize_value(&value).map_err(Fail::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        Compound::end(self, C::end)
-    }
-}
-
-impl<C: ser::SerializeStruct> ser::SerializeStruct for Compound<'_, C> {
-    type Ok = C::Ok;
-    type Error = Fail<C::Error>;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Self::Error> {
-        let value = self.wrap(value);
-        self.inner.serialize_field(key, &value).map_err(Fail::Inner)
-    }
-    fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
-        self.inner.skip_field(key).map_err(Fail::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        Compound::end(self, C::end)
-    }
-}
-
-impl<C: ser::SerializeStructVariant> ser::SerializeStructVariant for Compound<'_, C> {
-    type Ok = C::Ok;
-    type Error = Fail<C::Error>;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Self::Error> {
-        let value = self.wrap(value);
-        self.inner.serialize_field(key, &value).map_err(Fail::Inner)
-    }
-    fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
-        self.inner.skip_field(key).map_err(Fail::Inner)
     }
     fn end(self) -> Result<C::Ok, Self::Error> {
         Compound::end(self, C::end)
