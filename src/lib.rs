@@ -397,9 +397,9 @@ pub use joblet_macros::parallel;
 
 pub use joblet_runtime::{
     Array, CACHE_DIR_ENV, CONFIG_FILE, Cached, Compression, DEFAULT_CACHE_DIR, DISABLE_ENV,
-    EntryInfo, Error, ErrorKind, IN_MEMORY_ENV, Limits, Memory, Pod, REFRESH_ENV, Reduced,
-    TaskError, TaskErrorKind, TaskPanic, Unordered, default_cache_dir, dump, dump_with, flush,
-    load,
+    EntryInfo, Error, ErrorKind, IN_MEMORY_ENV, Limits, MAX_NESTING, Memory, Pod, REFRESH_ENV,
+    Reduced, TaskError, TaskErrorKind, TaskPanic, Unordered, default_cache_dir, dump, dump_with,
+    flush, load,
 };
 
 #[cfg(feature = "ndarray")]

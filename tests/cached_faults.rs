@@ -302,3 +302,43 @@ fn a_cached_number_vector_is_decoded_in_bulk() {
         "{logged}"
     );
 }
+
+/// A result whose `Serialize` fails, as a poisoned lock's does.
+#[derive(serde::Deserialize, Debug, PartialEq)]
+struct NotStorable(u32);
+
+impl serde::Serialize for NotStorable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "not storable: the lock is poisoned",
+        ))
+    }
+}
+
+static UNSTORABLE: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("unstorable"))]
+fn unstorable(x: u32) -> NotStorable {
+    UNSTORABLE.fetch_add(1, SeqCst);
+    NotStorable(x)
+}
+
+/// joblib's `test_store_backends.py::test_warning_on_pickling_error`: the warning for a result
+/// that cannot be stored carries the serializer's message.
+#[test]
+fn a_result_that_does_not_serialize_is_returned_with_the_serializers_message() {
+    let (value, logged) = common::warnings(|| unstorable(3));
+    assert_eq!(value, NotStorable(3));
+    assert!(
+        logged.contains("cannot store result in the cache"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("value does not serialize: not storable: the lock is poisoned"),
+        "{logged}"
+    );
+    assert!(!unstorable::is_cached(3));
+    assert_eq!(unstorable(3), NotStorable(3));
+    assert_eq!(UNSTORABLE.load(SeqCst), 2);
+    assert!(common::temp_files(&common::dir("unstorable")).is_empty());
+}

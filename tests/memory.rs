@@ -459,3 +459,39 @@ fn once_a_folder_has_a_limit_every_store_in_it_counts() {
         assert!(total(&dir("limit-shared")) <= 12_000, "after {i}");
     }
 }
+
+/// A function's folder that is a link to a folder elsewhere is not the cache's: clearing the
+/// function removes the link at most, never the entry-shaped files it points to (as `clear`
+/// and pruning, which skip such links, already did).
+#[cfg(unix)]
+#[test]
+fn clearing_a_function_never_follows_a_link() {
+    #[cached(dir = dir("linked"))]
+    fn linked(x: u64) -> u64 {
+        x
+    }
+    // Someone's files, laid out as a function's folder.
+    linked(1);
+    let entry = Memory::new(dir("linked")).entries().unwrap().remove(0);
+    let elsewhere = dir("linked-elsewhere");
+    let version = entry.path.parent().unwrap().parent().unwrap();
+    let copy = elsewhere
+        .join(version.file_name().unwrap())
+        .join(&entry.key[..2]);
+    fs::create_dir_all(&copy).unwrap();
+    let theirs = copy.join(entry.path.file_name().unwrap());
+    fs::copy(&entry.path, &theirs).unwrap();
+    // The function's folder replaced by a link to them.
+    let function = dir("linked").join(&entry.function);
+    fs::remove_dir_all(&function).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &function).unwrap();
+
+    let memory = Memory::new(dir("linked"));
+    assert!(memory.entries_of(&entry.function).unwrap().is_empty());
+    assert_eq!(memory.clear_function(&entry.function).unwrap().entries, 0);
+    assert_eq!(memory.clear().unwrap().entries, 0);
+    assert!(theirs.exists());
+    linked::clear().unwrap();
+    assert!(theirs.exists());
+    assert!(fs::symlink_metadata(&function).is_err(), "the link is left");
+}

@@ -6,6 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use joblet::{Array, Compression, ErrorKind, dump, dump_with, load};
 use serde::{Deserialize, Serialize};
@@ -186,7 +187,7 @@ fn io_errors_are_reported_and_leave_no_partial_file() {
     let dir = file("io-errors").join("a-directory.jbl");
     fs::create_dir_all(&dir).unwrap();
     let err = load::<u32>(&dir).unwrap_err();
-    assert!(matches!(kind_of(&err), ErrorKind::Io(_)), "{err}");
+    assert!(matches!(kind_of(&err), ErrorKind::NotAFile), "{err}");
     // Writing over a folder fails, and the temporary file is removed.
     let err = dump(&1u32, &dir).unwrap_err();
     assert!(matches!(kind_of(&err), ErrorKind::Io(_)), "{err}");
@@ -459,4 +460,198 @@ fn forged_lengths_in_large_files_are_errors_not_panics() {
     fs::write(&p, bytes).unwrap();
     let err = load::<Array<u8>>(&p).unwrap_err();
     assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
+}
+
+/// From joblib's suite (`test_numpy_pickle.py::test_compress_level_error`): a level zstd does
+/// not have is an error that names the levels it has, and nothing is written.
+#[test]
+fn a_zstd_level_out_of_range_is_an_error_that_names_the_range() {
+    // A folder of its own: other tests' temporary files come and go in the shared one.
+    let dir = common::dir("persist-levels");
+    fs::create_dir_all(&dir).unwrap();
+    for level in [23, 1000, 0, -1, i32::MIN] {
+        let p = dir.join(format!("level-{level}.jbl"));
+        let err = dump_with(&vec![1u8; 1000], &p, Compression::Zstd(level)).unwrap_err();
+        assert!(
+            matches!(kind_of(&err), ErrorKind::CompressionLevel { level: l, .. } if *l == level),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with(&format!("zstd compression level {level} is out of range: levels go from 1 (fast) to 22 (small)")),
+            "{err}"
+        );
+        assert!(!p.exists());
+    }
+    assert!(common::temp_files(&dir).is_empty());
+    for level in Compression::ZSTD_LEVELS {
+        let p = file("level-ok.jbl");
+        dump_with(&vec![level; 100], &p, Compression::Zstd(level)).unwrap();
+        assert_eq!(load::<Vec<i32>>(&p).unwrap(), vec![level; 100]);
+    }
+}
+
+/// A value whose `Serialize` fails, as a poisoned lock's does.
+struct Refuses;
+
+impl Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("the lock is poisoned"))
+    }
+}
+
+/// A number that must be even, checked as it is read.
+#[derive(Serialize, Debug)]
+struct Even(u32);
+
+impl<'de> Deserialize<'de> for Even {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n % 2 == 0 {
+            Ok(Even(n))
+        } else {
+            Err(serde::de::Error::custom(format!("{n} is odd")))
+        }
+    }
+}
+
+/// As joblib's `test_store_backends.py::test_warning_on_pickling_error` (the cache's warning
+/// is `tests/cached_faults.rs`): a value that does not serialize is reported with its
+/// serializer's own message; so is one that does not deserialize.
+#[test]
+fn serializers_own_messages_are_kept() {
+    for compression in ALL {
+        let p = file("refuses.jbl");
+        let err = dump_with(&(1u8, vec![Refuses]), &p, compression).unwrap_err();
+        assert!(matches!(kind_of(&err), ErrorKind::Encode(_)), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("value does not serialize: the lock is poisoned"),
+            "{compression:?}: {err}"
+        );
+        let p = file("odd.jbl");
+        dump_with(&vec![Even(2), Even(3)], &p, compression).unwrap();
+        let err = load::<Vec<Even>>(&p).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("payload does not decode: 3 is odd"),
+            "{compression:?}: {err}"
+        );
+    }
+}
+
+/// `dump` over a file keeps its permissions, as `np.save` and `joblib.dump` do (they write
+/// into it): a file its owner made private stays private.
+#[cfg(unix)]
+#[test]
+fn dump_over_a_file_keeps_its_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    for (i, kept) in [0o600, 0o640, 0o444, 0o755].into_iter().enumerate() {
+        for compression in [Compression::None, Compression::Zstd(3)] {
+            let p = file(&format!("private-{i}.jbl"));
+            fs::write(&p, b"secret").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(kept)).unwrap();
+            dump_with(&vec![1.5f64; 100], &p, compression).unwrap();
+            assert_eq!(mode(&p), kept, "{compression:?}");
+            assert_eq!(load::<Vec<f64>>(&p).unwrap(), vec![1.5; 100]);
+            fs::remove_file(&p).unwrap();
+        }
+    }
+    // A new file is readable by all, as any file the program writes (the umask permitting).
+    let p = file("fresh.jbl");
+    dump(&1u8, &p).unwrap();
+    assert_eq!(mode(&p) & !0o022, 0o644);
+}
+
+#[cfg(unix)]
+const STALLED: &str = "JOBLET_STALLED_DUMP";
+
+/// A value that writes its first megabyte, says so, and never finishes.
+#[cfg(unix)]
+struct Stalls;
+
+#[cfg(unix)]
+impl Serialize for Stalls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut tuple = s.serialize_tuple(2)?;
+        tuple.serialize_element(&vec![7u8; 1 << 20])?;
+        println!("stalled");
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+}
+
+/// The writer that the test below kills in the middle of a `dump` to the path it is given.
+#[cfg(unix)]
+#[test]
+fn stalled_dump_child() {
+    if let Some(path) = std::env::var_os(STALLED) {
+        let _ = dump(&Stalls, PathBuf::from(path));
+    }
+}
+
+/// A process in the middle of a `dump` to `path`, once its temporary file holds a megabyte.
+#[cfg(unix)]
+fn stalled_dump(path: &std::path::Path) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = common::child("stalled_dump_child")
+        .env(STALLED, path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("stalled") {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the writer ended");
+    }
+    child
+}
+
+/// Dumps killed in the middle of writing leave their temporary files: the next `dump` to the
+/// same path removes them, and leaves those of live writers alone.
+#[cfg(unix)]
+#[test]
+fn killed_dumps_leave_nothing_once_the_path_is_dumped_again() {
+    let dir = common::dir("persist-killed");
+    fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("weights.jbl");
+    let kill = |mut child: std::process::Child| {
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    };
+    // One writer killed.
+    kill(stalled_dump(&p));
+    assert_eq!(common::temp_files(&dir).len(), 1);
+    dump(&1u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir), Vec::<PathBuf>::new());
+    assert_eq!(load::<u32>(&p).unwrap(), 1);
+    // Two at once.
+    let (a, b) = (stalled_dump(&p), stalled_dump(&p));
+    kill(a);
+    kill(b);
+    assert_eq!(common::temp_files(&dir).len(), 2);
+    dump(&2u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir), Vec::<PathBuf>::new());
+    // A live one's is left alone, while it lives.
+    let live = stalled_dump(&p);
+    let its = common::temp_files(&dir);
+    assert_eq!(its.len(), 1);
+    dump(&3u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir), its);
+    assert_eq!(load::<u32>(&p).unwrap(), 3);
+    kill(live);
+    dump(&4u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir), Vec::<PathBuf>::new());
+    // Another path's are not this path's to remove.
+    let other = dir.join("other.jbl");
+    kill(stalled_dump(&other));
+    dump(&5u32, &p).unwrap();
+    assert_eq!(common::temp_files(&dir).len(), 1);
+    dump(&6u32, &other).unwrap();
+    assert_eq!(common::temp_files(&dir), Vec::<PathBuf>::new());
 }

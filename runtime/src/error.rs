@@ -42,6 +42,9 @@ pub enum ErrorKind {
     Truncated,
     /// The file does not start like a joblet file.
     NotAnEntry,
+    /// What is at the path is not a regular file (a folder, a FIFO, a socket or a device):
+    /// nothing is read from it.
+    NotAFile,
     /// The file is damaged: its checksum or its header does not hold.
     Corrupt(&'static str),
     /// The file holds a value of another type than the one asked for.
@@ -56,8 +59,15 @@ pub enum ErrorKind {
     /// The payload passed its checksum but does not decode as the expected type (the type's
     /// definition changed since the file was written).
     Decode(String),
-    /// The value could not be serialized.
+    /// The value could not be serialized: the serializer's message.
     Encode(String),
+    /// A compression level outside those the codec takes.
+    CompressionLevel {
+        /// The level asked for.
+        level: i32,
+        /// The levels the codec takes.
+        valid: std::ops::RangeInclusive<i32>,
+    },
     /// An I/O error other than a missing file.
     Io(io::Error),
     /// The entry is whole, but no longer served: older than the function's `expires`, or
@@ -95,6 +105,12 @@ impl Error {
 }
 
 impl ErrorKind {
+    /// The memory for a value of `bytes`, as a file describes it, cannot be had.
+    pub(crate) fn out_of_memory(bytes: usize) -> Self {
+        let message = format!("cannot allocate the {bytes} bytes the file calls for");
+        ErrorKind::Io(io::Error::new(io::ErrorKind::OutOfMemory, message))
+    }
+
     pub(crate) fn from_io(e: io::Error) -> Self {
         if e.kind() == io::ErrorKind::NotFound {
             ErrorKind::NotFound
@@ -119,6 +135,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::NotFound => f.write_str("no such file"),
             ErrorKind::Truncated => f.write_str("file is truncated"),
             ErrorKind::NotAnEntry => f.write_str("not a joblet file"),
+            ErrorKind::NotAFile => {
+                f.write_str("not a regular file (a folder, FIFO, socket or device); not read")
+            }
             ErrorKind::Corrupt(what) => write!(f, "file is corrupt: {what}"),
             ErrorKind::WrongType { expected, found } => {
                 write!(f, "expected {expected}, file holds {found}")
@@ -131,6 +150,12 @@ impl fmt::Display for ErrorKind {
             ),
             ErrorKind::Decode(e) => write!(f, "payload does not decode: {e}"),
             ErrorKind::Encode(e) => write!(f, "value does not serialize: {e}"),
+            ErrorKind::CompressionLevel { level, valid } => write!(
+                f,
+                "zstd compression level {level} is out of range: levels go from {} (fast) to {} (small)",
+                valid.start(),
+                valid.end()
+            ),
             ErrorKind::Io(e) => e.fmt(f),
             ErrorKind::Stale => f.write_str("entry expired, or refused by its `validate` check"),
         }

@@ -8,11 +8,21 @@ pub(crate) fn vec_with_capacity<T>(n: usize) -> Vec<T> {
     v
 }
 
-/// `n` zeros, not yet touched, on huge pages if large (see [`advise_huge`]).
-pub(crate) fn zeroed_vec<T: bytemuck::Pod>(n: usize) -> Vec<T> {
-    let v = bytemuck::zeroed_vec::<T>(n);
+/// As [`vec_with_capacity`], or `None` when the memory cannot be had: for a size that a file
+/// gives, which must never take the process down.
+pub(crate) fn try_vec_with_capacity<T>(n: usize) -> Option<Vec<T>> {
+    let mut v = Vec::<T>::new();
+    v.try_reserve_exact(n).ok()?;
     advise_huge(v.as_ptr().cast(), v.capacity() * size_of::<T>());
-    v
+    Some(v)
+}
+
+/// `n` zeros, not yet touched, on huge pages if large (see [`advise_huge`]); `None` when the
+/// memory cannot be had.
+pub(crate) fn try_zeroed_vec<T: bytemuck::Pod>(n: usize) -> Option<Vec<T>> {
+    let v = bytemuck::try_zeroed_vec::<T>(n).ok()?;
+    advise_huge(v.as_ptr().cast(), v.capacity() * size_of::<T>());
+    Some(v)
 }
 
 /// On Linux, asks for transparent huge pages for the whole 2 MiB pages within `len` bytes from

@@ -61,7 +61,7 @@ pub use ndim::NdArray;
 pub use parallel::{TaskError, TaskErrorKind, TaskPanic, Unordered};
 pub use persist::{dump, dump_with, load};
 pub use size::{SizeError, size_in_bytes};
-pub use store::{Compression, EntryInfo};
+pub use store::{Compression, EntryInfo, MAX_NESTING};
 
 /// Helpers for programs run on several machines with `mpiexec`, `mpirun` or `srun`, where
 /// every rank runs the whole program: which rank this is, and running code on rank 0 alone.

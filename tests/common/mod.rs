@@ -31,8 +31,10 @@ pub fn resign(bytes: &mut [u8]) {
         b[..n].copy_from_slice(&bytes[i..i + n]);
         u64::from_le_bytes(b)
     };
-    let body_end = 64 + at(20, 2) + at(22, 2) + at(32, 8) + at(24, 4);
-    let body_end = usize::try_from(body_end).unwrap().min(bytes.len());
+    let body_end = [at(20, 2), at(22, 2), at(32, 8), at(24, 4)]
+        .into_iter()
+        .fold(64u64, u64::saturating_add);
+    let body_end = usize::try_from(body_end).map_or(bytes.len(), |end| end.min(bytes.len()));
     let mut fields = [0u8; 48];
     fields.copy_from_slice(&bytes[16..64]);
     fields[12..16].fill(0); // the hit count
@@ -41,6 +43,23 @@ pub fn resign(bytes: &mut [u8]) {
     both[8..].copy_from_slice(&xxh3_64(&bytes[64..body_end]).to_le_bytes());
     let sum = xxh3_64(&both);
     bytes[8..16].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Where the payload of the entry `bytes` starts: after its header, type name and arguments.
+pub fn payload_start(bytes: &[u8]) -> usize {
+    let name_len = usize::from(u16::from_le_bytes([bytes[20], bytes[21]]));
+    let args_len = usize::from(u16::from_le_bytes([bytes[22], bytes[23]]));
+    64 + name_len + args_len
+}
+
+/// The peak of this process's virtual memory, in bytes: every allocation and every map
+/// counts, the zstd library's (made in C) among them, whether or not its pages are touched.
+#[cfg(target_os = "linux")]
+pub fn peak_virtual_memory() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmPeak:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
 }
 
 /// Every entry file below `dir`, sorted, once this process's queued stores are written.

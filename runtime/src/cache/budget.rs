@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::evict::{self, Limits};
+use crate::error::ErrorKind;
 use crate::size::size_in_bytes;
-use crate::store::{Detail, Store};
+use crate::store::{Detail, Store, read_small};
 
 /// The settings file of a cache folder: `max_size = "10G"` sets its automatic size limit.
 ///
@@ -97,11 +98,35 @@ fn budget_of(root: &Path) -> Arc<Budget> {
     Arc::clone(budget)
 }
 
+/// A settings file larger than this is no settings file: it is not read.
+const CONFIG_MAX: u64 = 64 << 10;
+
 /// The `max_size` in `root`'s settings file, if it has one. What the file holds that cannot
-/// be understood is reported, and left out.
+/// be understood is reported, and left out; so is a file that cannot be a settings file (a
+/// FIFO, a device, a large file), which is never read.
 fn configured_limit(root: &Path) -> Option<u64> {
     let path = root.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).ok()?;
+    let unread = |why: &dyn std::fmt::Display| {
+        tracing::warn!(file = %path.display(), "{why}; the folder has no size limit from it");
+    };
+    let text = match read_small(&path, CONFIG_MAX) {
+        Ok(Some(bytes)) => String::from_utf8(bytes),
+        Ok(None) => {
+            unread(&format_args!(
+                "larger than {CONFIG_MAX} bytes, not a settings file"
+            ));
+            return None;
+        }
+        Err(ErrorKind::NotFound) => return None,
+        Err(e) => {
+            unread(&e);
+            return None;
+        }
+    };
+    let Ok(text) = text else {
+        unread(&"not UTF-8 text");
+        return None;
+    };
     let (limit, problems) = parse_config(&text);
     for problem in problems {
         tracing::warn!(file = %path.display(), "{problem}");

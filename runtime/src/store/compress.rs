@@ -7,9 +7,10 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::format::{LZ4, UNCOMPRESSED, ZSTD};
+use super::nesting;
 use crate::array::Sink;
 use crate::error::ErrorKind;
-use crate::huge_pages::vec_with_capacity;
+use crate::huge_pages::try_vec_with_capacity;
 
 /// How a payload is compressed. Recorded in the file, so reading needs no option.
 ///
@@ -29,11 +30,25 @@ pub enum Compression {
     None,
     /// LZ4 (lz4_flex): fast, modest compression.
     Lz4,
-    /// Zstandard at a level from 1 (fast) to 22 (small); 3 is zstd's default.
+    /// Zstandard at a level from 1 (fast) to 22 (small); 3 is zstd's default. Another level
+    /// is an error ([`ErrorKind::CompressionLevel`]).
     Zstd(i32),
 }
 
 impl Compression {
+    /// The levels `Compression::Zstd` takes: zstd's own, from 1 (fast) to 22 (small). (zstd
+    /// would take a level past 22 as 22 without a word.)
+    ///
+    /// ```
+    /// use joblet_runtime::Compression;
+    ///
+    /// assert_eq!(Compression::ZSTD_LEVELS, 1..=22);
+    /// let path = std::env::temp_dir().join("joblet-doc-level.jbl");
+    /// let err = joblet_runtime::dump_with(&1u8, &path, Compression::Zstd(23)).unwrap_err();
+    /// assert!(err.to_string().ends_with("zstd compression level 23 is out of range: levels go from 1 (fast) to 22 (small)"));
+    /// ```
+    pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
+
     /// How the header's flags record it.
     pub(crate) fn id(self) -> u16 {
         match self {
@@ -78,6 +93,12 @@ pub(crate) fn serialize<T: ?Sized + Serialize>(
             blocks.serialize(value)
         }
         Compression::Zstd(level) => {
+            if !Compression::ZSTD_LEVELS.contains(&level) {
+                return Err(ErrorKind::CompressionLevel {
+                    level,
+                    valid: Compression::ZSTD_LEVELS,
+                });
+            }
             let zstd_err = |e: io::Error| ErrorKind::Encode(format!("zstd: {e}"));
             let mut encoder = zstd::stream::Encoder::new(&mut out, level).map_err(zstd_err)?;
             let raw_len = Blocks::new(|block: &[u8]| encoder.write_all(block)).serialize(value)?;
@@ -111,11 +132,9 @@ impl<F: FnMut(&[u8]) -> io::Result<()>> Blocks<F> {
     fn serialize<T: ?Sized + Serialize>(mut self, value: &T) -> Result<u64, ErrorKind> {
         // Arrays go inline: close the sink of any entry being written around this one.
         let _inline = Sink::suspend();
-        if let Err(e) = postcard::serialize_with_flavor(value, &mut self) {
-            return Err(self
-                .error
-                .take()
-                .map_or_else(|| ErrorKind::Encode(e.to_string()), ErrorKind::Io));
+        if let Err(e) = nesting::serialize(value, &mut self) {
+            // A failed write is the cause, if there was one.
+            return Err(self.error.take().map_or(e, ErrorKind::Io));
         }
         self.pack_block().map_err(ErrorKind::Io)?;
         Ok(self.raw_len)
@@ -171,59 +190,104 @@ impl<F: FnMut(&[u8]) -> io::Result<()>> postcard::ser_flavors::Flavor for &mut B
 }
 
 /// The payload `stored`, compressed as `compression` says (a header's id), decompressed to
-/// its recorded `raw_len`. Call it on a verified entry; a forged size cannot make it allocate
-/// more than the compression could produce.
+/// its recorded `raw_len`. Call it on a verified entry. The recorded size is believed only as
+/// far as the stored bytes bear it out: memory is taken as the output grows, never for a size
+/// the header merely claims, and a failure to get it is an error, not an abort.
 pub(crate) fn decompress(
     compression: u16,
     stored: &[u8],
     raw_len: u64,
 ) -> Result<Cow<'_, [u8]>, ErrorKind> {
     let bad = || ErrorKind::Corrupt("payload does not decompress to its recorded size");
-    match compression {
-        UNCOMPRESSED => Ok(Cow::Borrowed(stored)),
-        LZ4 => {
-            if raw_len > (stored.len() as u64).saturating_mul(LZ4_MAX_RATIO) + 16 {
-                return Err(bad());
-            }
-            let raw_len = usize::try_from(raw_len).map_err(|_| bad())?;
-            // The recorded size is believed only as far as the blocks bear it out: the
-            // output grows a block at a time, from room for what is likely.
-            let likely = raw_len.min(stored.len().saturating_mul(4));
-            let mut out = vec_with_capacity::<u8>(likely);
-            let mut input = stored;
-            while out.len() < raw_len {
-                let (len, rest) = input.split_first_chunk::<4>().ok_or_else(bad)?;
-                let len = u32::from_le_bytes(*len) as usize;
-                if len > rest.len() {
+    let (max_ratio, slack) = match compression {
+        UNCOMPRESSED => return Ok(Cow::Borrowed(stored)),
+        LZ4 => (LZ4_MAX_RATIO, 16),
+        _ => (ZSTD_MAX_RATIO, ZSTD_BLOCK),
+    };
+    if raw_len > (stored.len() as u64).saturating_mul(max_ratio) + slack {
+        return Err(bad());
+    }
+    let raw_len = usize::try_from(raw_len).map_err(|_| bad())?;
+    // Room for what is likely at first; more only as the payload proves it needs it.
+    let likely = raw_len.min(stored.len().saturating_mul(LIKELY_RATIO).max(FIRST_ROOM));
+    let out = if compression == LZ4 {
+        lz4_blocks(stored, raw_len, likely)?
+    } else {
+        zstd_frames(stored, raw_len, likely)?
+    };
+    if out.len() == raw_len {
+        Ok(Cow::Owned(out))
+    } else {
+        Err(bad())
+    }
+}
+
+/// Room for at most this many times the stored bytes is made before they prove to need more.
+const LIKELY_RATIO: usize = 8;
+
+/// And for at least this much: zstd asks for more room only once it has filled all but a
+/// block ([`ZSTD_BLOCK`]) of what it had, so that from this size on, doubling the room is
+/// justified by output already produced.
+const FIRST_ROOM: usize = 2 * ZSTD_BLOCK as usize;
+
+fn room(bytes: usize) -> Result<Vec<u8>, ErrorKind> {
+    try_vec_with_capacity(bytes).ok_or_else(|| ErrorKind::out_of_memory(bytes))
+}
+
+/// LZ4 blocks, each after its compressed length, decompressed into at most `raw_len` bytes;
+/// the output grows a block at a time, from `likely`.
+fn lz4_blocks(stored: &[u8], raw_len: usize, likely: usize) -> Result<Vec<u8>, ErrorKind> {
+    let bad = || ErrorKind::Corrupt("payload does not decompress to its recorded size");
+    let mut out = room(likely)?;
+    let mut input = stored;
+    while out.len() < raw_len {
+        let (len, rest) = input.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > rest.len() {
+            return Err(bad());
+        }
+        let (packed, rest) = rest.split_at(len);
+        let start = out.len();
+        let block = BLOCK.min(raw_len - start);
+        out.try_reserve(block)
+            .map_err(|_| ErrorKind::out_of_memory(start + block))?;
+        out.resize(start + block, 0);
+        match lz4_flex::block::decompress_into(packed, &mut out[start..]) {
+            Ok(n) if n == block => input = rest,
+            _ => return Err(bad()),
+        }
+    }
+    if input.is_empty() {
+        Ok(out)
+    } else {
+        Err(bad())
+    }
+}
+
+/// zstd frames decompressed in one call, into at most `raw_len` bytes. In one call, not
+/// through a stream decoder: that one would allocate the window its frame header asks for, up
+/// to 128 MB for a file of a hundred bytes (the fuzzer found this). The room starts at
+/// `likely`, and doubles each time zstd runs out of it, which it does only once it has
+/// produced all but a block of it: so a forged size costs what the frames really hold, not
+/// what the header claims (a 64 KB file once asked for 2 GiB at once).
+fn zstd_frames(stored: &[u8], raw_len: usize, likely: usize) -> Result<Vec<u8>, ErrorKind> {
+    use zstd::zstd_safe::{DCtx, zstd_sys};
+    let bad = || ErrorKind::Corrupt("payload does not decompress to its recorded size");
+    let mut context = DCtx::try_create().ok_or_else(|| ErrorKind::out_of_memory(0))?;
+    let mut room_for = likely;
+    loop {
+        let mut out = room(room_for)?;
+        match context.decompress(&mut out, stored) {
+            Ok(_) => return Ok(out),
+            Err(code) if room_for < raw_len => {
+                // SAFETY: reads the code zstd returned, a number; no memory is touched.
+                let error = unsafe { zstd_sys::ZSTD_getErrorCode(code) };
+                if error != zstd_sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall {
                     return Err(bad());
                 }
-                let (packed, rest) = rest.split_at(len);
-                let start = out.len();
-                out.resize(start + BLOCK.min(raw_len - start), 0);
-                match lz4_flex::block::decompress_into(packed, &mut out[start..]) {
-                    Ok(n) if n == out.len() - start => input = rest,
-                    _ => return Err(bad()),
-                }
+                room_for = room_for.saturating_mul(2).min(raw_len);
             }
-            if input.is_empty() {
-                Ok(Cow::Owned(out))
-            } else {
-                Err(bad())
-            }
-        }
-        _ => {
-            // In one call, into a buffer of the recorded size: a stream decoder would
-            // allocate the window its frame header asks for, up to 128 MB for a file of a
-            // hundred bytes (the fuzzer found this). The recorded size is believed as far
-            // as zstd's format allows.
-            if raw_len > (stored.len() as u64).saturating_mul(ZSTD_MAX_RATIO) + ZSTD_BLOCK {
-                return Err(bad());
-            }
-            let raw_len = usize::try_from(raw_len).map_err(|_| bad())?;
-            match zstd::bulk::decompress(stored, raw_len) {
-                Ok(out) if out.len() == raw_len => Ok(Cow::Owned(out)),
-                _ => Err(bad()),
-            }
+            Err(_) => return Err(bad()),
         }
     }
 }

@@ -28,7 +28,7 @@ use super::entry::{Entry, parse};
 use super::read::Opened;
 use crate::array::SourceGuard;
 use crate::error::{Error, ErrorKind};
-use crate::huge_pages::{vec_with_capacity, zeroed_vec};
+use crate::huge_pages::{try_vec_with_capacity, try_zeroed_vec};
 
 /// A value the store can hold: serializable, and deserializable without borrowing. Decoders
 /// ask for it so that a result type that is not one fails the same bound as the macro's own
@@ -46,7 +46,7 @@ pub type DecodeFn<T> = fn(&Entry<'_>) -> Result<T, ErrorKind>;
 
 /// Reads a large entry file's payload straight into a new `T`, or says `None` to leave it to
 /// the general path.
-type ReadFn<T> = fn(&mut Opened) -> Option<T>;
+type ReadFn<T> = fn(&mut Opened) -> Option<Result<T, ErrorKind>>;
 
 /// How a stored `T` is decoded: from an entry's bytes, and for some types, straight from a
 /// large file into the value's own memory.
@@ -70,7 +70,7 @@ impl<T> Decoder<T> {
     }
 
     /// Reads the value straight from the file, when this type has a way to and the file suits.
-    pub(crate) fn file(self, file: &mut Opened) -> Option<T> {
+    pub(crate) fn file(self, file: &mut Opened) -> Option<Result<T, ErrorKind>> {
         self.file.and_then(|read| read(file))
     }
 
@@ -78,7 +78,7 @@ impl<T> Decoder<T> {
     /// from the whole file parsed, with the arrays of its payload as views into its map.
     pub(crate) fn decode(self, file: &mut Opened) -> Result<T, ErrorKind> {
         if let Some(value) = self.file(file) {
-            return Ok(value);
+            return value;
         }
         let bytes = file.bytes()?;
         let entry = parse(&bytes)?;
@@ -104,7 +104,7 @@ impl<T> Decoder<T> {
 
 /// Reads, checks and decodes the entry at `path`.
 pub(crate) fn load<T>(path: &Path, decode: Decoder<T>) -> Result<T, Error> {
-    Opened::open(path)
+    Opened::open(path, false)
         .and_then(|mut file| decode.decode(&mut file))
         .map_err(|kind| Error::new(path, kind))
 }
@@ -188,26 +188,33 @@ macro_rules! bulk {
                         let (_, numbers) = numbers(&payload, N)?;
                         // Monomorphic, so that the conversion inlines into a vectorized copy.
                         // (A `memcpy` into the vector's spare capacity measured slower here.)
-                        let mut out = vec_with_capacity(numbers.len() / N);
+                        let count = numbers.len() / N;
+                        let mut out = try_vec_with_capacity(count)
+                            .ok_or_else(|| ErrorKind::out_of_memory(numbers.len()))?;
                         out.extend(numbers.chunks_exact(N).map(|c| {
                             <$t>::from_le_bytes(c.try_into().expect("chunks of N bytes"))
                         }));
                         Ok(out)
                     },
                     file: Some(|file| {
-                        let mut numbers = file.read_payload::<Vec<$t>, _>(
+                        let numbers = file.read_payload::<Vec<$t>, _>(
                             |head, payload_len| {
-                                // Checked before allocating: the header is not verified yet.
+                                // Checked before allocating: the header is not verified yet,
+                                // but the file's size is known to hold the payload it gives.
                                 let payload_len = usize::try_from(payload_len).ok()?;
                                 let (prefix, count) = counted(head, size_of::<$t>(), payload_len).ok()?;
-                                Some((prefix, zeroed_vec::<$t>(count)))
+                                let numbers = try_zeroed_vec::<$t>(count)
+                                    .ok_or_else(|| ErrorKind::out_of_memory(payload_len));
+                                Some(numbers.map(|numbers| (prefix, numbers)))
                             },
                             |v| bytemuck::cast_slice_mut(v.as_mut_slice()),
                         )?;
-                        if cfg!(target_endian = "big") {
-                            numbers.iter_mut().for_each(|x| *x = <$t>::from_le_bytes(x.to_ne_bytes()));
-                        }
-                        Some(numbers)
+                        Some(numbers.map(|mut numbers| {
+                            if cfg!(target_endian = "big") {
+                                numbers.iter_mut().for_each(|x| *x = <$t>::from_le_bytes(x.to_ne_bytes()));
+                            }
+                            numbers
+                        }))
                     }),
                 }
             }
@@ -226,11 +233,7 @@ pub(crate) fn serde_decode<T: DeserializeOwned>(entry: &Entry<'_>) -> Result<T, 
 }
 
 pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ErrorKind> {
-    match postcard::take_from_bytes::<T>(payload) {
-        Ok((value, [])) => Ok(value),
-        Ok(_) => Err(ErrorKind::Corrupt("payload has trailing bytes")),
-        Err(e) => Err(ErrorKind::Decode(e.to_string())),
-    }
+    super::nesting::deserialize(payload)
 }
 
 /// The decoder of `T` for code that only knows `T` generically (`load`): the bulk copy for the
@@ -379,7 +382,7 @@ mod tests {
         let path = dir.join(name);
         let kind = Compression::None;
         write(&path, value, &Meta::value(type_name), kind, false).unwrap();
-        let file = Opened::open(&path).unwrap();
+        let file = Opened::open(&path, false).unwrap();
         (path, file)
     }
 
@@ -391,13 +394,13 @@ mod tests {
             let mut bytes = std::fs::read(path).unwrap();
             patch(&mut bytes);
             std::fs::write(path, &bytes).unwrap();
-            Opened::open(path).unwrap()
+            Opened::open(path, false).unwrap()
         };
         let floats: Vec<f64> = (0..300_000).map(|i| f64::from(i) / 3.0).collect();
         let (path, mut file) = opened("direct.jbl", &floats);
-        assert_eq!(f64s(&mut file).as_ref(), Some(&floats));
+        assert_eq!(f64s(&mut file).unwrap().ok().as_ref(), Some(&floats));
         // Not for another type, nor for a damaged file: the general path says why.
-        let mut file = Opened::open(&path).unwrap();
+        let mut file = Opened::open(&path, false).unwrap();
         assert!(
             (&&Codec::<Vec<f32>>::new())
                 .decoder()

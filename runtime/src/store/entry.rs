@@ -8,10 +8,9 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::compress::decompress;
 use super::format::{
-    self, HEADER_LEN, MAGIC, OLDEST_READ, ROW, SECTION_ALIGN, VERSION, canonical_type_name,
-    checksum_holds, flags_known, u64_at,
+    self, HEADER_LEN, ROW, SECTION_ALIGN, canonical_type_name, checksum_holds, flags_known, u64_at,
 };
-use super::read::Bytes;
+use super::read::{Bytes, body_end};
 use crate::array::{SectionRef, Source};
 use crate::error::ErrorKind;
 
@@ -44,36 +43,12 @@ pub(crate) fn check(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
 /// the file, so any input, damaged or forged, gives an error or a view inside `bytes`, never a
 /// panic.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
-    if bytes.is_empty() {
-        return Err(ErrorKind::Truncated);
-    }
-    if bytes.len() < HEADER_LEN {
-        return Err(if MAGIC.starts_with(bytes) || bytes.starts_with(&MAGIC) {
-            ErrorKind::Truncated
-        } else {
-            ErrorKind::NotAnEntry
-        });
-    }
-    if bytes[0..8] != MAGIC {
-        return Err(ErrorKind::NotAnEntry);
-    }
-    let version = format::version(bytes);
-    if !(OLDEST_READ..=VERSION).contains(&version) {
-        return Err(ErrorKind::UnsupportedVersion(version));
-    }
+    let file_len = bytes.len() as u64;
+    let body_end = body_end(bytes, file_len)?;
     let name_len = u64::from(format::name_len(bytes));
     let args_len = u64::from(format::args_len(bytes));
     let table_len = u64::from(format::table_len(bytes));
     let payload_len = format::payload_len(bytes);
-    let body_end = (HEADER_LEN as u64)
-        .checked_add(name_len + args_len)
-        .and_then(|n| n.checked_add(payload_len))
-        .and_then(|n| n.checked_add(table_len))
-        .ok_or(ErrorKind::Corrupt("lengths in the header overflow"))?;
-    let file_len = bytes.len() as u64;
-    if body_end > file_len {
-        return Err(ErrorKind::Truncated);
-    }
     let body_end = body_end as usize;
     let layout =
         sections_end(bytes, body_end, table_len).and_then(|end| match end.cmp(&file_len) {

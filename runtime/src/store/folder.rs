@@ -9,7 +9,8 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::layout::{entry_path, key_of_file};
 use super::read::{Opened, read_header};
-use super::write::{TEMP_PREFIX, replace};
+use super::temp::TEMP_PREFIX;
+use super::write::replace;
 use super::{Detail, EntryId, EntryInfo, Listing, Reader, Store, Writer, hits};
 use crate::error::{Error, ErrorKind};
 
@@ -64,7 +65,7 @@ impl Store for Folder {
 
     fn peek(&self, id: &EntryId<'_>, read: Reader<'_>) -> Result<(), Error> {
         let path = entry_path(&self.root, id);
-        Opened::open(&path)
+        Opened::open(&path, false)
             .and_then(|mut file| read(&mut file))
             .map_err(|kind| Error::new(&path, kind))
     }
@@ -90,8 +91,14 @@ impl Store for Folder {
         }
         let now = SystemTime::now();
         let functions = match function {
-            // Never `.` or `..` (see `function_folder`): always a folder inside the cache.
-            Some(f) => vec![self.root.join(f)],
+            // Never `.` or `..` (see `function_folder`): always a name inside the cache; and
+            // only a folder, never a link to one elsewhere (as `subfolders` below), whose
+            // files are not the cache's to list or remove.
+            Some(f) => {
+                let dir = self.root.join(f);
+                let real = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+                real.then_some(dir).into_iter().collect()
+            }
             None => subfolders(&self.root)?,
         };
         let mut listing = Listing::default();
@@ -116,7 +123,7 @@ impl Store for Folder {
                             continue;
                         }
                         let header = (detail == Detail::Headers)
-                            .then(|| read_header(&path, meta.len()))
+                            .then(|| read_header(&path))
                             .flatten();
                         listing.entries.push(EntryInfo {
                             function: last_name(&function),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::format::{COUNTED_HEAD, HITS_AT, counts_hits};
-use super::read::Opened;
+use super::read::{Opened, open_file};
 use crate::error::ErrorKind;
 
 /// How often at most a process writes one entry's count.
@@ -68,16 +68,8 @@ impl Hasher for Id {
 /// mount) clears `writable`, and is read without counting from then on.
 pub(crate) fn open(path: &Path, writable: &AtomicBool) -> Result<Opened, ErrorKind> {
     if writable.load(Ordering::Relaxed) {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-        {
-            Ok(file) => return Opened::read_head(file, true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ErrorKind::from_io(e));
-            }
-            Err(e) => {
+        match Opened::open(path, true) {
+            Err(ErrorKind::Io(e)) => {
                 // A cache that refuses writes for good; anything else (too many open
                 // files, say) only costs this hit its count.
                 if matches!(
@@ -88,9 +80,10 @@ pub(crate) fn open(path: &Path, writable: &AtomicBool) -> Result<Opened, ErrorKi
                     writable.store(false, Ordering::Relaxed);
                 }
             }
+            opened => return opened,
         }
     }
-    Opened::open(path)
+    Opened::open(path, false)
 }
 
 /// Counts a hit of the entry at `path`, open as `file` (see [`open`]), which also marks it as
@@ -243,10 +236,12 @@ fn write_table(table: HashMap<u64, Tally, BuildHasherDefault<Id>>, report: bool)
 /// Adds `tally`'s hits to the count in its file, and sets the file's time to its last hit,
 /// unless another process has marked a later use already.
 fn write_to_path(tally: &Tally, last_hit: SystemTime) -> io::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&tally.path)?;
+    // Whatever is at the path now: opened without waiting, and left alone unless it is an
+    // entry of this format (a regular file, with its magic).
+    let file = open_file(&tally.path, true, false)?;
+    if !file.metadata()?.is_file() {
+        return Ok(());
+    }
     let mut head = [0u8; COUNTED_HEAD];
     read_at(&file, &mut head, 0)?;
     if !counts_hits(&head) {

@@ -11,7 +11,9 @@ pub(crate) mod format;
 mod hits;
 mod image;
 mod layout;
+mod nesting;
 mod read;
+mod temp;
 mod write;
 
 use std::fs::File;
@@ -27,12 +29,13 @@ pub(crate) use decode::{decoder_any, load};
 pub use entry::Entry;
 pub(crate) use image::{Image, created, decode_image, image, image_holds, stored_image};
 pub(crate) use layout::{function_folder, version_folder};
+pub use nesting::MAX_NESTING;
 pub(crate) use write::{Meta, truncate, write};
 
 use crate::error::{Error, ErrorKind};
 use crate::key::Key;
 use read::Opened;
-pub(crate) use read::Stored;
+pub(crate) use read::{Stored, read_small};
 
 /// Where an entry is in a store: the folders of its function and of its code's version (as
 /// [`function_folder`] and [`version_folder`] name them), and the call's key.

@@ -1,8 +1,13 @@
 //! Reading an entry file: its first bytes, then the whole of it through a small buffer, a
 //! heap buffer or a memory map, whichever its size and contents call for; or, for a large
 //! vector of numbers, its payload straight into the value's memory.
+//!
+//! Whatever is at an entry's path is opened without blocking, and read only if it is a regular
+//! file: a FIFO would block the reader, a device (`/dev/zero`) never ends. What is read is
+//! bounded by the file's size, and the rest of the file by its header: a file that is not an
+//! entry, or claims more than it holds, is refused after its first bytes.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -12,8 +17,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
 use super::format::{
-    self, HEADER_LEN, Header, UNCOMPRESSED, canonical_type_name, checksum_holds, has_arrays,
-    known_compression, payload_start,
+    self, HEADER_LEN, Header, MAGIC, OLDEST_READ, UNCOMPRESSED, VERSION, canonical_type_name,
+    checksum_holds, has_arrays, known_compression, payload_start,
 };
 use crate::error::ErrorKind;
 
@@ -36,26 +41,102 @@ const _: () = assert!(DIRECT_FROM > MAP_FROM);
 /// Direct reads go in steps of this size.
 const READ_STEP: usize = 1 << 20;
 
-/// The header of the entry file at `path`, whose size is `size`, for a report: one read of
-/// its first bytes, on Linux without recording an access (which would make every entry look
-/// just used to tools that go by access times).
-pub(crate) fn read_header(path: &Path, size: u64) -> Option<Header> {
-    #[cfg(target_os = "linux")]
-    let file = {
+/// Opens the file at `path` for reading, and writing too if `write`, without waiting: opening
+/// a FIFO for reading would wait for a writer. With `no_atime`, on Linux, without recording an
+/// access, which would make every entry look just used to tools that go by access times.
+pub(crate) fn open_file(path: &Path, write: bool, no_atime: bool) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(write);
+    #[cfg(unix)]
+    {
         use std::os::unix::fs::OpenOptionsExt;
-        // Refused (EPERM) on files of another user: then read as usual.
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOATIME)
-            .open(path)
-            .or_else(|_| File::open(path))
-    };
-    #[cfg(not(target_os = "linux"))]
-    let file = File::open(path);
+        #[cfg(target_os = "linux")]
+        if no_atime {
+            // Refused (EPERM) on files of another user: then opened as usual.
+            let quiet = options
+                .clone()
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOATIME)
+                .open(path);
+            if let Ok(file) = quiet {
+                return Ok(file);
+            }
+        }
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let _ = no_atime;
+    options.open(path)
+}
+
+/// What `fstat` says of an open file, if it is a regular one: anything else (a folder, a FIFO,
+/// a socket, a device) is [`ErrorKind::NotAFile`], and is never read.
+fn regular(file: &File) -> Result<Metadata, ErrorKind> {
+    let meta = file.metadata().map_err(ErrorKind::from_io)?;
+    if meta.is_file() {
+        Ok(meta)
+    } else {
+        Err(ErrorKind::NotAFile)
+    }
+}
+
+/// The header of the entry file at `path`, for a report: one read of its first bytes, without
+/// recording an access (see [`open_file`]).
+pub(crate) fn read_header(path: &Path) -> Option<Header> {
+    let mut file = open_file(path, false, true).ok()?;
+    let size = regular(&file).ok()?.len();
     let mut head = [0u8; SMALL];
     let want = usize::try_from(size).map_or(SMALL, |size| size.min(SMALL));
-    let len = read_full(&mut file.ok()?, &mut head[..want]).ok()?;
+    let len = read_full(&mut file, &mut head[..want]).ok()?;
     Header::read(&head[..len])
+}
+
+/// The whole of the small regular file at `path` (a settings file), read without blocking;
+/// `None` when it holds more than `max` bytes.
+pub(crate) fn read_small(path: &Path, max: u64) -> Result<Option<Vec<u8>>, ErrorKind> {
+    let file = open_file(path, false, false).map_err(ErrorKind::from_io)?;
+    if regular(&file)?.len() > max {
+        return Ok(None);
+    }
+    let mut all = Vec::new();
+    // Bounded again while reading: the file may grow meanwhile.
+    let read = file.take(max + 1).read_to_end(&mut all);
+    read.map_err(ErrorKind::from_io)?;
+    Ok((all.len() as u64 <= max).then_some(all))
+}
+
+/// Where the body of an entry whose header is at the start of `head` ends, from the lengths
+/// its header gives, checked against the size of its file: `size` bytes, of which `head` holds
+/// the first (all of them, if fewer than a header). Reads the header alone, so that a file that
+/// is no entry, or one that claims more than it holds, is refused before the rest is read.
+pub(crate) fn body_end(head: &[u8], size: u64) -> Result<u64, ErrorKind> {
+    if size == 0 {
+        return Err(ErrorKind::Truncated);
+    }
+    if head.len() < HEADER_LEN {
+        return Err(if MAGIC.starts_with(head) || head.starts_with(&MAGIC) {
+            ErrorKind::Truncated
+        } else {
+            ErrorKind::NotAnEntry
+        });
+    }
+    if head[0..8] != MAGIC {
+        return Err(ErrorKind::NotAnEntry);
+    }
+    let version = format::version(head);
+    if !(OLDEST_READ..=VERSION).contains(&version) {
+        return Err(ErrorKind::UnsupportedVersion(version));
+    }
+    let name_len = u64::from(format::name_len(head));
+    let args_len = u64::from(format::args_len(head));
+    let table_len = u64::from(format::table_len(head));
+    let body_end = (HEADER_LEN as u64)
+        .checked_add(name_len + args_len)
+        .and_then(|n| n.checked_add(format::payload_len(head)))
+        .and_then(|n| n.checked_add(table_len))
+        .ok_or(ErrorKind::Corrupt("lengths in the header overflow"))?;
+    if body_end > size {
+        return Err(ErrorKind::Truncated);
+    }
+    Ok(body_end)
 }
 
 /// An entry file's bytes: small files in a buffer on the stack, mid-sized ones on the heap,
@@ -90,31 +171,32 @@ pub(crate) struct Opened {
     file: File,
     head: [u8; SMALL],
     len: usize,
-    /// The file's size: the head's length when it holds the whole file, else asked once.
+    /// The file's size, as `fstat` gave it when it was opened.
     size: u64,
+    /// When it was last modified, as `fstat` gave it, where the system says.
+    modified: Option<SystemTime>,
     /// Opened for writing too, to count hits.
     pub(crate) writable: bool,
 }
 
 impl Opened {
-    pub(crate) fn open(path: &Path) -> Result<Self, ErrorKind> {
-        Self::read_head(File::open(path).map_err(ErrorKind::from_io)?, false)
-    }
-
-    /// Reads the first bytes of `file`, opened for writing too if `writable`.
-    pub(crate) fn read_head(mut file: File, writable: bool) -> Result<Self, ErrorKind> {
+    /// Opens the entry file at `path`, for writing too if `writable`, and reads its first
+    /// bytes. [`ErrorKind::NotAFile`] for anything but a regular file.
+    pub(crate) fn open(path: &Path, writable: bool) -> Result<Self, ErrorKind> {
+        let mut file = open_file(path, writable, false).map_err(ErrorKind::from_io)?;
+        // The size first: the head is read in one call then, where a file smaller than it
+        // would take a second call to find its end.
+        let meta = regular(&file)?;
+        let size = meta.len();
         let mut head = [0u8; SMALL];
-        let len = read_full(&mut file, &mut head)?;
-        let size = if len < SMALL {
-            len as u64
-        } else {
-            file.metadata().map_err(ErrorKind::from_io)?.len()
-        };
+        let want = usize::try_from(size).map_or(SMALL, |size| size.min(SMALL));
+        let len = read_full(&mut file, &mut head[..want])?;
         Ok(Opened {
             file,
             head,
             len,
             size,
+            modified: meta.modified().ok(),
             writable,
         })
     }
@@ -139,10 +221,8 @@ impl Opened {
     pub(crate) fn stored(&self) -> Result<Stored, ErrorKind> {
         let header = Header::read(self.head()).ok_or(ErrorKind::NotAnEntry)?;
         let last_used = self
-            .file
-            .metadata()
-            .and_then(|m| m.modified())
-            .map_err(ErrorKind::from_io)?;
+            .modified
+            .ok_or_else(|| ErrorKind::Io(io::ErrorKind::Unsupported.into()))?;
         Ok(Stored {
             header,
             size: self.size,
@@ -154,11 +234,19 @@ impl Opened {
         has_arrays(self.head())
     }
 
-    /// The whole file.
+    /// The whole file, once its header says that it is an entry that fills it.
     pub(crate) fn bytes(&mut self) -> Result<Bytes<'_>, ErrorKind> {
         let has_arrays = self.has_arrays();
         if self.len < SMALL && !has_arrays {
             return Ok(Bytes::Small(&self.head[..self.len]));
+        }
+        // Nothing is mapped, populated or allocated for a file that its first bytes show to be
+        // no entry, or an entry of another size: a large file would cost seconds to read.
+        let body_end = body_end(self.head(), self.size)?;
+        if !has_arrays && body_end != self.size {
+            return Err(ErrorKind::Corrupt(
+                "lengths in the header do not match the file",
+            ));
         }
         if self.size > MAP_FROM || has_arrays {
             let mut options = memmap2::MmapOptions::new();
@@ -173,28 +261,43 @@ impl Opened {
             // mapped here keeps its contents while the map lives. A process that writes into
             // cache files by hand breaks this, as it would for any mapped file.
             let map = unsafe { options.map(&self.file) }.map_err(ErrorKind::from_io)?;
+            if map.len() as u64 != self.size {
+                return Err(ErrorKind::Corrupt(
+                    "the file changed size while it was read",
+                ));
+            }
             return Ok(Bytes::Mapped(Arc::new(map)));
         }
         // A direct read (`read_payload`) never gets this far: it takes only files that are
-        // mapped above, so the file is still where the head ends.
-        let mut all = Vec::with_capacity(self.size as usize + 1);
+        // mapped above, so the file is still where the head ends. Read no more than the size
+        // the header was checked against, even if the file has grown since.
+        let size = self.size as usize;
+        let mut all = Vec::new();
+        all.try_reserve_exact(size)
+            .map_err(|_| ErrorKind::Io(io::ErrorKind::OutOfMemory.into()))?;
         all.extend_from_slice(&self.head[..self.len]);
-        self.file
+        let rest = (size - self.len) as u64;
+        (&self.file)
+            .take(rest)
             .read_to_end(&mut all)
             .map_err(ErrorKind::from_io)?;
+        if all.len() != size {
+            return Err(ErrorKind::Truncated);
+        }
         Ok(Bytes::Heap(all))
     }
 
     /// For a large (see [`DIRECT_FROM`]), uncompressed entry of a `T` without arrays: `skip`
     /// reads the start of the payload (given with the payload's length) and makes the value,
-    /// and the rest of the payload is read straight into the memory `fill` hands out,
-    /// verifying the checksum on the way. This spares a map and a copy. `None` when the file
-    /// is anything else or fails to verify; the general path then reports why.
+    /// or says why it cannot (the memory cannot be had), and the rest of the payload is read
+    /// straight into the memory `fill` hands out, verifying the checksum on the way. This
+    /// spares a map and a copy. `None` when the file is anything else or fails to verify; the
+    /// general path then reports why.
     pub(crate) fn read_payload<T, R>(
         &mut self,
-        skip: impl FnOnce(&[u8], u64) -> Option<(usize, R)>,
+        skip: impl FnOnce(&[u8], u64) -> Option<Result<(usize, R), ErrorKind>>,
         fill: impl FnOnce(&mut R) -> &mut [u8],
-    ) -> Option<R> {
+    ) -> Option<Result<R, ErrorKind>> {
         let head = &self.head[..self.len];
         if self.len < SMALL || self.has_arrays() || known_compression(head) != Some(UNCOMPRESSED) {
             return None;
@@ -211,7 +314,10 @@ impl Opened {
             return None;
         }
         let in_head = &head[payload_at..];
-        let (skip, mut value) = skip(in_head, payload_len)?;
+        let (skip, mut value) = match skip(in_head, payload_len)? {
+            Ok(made) => made,
+            Err(e) => return Some(Err(e)),
+        };
         let dest = fill(&mut value);
         if (skip + dest.len()) as u64 != payload_len || skip > in_head.len() {
             return None;
@@ -221,7 +327,7 @@ impl Opened {
         let from_head = in_head.len() - skip;
         dest[..from_head].copy_from_slice(&in_head[skip..]);
         let digest = read_hashing(&mut self.file, &mut dest[from_head..], hasher).ok()?;
-        checksum_holds(head, digest).then_some(value)
+        checksum_holds(head, digest).then_some(Ok(value))
     }
 }
 

@@ -12,15 +12,13 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
 use super::compress::{self, Compression};
 use super::format::{Fields, HEADER_LEN, MAX_ARGS, ROW, SECTION_ALIGN, canonical_type_name};
-use super::layout::SUFFIX;
+use super::nesting;
+use super::temp::Temp;
 use crate::array::{Section, Sink};
 use crate::error::ErrorKind;
 
 /// The writer hands the file chunks of this size, hashing each while it is still in cache.
 const CHUNK: usize = 256 * 1024;
-
-/// Prefix of temporary files, so that tools can recognise (and clean up) those of a crashed writer.
-pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
 /// What an entry's header and body say about its value, besides the value itself.
 #[derive(Clone, Copy, Default)]
@@ -59,17 +57,38 @@ pub(crate) fn write<T: ?Sized + Serialize>(
 
 /// Makes the file at `path` with `write`, atomically: into a temporary file in the same
 /// folder, renamed over `path` once complete, so that readers in any thread or process see the
-/// old file or the new one, never a part of one. The folder is created if missing and
+/// old file or the new one, never a part of one. A file already at `path` keeps its
+/// permissions: a file made private stays private. The folder is created if missing and
 /// `create_dirs` is set. Returns what `write` does, the file's length.
 pub(crate) fn replace(
     path: &Path,
     create_dirs: bool,
     write: impl FnOnce(&mut File) -> Result<u64, ErrorKind>,
 ) -> Result<u64, ErrorKind> {
-    let mut tmp = temp_for(path, create_dirs).map_err(ErrorKind::from_io)?;
-    let len = write(tmp.as_file_mut())?;
-    tmp.persist(path).map_err(|e| ErrorKind::from_io(e.error))?;
+    let mut temp = Temp::new(path, create_dirs).map_err(ErrorKind::from_io)?;
+    if let Some(permissions) = permissions_of(path) {
+        temp.file_mut()
+            .set_permissions(permissions)
+            .map_err(ErrorKind::from_io)?;
+    }
+    let len = write(temp.file_mut())?;
+    temp.rename_over(path).map_err(ErrorKind::from_io)?;
     Ok(len)
+}
+
+/// The permissions of the regular file at `path`, if there is one, to give the file that
+/// replaces it: the bits for its owner, group and others, never more.
+fn permissions_of(path: &Path) -> Option<std::fs::Permissions> {
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(std::fs::Permissions::from_mode(
+            meta.permissions().mode() & 0o777,
+        ))
+    }
+    #[cfg(not(unix))]
+    Some(meta.permissions())
 }
 
 /// An entry in memory, for tests.
@@ -106,11 +125,9 @@ pub(crate) fn entry<W: Write + Seek, T: ?Sized + Serialize>(
     let start = body.len();
     let (raw_len, sections) = if compression == Compression::None {
         let sink = Sink::open();
-        if let Err(e) = postcard::serialize_with_flavor(value, &mut body) {
-            return Err(body
-                .error
-                .take()
-                .map_or_else(|| ErrorKind::Encode(e.to_string()), ErrorKind::Io));
+        if let Err(e) = nesting::serialize(value, &mut body) {
+            // A failed write is the cause, if there was one.
+            return Err(body.error.take().map_or(e, ErrorKind::Io));
         }
         (body.len() - start, sink.finish())
     } else {
@@ -307,41 +324,4 @@ impl<W: Write + Seek> postcard::ser_flavors::Flavor for &mut Body<W> {
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
     }
-}
-
-/// A temporary file in the folder of `path`, which is created if missing and `create_dirs` is
-/// set. Dropped without being persisted, it is removed.
-fn temp_for(path: &Path, create_dirs: bool) -> io::Result<tempfile::NamedTempFile> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    match temp_in(dir) {
-        Err(e) if create_dirs && e.kind() == io::ErrorKind::NotFound => {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                // As the files: never writable by others, whatever the process umask allows.
-                builder.mode(0o755);
-            }
-            builder.create(dir)?;
-            temp_in(dir)
-        }
-        other => other,
-    }
-}
-
-fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(TEMP_PREFIX).suffix(SUFFIX);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Readable like any file the program writes (the process umask still applies); never
-        // executable, never writable by others.
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    builder.tempfile_in(dir)
 }
