@@ -1,6 +1,7 @@
 //! `parallel!` against the same loop written directly with rayon and against a sequential
-//! loop, on 2 threads: the seed notebook's workload, and 100,000 trivial tasks; and what a
-//! batch costs on threads and on worker processes.
+//! loop, on 2 threads: the seed notebook's workload, and 100,000 trivial tasks, from a range
+//! and from an iterator without an index; what a batch costs on threads and on worker
+//! processes; and what a processes call costs with its workers kept from the call before.
 //!
 //!     cargo bench --bench parallel
 
@@ -88,6 +89,38 @@ fn trivial(c: &mut Criterion) {
     g.bench_function("sequential loop", |b| {
         b.iter(|| (0..100_000u64).map(black_box).collect::<Vec<_>>())
     });
+    // Read as batches are dispatched, never collected first.
+    g.bench_function("parallel!, an iterator without an index", |b| {
+        b.iter(|| parallel!(n_jobs = 2; for i in (0..100_000u64).filter(|_| true) => black_box(i)))
+    });
+    g.bench_function("rayon par_bridge, an iterator without an index", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                (0..100_000u64)
+                    .filter(|_| true)
+                    .par_bridge()
+                    .map(black_box)
+                    .collect::<Vec<_>>()
+            })
+        })
+    });
+    g.finish();
+}
+
+/// A processes call of two trivial tasks on 2 workers: with the workers of the call before
+/// (the default), and with workers started for it and ended after (`idle_timeout = 0`).
+/// `cargo run --release --example worker_start` runs the two alternately.
+fn call_start(c: &mut Criterion) {
+    let mut g = c.benchmark_group("processes call of 2 tasks, 2 workers");
+    g.sample_size(30);
+    g.bench_function("workers kept from the call before", |b| {
+        b.iter(|| parallel!(backend = processes, n_jobs = 2, batch_size = 1; for i in 0..2u64 => black_box(i)))
+    });
+    g.bench_function("workers started for the call", |b| {
+        b.iter(|| {
+            parallel!(backend = processes, n_jobs = 2, batch_size = 1, idle_timeout = 0; for i in 0..2u64 => black_box(i))
+        })
+    });
     g.finish();
 }
 
@@ -116,5 +149,6 @@ fn main() {
     seed(&mut c);
     trivial(&mut c);
     per_batch(&mut c);
+    call_start(&mut c);
     c.final_summary();
 }

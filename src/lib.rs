@@ -267,9 +267,11 @@ pub use joblet_macros::cached;
 ///
 /// The form is `parallel!(OPTIONS; for PATTERN in TASKS => BODY)`. `TASKS` is anything
 /// `IntoIterator`: ranges, vectors, slices and arrays are run where they are; any other
-/// iterator is collected into a vector first. `BODY` is an expression or a block, and may
-/// borrow local variables. Each task runs the body as a closure: `return` and `?` end the task
-/// (its result is what they give), not the enclosing function.
+/// iterator is read as batches are dispatched, at most `pre_dispatch` batches ahead of the
+/// tasks done, never whole (the lines of a file larger than memory can be the input). `BODY`
+/// is an expression or a block, and may borrow local variables. Each task runs the body as a
+/// closure: `return` and `?` end the task (its result is what they give), not the enclosing
+/// function.
 ///
 /// # Options
 ///
@@ -277,19 +279,33 @@ pub use joblet_macros::cached;
 ///
 /// | option | meaning |
 /// | --- | --- |
-/// | `n_jobs = N` | workers: `N > 0` exactly, `-1` every core (the default), `-2` all but one, ... |
+/// | `n_jobs = N` | workers: `N > 0` exactly, `-1` every core, `-2` all but one, ...; without it, the value of `JOBLET_N_JOBS` ([`N_JOBS_ENV`]), else `-1`; `0` is refused on every backend |
 /// | `backend = threads` | rayon worker threads (the default); `processes` runs each task in a worker process (see [below](#backend--processes)); `mpi` spreads the tasks over the ranks of an MPI job (see [below](#backend--mpi)); `sequential` runs a plain loop |
-/// | `batch_size = N` | tasks handed to a worker at once; `auto` (the default) lets rayon split the work as workers run out of it |
-/// | `verbose = V` | joblib's progress lines on stderr, `0` (none) to `50`; above 10, one per batch |
+/// | `batch_size = N` | tasks handed to a worker at once; `auto` (the default) lets rayon split an indexed input as workers run out of work, and sizes the batches of any other input from how long they take, starting at one task |
+/// | `pre_dispatch = N` | batches dispatched ahead of the results taken, for an input read as the run goes (joblib's `pre_dispatch`); default `2 * n_jobs` |
+/// | `verbose = V` | joblib's progress lines, on stderr below 50 and on stdout from 50; above 10, one per batch |
 /// | `progress = true` | a live progress bar on stderr instead of lines |
-/// | `return_as = unordered` | an iterator ([`Unordered`]) yielding results as their tasks complete, instead of a `Vec` in input order (`list`, the default) |
-/// | `on_error = stop` | what a failed task does: `stop` ends the run (the default on threads), `continue` runs every other task first (the default on processes), `collect` returns a `Vec<Result<R, TaskError>>` (see [Panics](#panics)) |
+/// | `return_as = generator` | an iterator ([`Ordered`]) yielding results in input order, each as soon as it and those before it are done; `unordered` ([`Unordered`]) yields them as they complete; `list` (the default) a `Vec` in input order |
+/// | `on_error = stop` | what a failed task does, the same on every backend: `stop` (the default) ends the run at the first failure, `continue` runs every other task first, `collect` returns a `Vec<Result<R, TaskError>>` (see [Panics](#panics)) |
 /// | `timeout = T` | processes only: a task running longer than `T` (a `Duration`, or seconds) fails, and its worker is killed and replaced |
 /// | `max_memory = "2 GiB"` | processes only: each worker's address space is capped (`RLIMIT_AS`); a task that allocates past it fails, and its worker is replaced |
+/// | `max_nbytes = "1M"` | processes only: the [`Array`]s of the captures, or of a batch's items, that hold this much or more together travel in shared memory, mapped by the workers without a copy (joblib's `max_nbytes`; default 1 MiB) |
+/// | `idle_timeout = T` | processes only: how long the workers wait for the next call with the same settings once a call is done (default 300 s, as loky's); `0` ends them with the call |
 ///
-/// The unordered form runs in the background while you consume it, so its body is a `move`
-/// closure and what it uses must be owned (`'static`); dropping the iterator cancels the tasks
-/// that have not started.
+/// The `generator` and `unordered` forms run in the background while you consume them, so
+/// their body is a `move` closure, and what it uses, the input included, must be owned
+/// (`'static`) and `Send`; their input is read as results are taken, at most `pre_dispatch`
+/// batches ahead, so it may be endless. A failure is raised by `next`; dropping the iterator
+/// stops the run: no batch starts after it.
+///
+/// ```
+/// # use joblet::parallel;
+/// // The first squares of an endless input, in input order.
+/// let squares: Vec<u64> = parallel!(n_jobs = 2, return_as = generator; for i in 0u64.. => i * i)
+///     .take(5)
+///     .collect();
+/// assert_eq!(squares, [0, 1, 4, 9, 16]);
+/// ```
 ///
 /// ```
 /// # use joblet::parallel;
@@ -323,11 +339,15 @@ pub use joblet_macros::cached;
 ///
 /// Each task runs in a worker process, as joblib's default backend (loky) does: a task that
 /// segfaults in native code, aborts, exhausts memory or never ends costs its worker, which is
-/// replaced, and the caller learns which task it was; every other task's result is kept.
-/// Workers are re-launches of the program itself, started once per run and reused for all its
-/// batches; they need no code in `main`, also under `cargo test`. Items, results and the
-/// variables the body uses from around it travel as bytes (postcard), so they must implement
-/// `Serialize` and `Deserialize`: a variable that does not is a compile error naming it.
+/// replaced, and the caller learns which task it was. Workers are re-launches of the program
+/// itself, kept between calls as loky's are: a call takes the workers of the call before with
+/// the same settings, which wait `idle_timeout` (300 s) for it and end at the program's exit;
+/// they need no code in `main`, also under `cargo test`. Each gets its share of the cores in
+/// `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS` and `RAYON_NUM_THREADS`, unless
+/// the program set them. Items, results and the variables the body uses from around it travel
+/// as bytes (postcard), so they must implement `Serialize` and `Deserialize`: a variable that
+/// does not is a compile error naming it. [`Array`]s of a megabyte and more (`max_nbytes`)
+/// travel in shared memory instead, and are views into it in the workers.
 /// Inside the body, a captured `Copy` value is a copy, and any other a reference to the value
 /// the worker received. `#[cached]` functions called in the body share their cache folder with
 /// the caller and every worker. The backend is on Unix, with the `processes` feature (on by
@@ -365,26 +385,43 @@ pub use joblet_macros::cached;
 ///
 /// # Panics
 ///
-/// A task that panics stops the run: tasks not yet started are not started, and the caller
-/// gets a panic whose payload is a [`TaskPanic`] holding the failed task's index and original
-/// payload. The worker threads stay usable. `n_jobs = 0` and `batch_size = 0` are refused at
-/// compile time when written as literals, and panic when computed.
+/// A task that fails stops the run, on every backend: tasks not yet started are not started
+/// (on processes, those running are killed), and the caller panics. A task that panicked with
+/// a message, or crashed its worker process, reaches it as a `String` naming the task, `task
+/// 42 panicked: bad input 42`, as `#[should_panic(expected = "bad input")]` and
+/// `downcast_ref::<String>()` read it; any other payload passes through unchanged.
+/// [`TaskPanic::of`] finds, from the payload, which task failed and how. The worker threads
+/// stay usable. A panic payload whose own `Drop` panics never aborts the process.
+/// `n_jobs = 0`, `batch_size = 0` and `pre_dispatch = 0` are refused at compile time when
+/// written as literals, and panic when computed.
 ///
 /// With `on_error = continue` every other task runs first; with `on_error = collect` nothing
 /// is raised: each task's result comes back as a `Result`, a failure as a [`TaskError`] that
 /// says which task failed and how (a panic and its message, the signal that killed its worker
-/// process, its timeout, its memory cap). On the processes backend, a worker's crash is
-/// raised as a [`TaskPanic`] whose [`message`](TaskPanic::message) describes it.
+/// process, its timeout, its memory cap).
 ///
 /// ```
 /// # use joblet::{parallel, TaskPanic};
 /// let caught = std::panic::catch_unwind(|| {
 ///     parallel!(n_jobs = 2; for i in 0..100 => if i == 42 { panic!("bad input {i}") } else { i })
 /// });
-/// let failure = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+/// let payload = caught.unwrap_err();
+/// assert_eq!(payload.downcast_ref::<String>().unwrap(), "task 42 panicked: bad input 42");
+/// let failure = TaskPanic::of(&*payload).unwrap();
 /// assert_eq!(failure.index(), 42);
 /// assert_eq!(failure.message(), Some("bad input 42"));
 /// ```
+///
+/// ```should_panic
+/// # use joblet::parallel;
+/// // What a test of a `parallel!` can expect.
+/// parallel!(n_jobs = 2; for i in 0..100 => if i == 42 { panic!("bad input {i}") } else { i });
+/// ```
+///
+/// # Workers
+///
+/// [`cpu_count`] and [`effective_n_jobs`] say, as joblib's do, how many cores this process may
+/// use and how many workers an `n_jobs` stands for.
 ///
 /// # Features
 ///
@@ -397,9 +434,9 @@ pub use joblet_macros::parallel;
 
 pub use joblet_runtime::{
     Array, CACHE_DIR_ENV, CONFIG_FILE, Cached, Compression, DEFAULT_CACHE_DIR, DISABLE_ENV,
-    EntryInfo, Error, ErrorKind, IN_MEMORY_ENV, Limits, MAX_NESTING, Memory, Pod, REFRESH_ENV,
-    Reduced, TaskError, TaskErrorKind, TaskPanic, Unordered, default_cache_dir, dump, dump_with,
-    flush, load,
+    EntryInfo, Error, ErrorKind, IN_MEMORY_ENV, Limits, MAX_NESTING, Memory, N_JOBS_ENV, Ordered,
+    Pod, REFRESH_ENV, Reduced, TaskError, TaskErrorKind, TaskPanic, Unordered, ZeroJobs,
+    cpu_count, default_cache_dir, dump, dump_with, effective_n_jobs, flush, load,
 };
 
 #[cfg(feature = "ndarray")]

@@ -59,8 +59,18 @@ fn strictly_linted_parallel_runs() {
     #[cfg(feature = "processes")]
     {
         let processes = joblet::parallel!(backend = processes, n_jobs = 2, batch_size = 2,
-            timeout = std::time::Duration::from_secs(60), max_memory = "4 GiB";
+            timeout = std::time::Duration::from_secs(60), max_memory = "4 GiB",
+            max_nbytes = "1M", idle_timeout = 30, pre_dispatch = 4;
             for i in 0..4usize => i * scale + label.len());
         assert_eq!(processes, [2, 4, 6, 8]);
+        let ordered: Vec<usize> = joblet::parallel!(backend = processes, return_as = generator;
+            for i in 0..4usize => i * scale)
+        .collect();
+        assert_eq!(ordered, [0, 2, 4, 6]);
     }
+    let ordered: Vec<usize> =
+        joblet::parallel!(n_jobs = 2, pre_dispatch = 2, return_as = generator;
+        for i in (0..4usize).map(|i| i + 1) => i * scale)
+        .collect();
+    assert_eq!(ordered, [2, 4, 6, 8]);
 }

@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use joblet::{TaskPanic, parallel};
 
+/// The failure a caught panic of `parallel!` was raised for.
+fn failure_of(payload: Box<dyn std::any::Any + Send>) -> TaskPanic {
+    TaskPanic::of(&*payload).expect("the panic of a task")
+}
+
 /// The seed notebook's task: the sum of `0..n`, kept real with `black_box`.
 fn my_task(n: u64) -> u64 {
     let mut sum = 0u64;
@@ -139,14 +144,16 @@ fn a_panicking_task_reaches_the_caller_with_its_index_and_payload() {
             i
         })
     });
-    let failure = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+    let payload = caught.unwrap_err();
+    // The payload is a message naming the task, as `should_panic(expected = ...)` reads it.
+    assert_eq!(
+        payload.downcast_ref::<String>().unwrap(),
+        "task 17 panicked: task 17 failed"
+    );
+    let failure = failure_of(payload);
     assert_eq!(failure.index(), 17);
     assert_eq!(failure.message(), Some("task 17 failed"));
     assert_eq!(failure.to_string(), "task 17 panicked: task 17 failed");
-    assert_eq!(
-        *failure.into_payload().downcast::<String>().unwrap(),
-        "task 17 failed"
-    );
     // The batches after the failure were not started. (How many started before the flag was
     // seen depends on the panic hook: printing a backtrace takes milliseconds.)
     let started = started.load(SeqCst);
@@ -163,11 +170,11 @@ fn a_panic_in_a_nested_call_keeps_its_message() {
             parallel!(n_jobs = 2; for j in 0..4u32 => if i == 2 && j == 3 { panic!("deep") } else { j })
         })
     });
-    let outer = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+    let outer = failure_of(caught.unwrap_err());
     assert_eq!(outer.index(), 2);
-    assert_eq!(outer.message(), Some("deep"));
-    let inner = outer.into_payload().downcast::<TaskPanic>().unwrap();
-    assert_eq!(inner.index(), 3);
+    // The inner failure's message names its task in turn.
+    assert_eq!(outer.message(), Some("task 3 panicked: deep"));
+    assert_eq!(outer.to_string(), "task 2 panicked: task 3 panicked: deep");
 }
 
 #[test]
@@ -175,7 +182,7 @@ fn the_sequential_backend_reports_panics_the_same_way() {
     let caught = panic::catch_unwind(
         || parallel!(backend = sequential; for i in 0..10 => if i == 3 { panic!("three") } else { i }),
     );
-    let failure = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+    let failure = failure_of(caught.unwrap_err());
     assert_eq!((failure.index(), failure.message()), (3, Some("three")));
 }
 
@@ -479,6 +486,51 @@ fn verbose_child() {
     assert_eq!(out.len(), 1000);
     let out = parallel!(n_jobs = 2, backend = sequential, verbose = 10; for i in 0..300 => i);
     assert_eq!(out.len(), 300);
+    // An input that does not tell its length.
+    let out = parallel!(n_jobs = 2, batch_size = 100, verbose = 11;
+        for i in (0..1000).filter(|_| true) => my_task(i));
+    assert_eq!(out.len(), 1000);
+    // From 50, joblib writes to stdout.
+    let out = parallel!(backend = sequential, verbose = 50; for i in 0..3 => i);
+    assert_eq!(out.len(), 3);
+}
+
+/// The spans of joblib's `test_parallel_pretty_print` pattern, `(Done\s+\d+ out of \d+ \|)`,
+/// in `line`.
+fn pretty_print_spans(line: &str) -> Vec<usize> {
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some(at) = line[from..].find("Done") {
+        let start = from + at;
+        from = start + 4;
+        let rest = &line[from..];
+        let spaces = rest.len() - rest.trim_start().len();
+        let rest = &rest[spaces..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let Some(rest) = rest[digits..].strip_prefix(" out of ") else {
+            continue;
+        };
+        let total = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if spaces > 0 && digits > 0 && total > 0 && rest[total..].starts_with(" |") {
+            spans.push(4 + spaces + digits + " out of ".len() + total + " |".len());
+        }
+    }
+    spans
+}
+
+/// The number of tasks a `Done` line reports.
+fn count(line: &str) -> usize {
+    let after = &line[line.find("Done").unwrap() + 4..];
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// `| elapsed: ` and joblib's `short_format_time`, `" %5.1fs"`: `"    0.0s"`.
+fn is_elapsed(text: &str) -> bool {
+    let Some(time) = text.strip_prefix("| elapsed: ") else {
+        return false;
+    };
+    let time = time.strip_suffix(" finished").unwrap_or(time);
+    time.len() == 7 && time.ends_with('s') && time[..6].trim().parse::<f64>().is_ok()
 }
 
 #[test]
@@ -489,42 +541,107 @@ fn verbose_output_follows_joblibs_format() {
         .unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<&str> = stderr
+    let mut lines: std::collections::VecDeque<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("[Parallel"))
         .collect();
-    let workers = if cfg!(feature = "threads") { 2 } else { 1 };
-    let backend = if cfg!(feature = "threads") {
-        "ThreadingBackend"
-    } else {
-        "SequentialBackend"
+    let threads = cfg!(feature = "threads");
+    let on_threads = format!("[Parallel(n_jobs={})]: ", if threads { 2 } else { 1 });
+    let on_one = "[Parallel(n_jobs=1)]: ";
+    // Each run's lines: `Done N out of M`, counts as wide as the total, and joblib's time.
+    let mut expect = |prefix: &str, text: String, finished: bool| {
+        let line = lines
+            .pop_front()
+            .unwrap_or_else(|| panic!("{text:?} missing"));
+        let head = format!("{prefix}{text} ");
+        assert!(line.starts_with(&head), "{line:?} for {head:?}");
+        if text == "Using" {
+            return line.to_owned();
+        }
+        let elapsed = line.find("| elapsed: ").unwrap_or(line.len());
+        assert!(is_elapsed(&line[elapsed..]), "{line:?}");
+        assert_eq!(line.ends_with(" finished"), finished, "{line:?}");
+        line.to_owned()
     };
-    assert_eq!(
-        lines[0],
-        format!(
-            "[Parallel(n_jobs={workers})]: Using backend {backend} with {workers} concurrent workers."
-        )
-    );
-    // Above verbose 10, one line per batch of 100, then the closing line.
-    let done = lines[..11]
-        .iter()
-        .filter(|l| l.contains("tasks      | elapsed:"))
-        .count();
-    assert_eq!(done, 9, "{stderr}");
-    assert!(lines[1].starts_with(&format!(
-        "[Parallel(n_jobs={workers})]: Done   100 tasks      | elapsed:   "
-    )));
-    assert!(lines[10].starts_with(&format!(
-        "[Parallel(n_jobs={workers})]: Done  1000 out of  1000 | elapsed:"
-    )));
-    assert!(lines[10].ends_with("s finished"), "{}", lines[10]);
-    // The sequential backend reports too.
-    assert!(lines[11].contains("Using backend SequentialBackend with 1 concurrent workers."));
+    let mut done_out_of = Vec::new();
+    // joblib's sequential runs do not say which backend they use.
+    if threads {
+        let using = expect(&on_threads, "Using".into(), false);
+        assert_eq!(
+            using,
+            format!("{on_threads}Using backend ThreadingBackend with 2 concurrent workers.")
+        );
+    }
+    // Above verbose 10, a line per batch of 100, then the closing line.
+    // Workers may print their lines in another order than their counts.
+    let mut counts = Vec::new();
+    for _ in (100..1000).step_by(100) {
+        let line = expect(&on_threads, "Done".into(), false);
+        let done = count(&line);
+        assert!(
+            line.contains(&format!("Done {done:>4} out of 1000 |")),
+            "{line}"
+        );
+        counts.push(done);
+        done_out_of.push(line);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (100..1000).step_by(100).collect::<Vec<_>>());
+    done_out_of.push(expect(&on_threads, "Done 1000 out of 1000".into(), true));
+    // The sequential run, its lines thinned out at verbose 10 as joblib's are.
+    let mut seen = 0;
+    loop {
+        let line = expect(on_one, "Done".into(), false);
+        let done: usize = line[on_one.len() + 4..].trim_start()[..3]
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(done > seen, "{line}");
+        seen = done;
+        assert!(
+            line.contains(&format!("Done {done:>3} out of 300 |")),
+            "{line}"
+        );
+        done_out_of.push(line);
+        if done > 250 {
+            break;
+        }
+    }
+    done_out_of.push(expect(on_one, "Done 300 out of 300".into(), true));
+    // Without a total, `tasks` in its place, as wide (joblib's width is then 3).
+    if threads {
+        expect(&on_threads, "Using".into(), false);
+    }
+    // (Not knowing it is the last, the last batch reports too, as in joblib.)
+    let mut counts = Vec::new();
+    for _ in (100..=1000).step_by(100) {
+        let line = expect(&on_threads, "Done".into(), false);
+        let done = count(&line);
+        assert!(
+            line.contains(&format!("Done {done:>3} tasks      |")),
+            "{line}"
+        );
+        counts.push(done);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (100..=1000).step_by(100).collect::<Vec<_>>());
+    expect(&on_threads, "Done 1000 out of 1000".into(), true);
+    // joblib's own check, `test_parallel_pretty_print`: within a run, every match of
+    // `(Done\s+\d+ out of \d+ \|)` has the same length.
+    let lengths = |total: &str| -> HashSet<usize> {
+        done_out_of
+            .iter()
+            .filter(|l| l.contains(total))
+            .flat_map(|l| pretty_print_spans(l))
+            .collect()
+    };
+    assert_eq!(lengths("out of 1000").len(), 1, "{stderr}");
+    assert_eq!(lengths("out of 300").len(), 1, "{stderr}");
+    // From verbose 50, on stdout.
+    let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        lines
-            .last()
-            .unwrap()
-            .contains("Done   300 out of   300 | elapsed:")
+        stdout.contains("[Parallel(n_jobs=1)]: Done 3 out of 3 | elapsed:    0.0s finished"),
+        "{stdout}"
     );
 }
 
@@ -559,7 +676,7 @@ fn unordered_panics_reach_the_consumer_and_dropping_cancels_the_rest() {
         })
         .count()
     });
-    let failure = caught.unwrap_err().downcast::<TaskPanic>().unwrap();
+    let failure = failure_of(caught.unwrap_err());
     assert_eq!((failure.index(), failure.message()), (4, Some("four")));
 
     static RAN: AtomicUsize = AtomicUsize::new(0);
@@ -641,13 +758,391 @@ fn on_error_collects_or_continues_past_failures() {
                 parallel!(backend = sequential, on_error = continue; for i in 0..8usize => task(i))
             }
         }))
-        .unwrap_err()
-        .downcast::<TaskPanic>()
-        .unwrap();
+        .unwrap_err();
+        let failed = failure_of(failed);
         assert_eq!(
             (failed.index(), failed.message()),
             (3, Some("task 3 fails"))
         );
         assert_eq!(ran.into_inner(), 8, "every task ran (threads: {threads})");
+    }
+}
+
+/// The items of an input that does not tell its length, counting how many were read, and
+/// the most read ahead of the tasks done.
+struct Counted {
+    read: AtomicUsize,
+    done: AtomicUsize,
+    ahead: AtomicUsize,
+}
+
+impl Counted {
+    const fn new() -> Self {
+        Counted {
+            read: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            ahead: AtomicUsize::new(0),
+        }
+    }
+
+    /// `0..n` (or endless), read one item at a time, without an index.
+    fn items(&'static self, n: Option<u64>) -> impl Iterator<Item = u64> + Send + 'static {
+        (0..n.unwrap_or(u64::MAX)).filter(move |_| {
+            let read = self.read.fetch_add(1, SeqCst) + 1;
+            let ahead = read - self.done.load(SeqCst);
+            self.ahead.fetch_max(ahead, SeqCst);
+            true
+        })
+    }
+
+    fn task(&self, i: u64) -> u64 {
+        self.done.fetch_add(1, SeqCst);
+        i * 2
+    }
+}
+
+#[test]
+fn a_generator_yields_in_input_order_as_soon_as_each_result_is_ready() {
+    // Task 1 waits until the consumer has task 0's result: a generator that held it back
+    // until more were done would wait forever.
+    static GOT_FIRST: AtomicUsize = AtomicUsize::new(0);
+    let mut results = parallel!(n_jobs = 2, batch_size = 1, return_as = generator;
+    for i in 0..6u64 => {
+        if i == 1 {
+            let waited = std::time::Instant::now();
+            while GOT_FIRST.load(SeqCst) == 0 {
+                assert!(waited.elapsed() < Duration::from_secs(20), "result 0 held back");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // Later tasks finish first, and still come in input order.
+        std::thread::sleep(Duration::from_millis(5 * (6 - i)));
+        i * 10
+    });
+    assert_eq!(results.next(), Some(0));
+    GOT_FIRST.store(1, SeqCst);
+    assert_eq!(results.collect::<Vec<_>>(), [10, 20, 30, 40, 50]);
+    for n_jobs in [1, 3] {
+        let out: Vec<String> = parallel!(n_jobs = n_jobs, return_as = generator;
+            for s in ["a", "bb", "ccc"].map(String::from) => s.repeat(2))
+        .collect();
+        assert_eq!(out, ["aa", "bbbb", "cccccc"]);
+    }
+    let sequential: Vec<u64> =
+        parallel!(backend = sequential, return_as = generator; for i in 0..5u64 => i + 1).collect();
+    assert_eq!(sequential, [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_generator_over_an_endless_iterator_stops_when_dropped_after_1000_results() {
+    static INPUT: Counted = Counted::new();
+    let results = parallel!(n_jobs = 2, batch_size = 10, pre_dispatch = 4, return_as = generator;
+        for i in INPUT.items(None) => INPUT.task(i));
+    let first: Vec<u64> = results.take(1000).collect();
+    assert_eq!(first, (0..1000).map(|i| i * 2).collect::<Vec<_>>());
+    // Dropped: at most the 4 batches dispatched ahead were read, and nothing runs after.
+    let read = INPUT.read.load(SeqCst);
+    assert!(read <= 1000 + 4 * 10, "{read} items read");
+    std::thread::sleep(Duration::from_millis(50));
+    let done = INPUT.done.load(SeqCst);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(INPUT.done.load(SeqCst), done, "tasks ran after the drop");
+    assert!(done <= read);
+
+    static SEQUENTIAL: Counted = Counted::new();
+    let first: Vec<u64> = parallel!(backend = sequential, return_as = generator;
+        for i in SEQUENTIAL.items(None) => SEQUENTIAL.task(i))
+    .take(1000)
+    .collect();
+    assert_eq!(first.len(), 1000);
+    assert_eq!(SEQUENTIAL.read.load(SeqCst), 1000);
+}
+
+#[test]
+fn lists_and_unordered_runs_read_inputs_without_an_index_a_few_batches_ahead() {
+    static LIST: Counted = Counted::new();
+    let out = parallel!(n_jobs = 2, batch_size = 10, pre_dispatch = 4;
+        for i in LIST.items(Some(10_000)) => LIST.task(i));
+    assert_eq!(out, (0..10_000).map(|i| i * 2).collect::<Vec<_>>());
+    // Never more than the batches in flight read ahead of the tasks done (on one thread, a
+    // batch at a time).
+    let ahead = LIST.ahead.load(SeqCst);
+    assert!(ahead <= 4 * 10, "{ahead} items read ahead of the tasks");
+
+    static UNORDERED: Counted = Counted::new();
+    let mut out: Vec<u64> =
+        parallel!(n_jobs = 2, batch_size = 10, pre_dispatch = 4, return_as = unordered;
+        for i in UNORDERED.items(Some(10_000)) => UNORDERED.task(i))
+        .collect();
+    out.sort_unstable();
+    assert_eq!(out, (0..10_000).map(|i| i * 2).collect::<Vec<_>>());
+    let ahead = UNORDERED.ahead.load(SeqCst);
+    assert!(ahead <= 4 * 10, "{ahead} items read ahead of the tasks");
+
+    // With `batch_size = auto`, batches start at one task: the first tasks run before much of
+    // the input is read.
+    static AUTO: Counted = Counted::new();
+    let mut results = parallel!(n_jobs = 2, return_as = generator;
+        for i in AUTO.items(Some(100_000)) => AUTO.task(i));
+    assert_eq!(results.next(), Some(0));
+    let read = AUTO.read.load(SeqCst);
+    assert!(read <= 4 * 2, "{read} items read before the first result");
+    assert_eq!(results.count(), 99_999);
+}
+
+#[test]
+#[should_panic(expected = "task 777 panicked: boom at 777")]
+fn a_task_panic_is_what_should_panic_expects() {
+    parallel!(n_jobs = 2; for i in 0..1000 => if i == 777 { panic!("boom at {i}") } else { i });
+}
+
+#[test]
+#[should_panic(expected = "task 777 panicked: boom at 777")]
+fn a_task_panic_on_sequential_is_what_should_panic_expects() {
+    parallel!(backend = sequential; for i in 0..1000 => if i == 777 { panic!("boom at {i}") } else { i });
+}
+
+#[test]
+#[should_panic(expected = "task 7 panicked: seven")]
+fn a_generator_raises_a_task_panic_that_should_panic_expects() {
+    let _all: Vec<u32> = parallel!(n_jobs = 2, return_as = generator;
+        for i in 0..100u32 => if i == 7 { panic!("seven") } else { i })
+    .collect();
+}
+
+#[test]
+fn a_payload_that_is_not_a_string_passes_through_unchanged() {
+    for backend in ["threads", "sequential", "generator", "lazy list"] {
+        let caught = panic::catch_unwind(|| {
+            let task = |i: u32| {
+                if i == 5 {
+                    panic::panic_any(42u32);
+                }
+                i
+            };
+            match backend {
+                "threads" => parallel!(n_jobs = 2; for i in 0..10u32 => task(i)),
+                "sequential" => parallel!(backend = sequential; for i in 0..10u32 => task(i)),
+                "generator" => parallel!(n_jobs = 2, return_as = generator;
+                    for i in 0..10u32 => if i == 5 { panic::panic_any(42u32) } else { i })
+                .collect(),
+                _ => parallel!(n_jobs = 2; for i in (0..10u32).filter(|_| true) => task(i)),
+            }
+        });
+        let payload = caught.unwrap_err();
+        assert_eq!(payload.downcast_ref::<u32>(), Some(&42), "{backend}");
+        let failure = failure_of(payload);
+        assert_eq!((failure.index(), failure.message()), (5, None), "{backend}");
+        assert_eq!(failure.to_string(), "task 5 panicked");
+    }
+}
+
+const BOMB_CHILD: &str = "JOBLET_TEST_BOMB_CHILD";
+
+/// A panic payload whose `Drop` panics.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("a payload that panics when dropped");
+    }
+}
+
+#[test]
+fn bombs_child() {
+    if std::env::var_os(BOMB_CHILD).is_none() {
+        return;
+    }
+    // Two tasks panic with a `Bomb` at once: the second payload is dropped by the run.
+    let both = std::sync::Barrier::new(2);
+    let task = |i: usize| {
+        if i == 3 || i == 5 {
+            both.wait();
+            panic::panic_any(Bomb);
+        }
+        i
+    };
+    // A generator raising the first drops the second, still in the run, as it unwinds.
+    let generator = || {
+        let both = std::sync::Barrier::new(2);
+        parallel!(n_jobs = 2, batch_size = 1, return_as = generator; for i in 0..8usize => {
+            if i == 3 || i == 5 {
+                both.wait();
+                panic::panic_any(Bomb);
+            }
+            i
+        })
+        .collect::<Vec<_>>()
+    };
+    let kinds: [&dyn Fn() -> Vec<usize>; 5] = [
+        &generator,
+        &|| parallel!(n_jobs = 2, batch_size = 1; for i in 0..8usize => task(i)),
+        &|| parallel!(n_jobs = 2, batch_size = 1; for i in (0..8usize).filter(|_| true) => task(i)),
+        &|| parallel!(n_jobs = 2, batch_size = 1, on_error = continue; for i in 0..8usize => task(i)),
+        &|| parallel!(backend = sequential, on_error = continue; for i in 0..8usize => if i == 3 || i == 5 { panic::panic_any(Bomb) } else { i }),
+    ];
+    for (k, run) in kinds.iter().enumerate() {
+        // The sequential run has no second thread to meet at the barrier.
+        if k == 4 || cfg!(feature = "threads") {
+            let caught = panic::catch_unwind(panic::AssertUnwindSafe(run));
+            // The caller owns the first payload: leaked here, since it panics when dropped.
+            std::mem::forget(caught.unwrap_err());
+        }
+    }
+    println!("no abort");
+}
+
+#[test]
+fn a_payload_whose_drop_panics_never_aborts_the_process() {
+    let out = common::child("bombs_child")
+        .env(BOMB_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("no abort"),
+        "{:?}: {}{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn n_jobs_0_is_refused_on_every_backend() {
+    let zero = std::hint::black_box(0);
+    let refused = |run: &dyn Fn()| {
+        let caught = panic::catch_unwind(panic::AssertUnwindSafe(run)).unwrap_err();
+        let message = caught.downcast_ref::<String>().unwrap().clone();
+        assert!(
+            message.starts_with("`n_jobs = 0` is not valid"),
+            "{message}"
+        );
+    };
+    refused(&|| drop(parallel!(n_jobs = zero; for i in 0..3 => i)));
+    refused(&|| drop(parallel!(n_jobs = zero, backend = sequential; for i in 0..3 => i)));
+    refused(&|| drop(parallel!(n_jobs = zero, return_as = generator; for i in 0..3 => i)));
+    refused(&|| {
+        drop(
+            parallel!(n_jobs = zero, backend = sequential, return_as = unordered; for i in 0..3 => i),
+        )
+    });
+    #[cfg(all(feature = "processes", unix))]
+    refused(&|| drop(parallel!(n_jobs = zero, backend = processes; for i in 0..3u32 => i)));
+}
+
+#[test]
+fn cpu_count_and_effective_n_jobs_are_joblibs() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(joblet::cpu_count(), cores);
+    assert_eq!(joblet::effective_n_jobs(-1), Ok(cores));
+    assert_eq!(joblet::effective_n_jobs(-2), Ok((cores - 1).max(1)));
+    assert_eq!(joblet::effective_n_jobs(5), Ok(5));
+    assert_eq!(
+        joblet::effective_n_jobs(0).unwrap_err().to_string(),
+        "`n_jobs = 0` is not valid: give a number of workers, or -1 for all cores, -2 for all but one"
+    );
+}
+
+const N_JOBS_CHILD: &str = "JOBLET_TEST_N_JOBS_CHILD";
+
+#[test]
+fn n_jobs_child() {
+    let Some(expected) = std::env::var_os(N_JOBS_CHILD) else {
+        return;
+    };
+    let expected: usize = expected.to_str().unwrap().parse().unwrap();
+    // A call without `n_jobs` takes the environment's; one with it, its own.
+    let seen = Mutex::new(HashSet::new());
+    parallel!(batch_size = 1; for _ in 0..60 => {
+        std::thread::sleep(Duration::from_millis(2));
+        seen.lock().unwrap().insert(std::thread::current().id());
+    });
+    let workers = seen.into_inner().unwrap().len();
+    let threads = if cfg!(feature = "threads") {
+        expected
+    } else {
+        1
+    };
+    assert_eq!(workers, threads);
+    assert_eq!(threads_used(1).len(), 1);
+    println!("n_jobs checked");
+}
+
+#[test]
+fn joblet_n_jobs_sets_the_default_n_jobs() {
+    let run = |value: &str| {
+        let out = common::child("n_jobs_child")
+            .env(N_JOBS_CHILD, if value == "3" { "3" } else { "all" })
+            .env(joblet::N_JOBS_ENV, value)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = run("3");
+    assert!(ok && text.contains("n_jobs checked"), "{text}");
+    // A value that is no number of workers is left out: every core, as without it.
+    let cores = joblet::cpu_count().to_string();
+    let out = common::child("n_jobs_child")
+        .env(N_JOBS_CHILD, &cores)
+        .env(joblet::N_JOBS_ENV, "zero")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(feature = "threads")]
+#[test]
+fn a_run_given_up_while_its_tasks_run_does_not_delay_the_next_call() {
+    for generator in [false, true] {
+        // The given-up run's tasks hold both workers of the pool until released.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = Mutex::new(held);
+        let started = AtomicUsize::new(0);
+        let started = &*Box::leak(Box::new(started));
+        let held = &*Box::leak(Box::new(held));
+        let task = move |i: u32| {
+            if i > 0 {
+                started.fetch_add(1, SeqCst);
+                let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
+            }
+            i
+        };
+        let busy = || {
+            while started.load(SeqCst) < 2 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        // Given up once both workers run its tasks.
+        if generator {
+            let mut results = parallel!(n_jobs = 2, batch_size = 1, return_as = generator;
+                for i in 0..10u32 => task(i));
+            assert_eq!(results.next(), Some(0));
+            busy();
+        } else {
+            let mut results = parallel!(n_jobs = 2, batch_size = 1, return_as = unordered;
+                for i in 0..10u32 => task(i));
+            assert!(results.next().is_some());
+            busy();
+        }
+        // The next call with the same `n_jobs` runs now, not when they end.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            done.send(parallel!(n_jobs = 2; for i in 0..100u32 => i + 1))
+                .unwrap();
+        });
+        let next = finished.recv_timeout(Duration::from_secs(20));
+        drop(release);
+        assert_eq!(next.expect("the next call waited").len(), 100);
     }
 }

@@ -58,7 +58,10 @@ pub use error::{Error, ErrorKind};
 pub use ndarray;
 #[cfg(feature = "ndarray")]
 pub use ndim::NdArray;
-pub use parallel::{TaskError, TaskErrorKind, TaskPanic, Unordered};
+pub use parallel::{
+    N_JOBS_ENV, Ordered, TaskError, TaskErrorKind, TaskPanic, Unordered, ZeroJobs, cpu_count,
+    effective_n_jobs,
+};
 pub use persist::{dump, dump_with, load};
 pub use size::{SizeError, size_in_bytes};
 pub use store::{Compression, EntryInfo, MAX_NESTING};
@@ -84,14 +87,14 @@ pub mod __private {
     pub use crate::parallel::IndexedTasks;
     pub use crate::parallel::mpi::{MpiBackend, mpi_enabled, results_travel, run_mpi};
     pub use crate::parallel::processes::{
-        ByCopy, ByRef, Capture, Captures, Isolation, Place, ProcessesBackend, SendableItem,
+        ByCopy, ByRef, Capture, Captures, Place, ProcessOptions, ProcessesBackend, SendableItem,
         SendableResult, Timeout, body_fn, enabled, items_sendable, result_sendable, run_processes,
-        run_processes_collect, run_processes_unordered, timeout,
+        run_processes_collect, run_processes_ordered, run_processes_unordered, timeout,
     };
     pub use crate::parallel::{
-        Batch, Collected, Indexed, Integer, OnError, Options, TaskKind, ViaCollect, ViaIndexed,
-        batch_size, catch, collected, integer, run_iter, run_lazy, run_sequential, run_unordered,
-        task_fn, unwrap_all,
+        Batch, Indexed, Integer, Lazy, OnError, Options, TaskKind, ViaIndexed, ViaLazy, batch_size,
+        catch, collected, integer, run_iter, run_lazy, run_lazy_ordered, run_ordered,
+        run_sequential, run_unordered, task_fn, unwrap_all,
     };
     pub use crate::size::size_in_bytes;
     pub use crate::store::{CacheOutput, Codec, Decoder, Entry, ViaBulk, ViaSerde};

@@ -1,6 +1,6 @@
 //! Sizes written for people: `500M`, `2 GiB`, `1.5G`. The one parser of them, for
-//! `#[cached(max_size = "...")]` and `parallel!(max_memory = "...")` at compile time, for a
-//! cache folder's settings file and for the `joblet` command.
+//! `#[cached(max_size = "...")]` and `parallel!(max_memory = "...", max_nbytes = "...")` at
+//! compile time, for a cache folder's settings file and for the `joblet` command.
 
 /// Why a size does not parse: see [`size_in_bytes`].
 ///
@@ -55,6 +55,19 @@ impl SizeError {
                 "unknown unit in `max_memory`: use k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (of 1024), as in `max_memory = \"2 GiB\"`"
             }
             SizeError::TooLarge => "`max_memory` is too large: 2^64 bytes or more",
+        }
+    }
+
+    /// The message of `parallel!(max_nbytes = "...")`, which the compiler shows at the literal.
+    pub const fn in_max_nbytes(self) -> &'static str {
+        match self {
+            SizeError::NotASize => {
+                "`max_nbytes` is not a size: write a number of bytes, or one with a unit, as in `max_nbytes = \"1M\"`"
+            }
+            SizeError::UnknownUnit => {
+                "unknown unit in `max_nbytes`: use k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (of 1024), as in `max_nbytes = \"1M\"`"
+            }
+            SizeError::TooLarge => "`max_nbytes` is too large: 2^64 bytes or more",
         }
     }
 }

@@ -155,7 +155,8 @@ impl Finder {
         if let Some(BatchSize::Fixed(e)) = &inner.batch_size {
             self.visit_expr(e);
         }
-        if let Some((_, e)) = &inner.timeout {
+        let keyed = [&inner.timeout, &inner.idle_timeout, &inner.pre_dispatch];
+        for (_, e) in keyed.into_iter().flatten() {
             self.visit_expr(e);
         }
         self.visit_expr(&inner.tasks);

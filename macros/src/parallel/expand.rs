@@ -5,14 +5,14 @@ use quote::{quote, quote_spanned};
 use syn::Ident;
 use syn::spanned::Spanned;
 
-use super::parse::{Backend, BatchSize, Model, OnError};
+use super::parse::{Backend, BatchSize, Model, OnError, ReturnAs};
 
 // Input:
 //     parallel!(n_jobs = 4, batch_size = 1000, verbose = 10; for i in 0..40000 => my_task(i))
 //
 // Output:
 //     {
-//         let __opts = Options::new(integer(4), batch_size(1000), integer(10), false);
+//         let __opts = Options::new(Some(integer(4)), batch_size(1000), integer(10), false);
 //         let __tasks = 0..40000;
 //         let __task = task_fn(&__tasks, |i| my_task(i)); // settles `i: u64`
 //         let __kind = (&&TaskKind::of(&__tasks)).kind(); // `Indexed` for a range
@@ -37,20 +37,26 @@ pub fn expand(model: &Model) -> TokenStream {
             &caught
         }
     };
-    let run = match (model.backend, model.unordered) {
+    let run = match (model.backend, model.return_as) {
         (Backend::Processes, _) => return processes(model, &opts),
         (Backend::Mpi, _) => return mpi(model, &opts),
         // The tasks outlive the call, consumed as they complete: they must own their data.
-        (Backend::Threads, true) => quote! {
+        (Backend::Threads, ReturnAs::Unordered) => quote! {
             #private::run_unordered(&#opts, #task_expr, move |#pat| #body)
         },
-        (Backend::Sequential, true) => quote! {
+        (Backend::Threads, ReturnAs::Generator) => quote! {
+            #private::run_ordered(&#opts, #task_expr, move |#pat| #body)
+        },
+        (Backend::Sequential, ReturnAs::Unordered) => quote! {
             #private::run_lazy(&#opts, #task_expr, move |#pat| #body)
         },
-        (Backend::Sequential, false) => quote! {
+        (Backend::Sequential, ReturnAs::Generator) => quote! {
+            #private::run_lazy_ordered(&#opts, #task_expr, move |#pat| #body)
+        },
+        (Backend::Sequential, ReturnAs::List) => quote! {
             #private::run_sequential(&#opts, #task_expr, |#pat| #body)
         },
-        (Backend::Threads, false) => quote! {{
+        (Backend::Threads, ReturnAs::List) => quote! {{
             let #tasks = #task_expr;
             // Typed from the input first, so that the body settles the input's type before
             // the input kind is picked from it.
@@ -58,7 +64,7 @@ pub fn expand(model: &Model) -> TokenStream {
             let #kind = {
                 // Only one of the two is used, whichever method resolution picks.
                 #[allow(unused_imports)]
-                use #private::{ViaCollect as _, ViaIndexed as _};
+                use #private::{ViaIndexed as _, ViaLazy as _};
                 (&&#private::TaskKind::of(&#tasks)).kind()
             };
             #kind.run(&#opts, #tasks, #task)
@@ -76,12 +82,15 @@ pub fn expand(model: &Model) -> TokenStream {
     }}
 }
 
-/// `let __opts = Options::new(...);`
+/// `let __opts = Options::new(...).pre_dispatch(...);`
 fn options(model: &Model, opts: &Ident) -> TokenStream {
     let private = quote!(::joblet::__private);
     let n_jobs = match &model.n_jobs {
-        Some(e) => quote_spanned!(e.span()=> #private::integer(#e)),
-        None => quote!(-1),
+        Some(e) => {
+            quote_spanned!(e.span()=> ::core::option::Option::Some(#private::integer(#e)))
+        }
+        // `JOBLET_N_JOBS`, or every core.
+        None => quote!(::core::option::Option::None),
     };
     let batch = match &model.batch_size {
         Some(BatchSize::Fixed(e)) => quote_spanned!(e.span()=> #private::batch_size(#e)),
@@ -95,7 +104,11 @@ fn options(model: &Model, opts: &Ident) -> TokenStream {
         Some(e) => quote_spanned!(e.span()=> (#e)),
         None => quote!(false),
     };
-    quote!(let #opts = #private::Options::new(#n_jobs, #batch, #verbose, #progress);)
+    let pre_dispatch = model
+        .pre_dispatch
+        .as_ref()
+        .map(|(_, e)| quote_spanned!(e.span()=> .pre_dispatch(#e)));
+    quote!(let #opts = #private::Options::new(#n_jobs, #batch, #verbose, #progress) #pre_dispatch;)
 }
 
 // Input:
@@ -104,8 +117,8 @@ fn options(model: &Model, opts: &Ident) -> TokenStream {
 // Output:
 //     {
 //         ::joblet::__private::enabled::<()>(); // fails at `processes` without the backend
-//         let __opts = Options::new(integer(2), Batch::Auto, 0, false);
-//         let __isolation = Isolation::new();
+//         let __opts = Options::new(Some(integer(2)), Batch::Auto, 0, false);
+//         let __settings = ProcessOptions::new();
 //         { /* `scale` must be Serialize + DeserializeOwned, checked at `scale` */ }
 //         let __captures = (&scale, ());
 //         let __tasks = 0..n;
@@ -114,11 +127,11 @@ fn options(model: &Model, opts: &Ident) -> TokenStream {
 //             let (scale,) = ((&&Place(&__captures.0)).get(),);
 //             scale * my_task(i)
 //         });
-//         run_processes(&__opts, __isolation, OnError::Continue, __tasks, &__captures, __body)
+//         run_processes(&__opts, __settings, OnError::Stop, __tasks, &__captures, __body)
 //     }
 fn processes(model: &Model, opts: &Ident) -> TokenStream {
     let private = quote!(::joblet::__private);
-    let isolation = Ident::new("__isolation", Span::mixed_site());
+    let settings = Ident::new("__settings", Span::mixed_site());
     let captures = Ident::new("__captures", Span::mixed_site());
     let tasks = Ident::new("__tasks", Span::mixed_site());
     let body_fn = Ident::new("__body", Span::mixed_site());
@@ -130,16 +143,17 @@ fn processes(model: &Model, opts: &Ident) -> TokenStream {
         .timeout
         .as_ref()
         .map(|(_, e)| quote_spanned!(e.span()=> .timeout(#private::timeout(#e))));
-    // Parsed at compile time: a size that does not parse is an error at the literal.
+    let idle_timeout = model
+        .idle_timeout
+        .as_ref()
+        .map(|(_, e)| quote_spanned!(e.span()=> .idle_timeout(#private::timeout(#e))));
     let max_memory = model.max_memory.as_ref().map(|(_, lit)| {
-        quote_spanned! {lit.span()=>
-            .max_memory(const {
-                match #private::size_in_bytes(#lit) {
-                    ::core::result::Result::Ok(bytes) => bytes,
-                    ::core::result::Result::Err(why) => ::core::panic!("{}", why.in_max_memory()),
-                }
-            })
-        }
+        let bytes = size(lit, quote!(in_max_memory));
+        quote!(.max_memory(#bytes))
+    });
+    let max_nbytes = model.max_nbytes.as_ref().map(|(_, lit)| {
+        let bytes = size(lit, quote!(in_max_nbytes));
+        quote!(.max_nbytes(#bytes))
     });
     let names = &model.captures;
     let checks = names.iter().map(check_capture);
@@ -163,21 +177,23 @@ fn processes(model: &Model, opts: &Ident) -> TokenStream {
         }
     });
     // `collect` returns `Result`s; the others raise the first failure, at once or at the end.
-    // Unordered runs raise failures as they are reached: `continue` there (the only choice
-    // besides `stop`) means the run goes on until the consumer stops.
+    // The iterators raise failures as they are reached, and stop at the first.
     let how = match model.on_error() {
         OnError::Stop => quote!(#private::OnError::Stop),
         OnError::Continue | OnError::Collect => quote!(#private::OnError::Continue),
     };
-    let run = match (model.unordered, model.on_error()) {
-        (true, _) => quote! {
-            #private::run_processes_unordered(&#opts, #isolation, #how, #tasks, &#captures, #body_fn)
+    let run = match (model.return_as, model.on_error()) {
+        (ReturnAs::Unordered, _) => quote! {
+            #private::run_processes_unordered(&#opts, #settings, #tasks, &#captures, #body_fn)
         },
-        (false, OnError::Collect) => quote! {
-            #private::run_processes_collect(&#opts, #isolation, #tasks, &#captures, #body_fn)
+        (ReturnAs::Generator, _) => quote! {
+            #private::run_processes_ordered(&#opts, #settings, #tasks, &#captures, #body_fn)
         },
-        (false, OnError::Stop | OnError::Continue) => quote! {
-            #private::run_processes(&#opts, #isolation, #how, #tasks, &#captures, #body_fn)
+        (ReturnAs::List, OnError::Collect) => quote! {
+            #private::run_processes_collect(&#opts, #settings, #tasks, &#captures, #body_fn)
+        },
+        (ReturnAs::List, OnError::Stop | OnError::Continue) => quote! {
+            #private::run_processes(&#opts, #settings, #how, #tasks, &#captures, #body_fn)
         },
     };
     let items_check = quote_spanned!(task_expr.span()=> #private::items_sendable(&#tasks););
@@ -185,7 +201,7 @@ fn processes(model: &Model, opts: &Ident) -> TokenStream {
     quote! {{
         #enabled
         #options
-        let #isolation = #private::Isolation::new() #timeout #max_memory;
+        let #settings = #private::ProcessOptions::new() #timeout #max_memory #max_nbytes #idle_timeout;
         #(#checks)*
         let #captures = #list;
         let #tasks = #task_expr;
@@ -205,7 +221,7 @@ fn processes(model: &Model, opts: &Ident) -> TokenStream {
 // Output:
 //     {
 //         ::joblet::__private::mpi_enabled::<()>(); // fails at `mpi` without the backend
-//         let __opts = Options::new(integer(2), Batch::Auto, 0, false);
+//         let __opts = Options::new(Some(integer(2)), Batch::Auto, 0, false);
 //         let __tasks = 0..40000; // on every rank: every rank runs the program
 //         let __task = task_fn(&__tasks, |i| my_task(i));
 //         results_travel(&__tasks, &__task); // the result must be Serialize + Deserialize
@@ -228,6 +244,20 @@ fn mpi(model: &Model, opts: &Ident) -> TokenStream {
         #check
         #private::run_mpi(&#opts, #tasks, #task)
     }}
+}
+
+/// A size literal as bytes, parsed at compile time: one that does not parse is an error at
+/// the literal, with the message `SizeError::#message` gives.
+fn size(lit: &syn::LitStr, message: TokenStream) -> TokenStream {
+    let private = quote!(::joblet::__private);
+    quote_spanned! {lit.span()=>
+        const {
+            match #private::size_in_bytes(#lit) {
+                ::core::result::Result::Ok(bytes) => bytes,
+                ::core::result::Result::Err(why) => ::core::panic!("{}", why.#message()),
+            }
+        }
+    }
 }
 
 /// Checks at `name` that a captured variable can travel to a worker, with a message naming it.

@@ -16,8 +16,12 @@ pub struct Model {
     pub batch_size: Option<BatchSize>,
     pub verbose: Option<Expr>,
     pub progress: Option<Expr>,
-    /// `return_as = unordered`: an iterator in completion order instead of a `Vec`.
-    pub unordered: bool,
+    /// `return_as`: a `Vec`, or an iterator in input or completion order; with its value's
+    /// token, where errors about it point.
+    pub return_as: ReturnAs,
+    pub return_as_token: Option<Ident>,
+    /// `pre_dispatch = N`: batches dispatched ahead of the results taken.
+    pub pre_dispatch: Option<(Ident, Expr)>,
     pub on_error: Option<OnError>,
     /// The key of `on_error`, where errors about it point.
     pub on_error_key: Option<Ident>,
@@ -25,6 +29,10 @@ pub struct Model {
     pub timeout: Option<(Ident, Expr)>,
     /// `max_memory = "2 GiB"`, with its key.
     pub max_memory: Option<(Ident, LitStr)>,
+    /// `max_nbytes = "1M"`, with its key.
+    pub max_nbytes: Option<(Ident, LitStr)>,
+    /// `idle_timeout = <duration>`, with its key.
+    pub idle_timeout: Option<(Ident, Expr)>,
     /// The `processes` or `mpi` token, where a build without the backend reports it.
     pub backend_token: Option<Ident>,
     /// What the body captures, with `backend = processes`: found once the call is checked
@@ -47,12 +55,23 @@ pub enum Backend {
 /// What a run does when a task fails: `on_error = stop | continue | collect`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
-    /// The default on threads: no batch starts after the first failure, which is raised.
+    /// The default on every backend: no batch starts after the first failure, which is raised.
     Stop,
-    /// The default on processes: every task runs, then the first failure is raised.
+    /// Every task runs, then the first failure is raised.
     Continue,
     /// Every task runs; the result is a `Vec<Result<R, TaskError>>`.
     Collect,
+}
+
+/// What a call returns: `return_as = list | generator | unordered`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ReturnAs {
+    /// A `Vec` in input order, the default.
+    List,
+    /// An iterator in input order.
+    Generator,
+    /// An iterator in completion order.
+    Unordered,
 }
 
 pub enum BatchSize {
@@ -68,9 +87,12 @@ const OPTIONS: &[&str] = &[
     "verbose",
     "progress",
     "return_as",
+    "pre_dispatch",
     "on_error",
     "timeout",
     "max_memory",
+    "max_nbytes",
+    "idle_timeout",
 ];
 const BACKENDS: &str = "`threads`, `processes`, `mpi` or `sequential`";
 
@@ -88,11 +110,15 @@ impl Model {
             batch_size: None,
             verbose: None,
             progress: None,
-            unordered: false,
+            return_as: ReturnAs::List,
+            return_as_token: None,
+            pre_dispatch: None,
             on_error: None,
             on_error_key: None,
             timeout: None,
             max_memory: None,
+            max_nbytes: None,
+            idle_timeout: None,
             backend_token: None,
             captures: Vec::new(),
             pat: Pat::Verbatim(TokenStream::new()),
@@ -210,15 +236,24 @@ impl Model {
             "return_as" => {
                 let how = input.call(Ident::parse_any)?;
                 match how.to_string().as_str() {
-                    "list" => self.unordered = false,
-                    "unordered" => self.unordered = true,
+                    "list" => self.return_as = ReturnAs::List,
+                    "generator" => self.return_as = ReturnAs::Generator,
+                    "unordered" => self.return_as = ReturnAs::Unordered,
                     _ => errors.error(
                         how.span(),
                         format!(
-                            "unknown `return_as = {how}`; expected `list` (a `Vec` in input order, the default) or `unordered` (an iterator in completion order)"
+                            "unknown `return_as = {how}`; expected `list` (a `Vec` in input order, the default), `generator` (an iterator in input order) or `unordered` (an iterator in completion order)"
                         ),
                     ),
                 }
+                self.return_as_token = Some(how);
+            }
+            "pre_dispatch" => {
+                let e: Expr = input.parse()?;
+                if is_zero(&e) {
+                    errors.spanned(&e, "`pre_dispatch = 0` would never dispatch a batch: give a positive number of batches, as in `pre_dispatch = 2 * n_jobs`");
+                }
+                self.pre_dispatch = Some((key.clone(), e));
             }
             "progress" => self.progress = Some(input.parse()?),
             "on_error" => {
@@ -240,18 +275,9 @@ impl Model {
                 self.on_error_key = Some(key.clone());
             }
             "timeout" => self.timeout = Some((key.clone(), input.parse()?)),
-            "max_memory" => {
-                let value: Expr = input.parse()?;
-                match value {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Str(lit), ..
-                    }) => self.max_memory = Some((key.clone(), lit)),
-                    other => errors.spanned(
-                        other,
-                        "`max_memory` takes a string literal, as in `max_memory = \"2 GiB\"`",
-                    ),
-                }
-            }
+            "idle_timeout" => self.idle_timeout = Some((key.clone(), input.parse()?)),
+            "max_memory" => self.max_memory = size(&key, input, errors, "2 GiB")?,
+            "max_nbytes" => self.max_nbytes = size(&key, input, errors, "1M")?,
             "backend" => {
                 let backend = input.call(Ident::parse_any)?;
                 match backend.to_string().as_str() {
@@ -283,14 +309,31 @@ impl Model {
     }
 }
 
+/// The value of a size option: a string literal, parsed where the expansion uses it.
+fn size(
+    key: &Ident,
+    input: ParseStream,
+    errors: &mut Errors,
+    example: &str,
+) -> syn::Result<Option<(Ident, LitStr)>> {
+    match input.parse::<Expr>()? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(Some((key.clone(), lit))),
+        other => {
+            errors.spanned(
+                other,
+                format!("`{key}` takes a string literal, as in `{key} = \"{example}\"`"),
+            );
+            Ok(None)
+        }
+    }
+}
+
 impl Model {
-    /// What a failure does: `on_error`, or the backend's default.
+    /// What a failure does: `on_error`, or the default on every backend, `stop`, as joblib.
     pub fn on_error(&self) -> OnError {
-        self.on_error.unwrap_or(match self.backend {
-            // Isolation is the point of processes: a crash costs one task, not the run.
-            Backend::Processes => OnError::Continue,
-            Backend::Threads | Backend::Sequential | Backend::Mpi => OnError::Stop,
-        })
+        self.on_error.unwrap_or(OnError::Stop)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Checks of a parsed `parallel!` call's options against each other: an option that needs
 //! another, or that another excludes. Each mistake is reported at its option, all at once.
 
-use super::parse::{Backend, Model, OnError};
+use super::parse::{Backend, Model, OnError, ReturnAs};
 use crate::errors::Errors;
 
 /// Reports every option that the others exclude, or that needs one missing.
@@ -19,7 +19,32 @@ pub fn check(model: &Model, errors: &mut Errors) {
                 ),
             );
         }
+        let workers = [
+            model
+                .max_nbytes
+                .as_ref()
+                .map(|(key, _)| (key, "threads share arrays without copying them")),
+            model.idle_timeout.as_ref().map(|(key, _)| {
+                (
+                    key,
+                    "it is how long worker processes wait for the next call",
+                )
+            }),
+        ];
+        for (key, why) in workers.into_iter().flatten() {
+            errors.error(
+                key.span(),
+                format!(
+                    "`{key}` needs `backend = processes`: {why}; add `backend = processes`, or remove `{key}`"
+                ),
+            );
+        }
     }
+    let how = match model.return_as {
+        ReturnAs::List => None,
+        ReturnAs::Generator => Some("generator"),
+        ReturnAs::Unordered => Some("unordered"),
+    };
     if model.backend == Backend::Mpi {
         if let (Some(key), Some(OnError::Continue | OnError::Collect)) =
             (&model.on_error_key, model.on_error)
@@ -29,20 +54,29 @@ pub fn check(model: &Model, errors: &mut Errors) {
                 "with `backend = mpi`, a failed task ends the whole job; remove `on_error`",
             );
         }
-        if model.unordered {
+        if let (Some(how), Some(token)) = (how, &model.return_as_token) {
             errors.error(
-                model.backend_token.as_ref().expect("set with `mpi`").span(),
-                "`return_as = unordered` is not available with `backend = mpi`: every rank gets the whole `Vec` once all ranks are done",
+                token.span(),
+                format!(
+                    "`return_as = {how}` is not available with `backend = mpi`: every rank gets the whole `Vec` once all ranks are done; remove `return_as`"
+                ),
+            );
+        }
+        if let Some((key, _)) = &model.pre_dispatch {
+            errors.error(
+                key.span(),
+                "`pre_dispatch` is not available with `backend = mpi`: every rank builds its tasks whole; remove `pre_dispatch`",
             );
         }
     }
-    if model.unordered
-        && let (Some(key), Some(OnError::Continue | OnError::Collect)) =
-            (&model.on_error_key, model.on_error)
+    if let (Some(how), Some(key), Some(OnError::Continue | OnError::Collect)) =
+        (how, &model.on_error_key, model.on_error)
     {
         errors.error(
-                key.span(),
-                "`return_as = unordered` raises each failure as its result is reached; remove `on_error`, or `return_as` to collect the failures",
-            );
+            key.span(),
+            format!(
+                "`return_as = {how}` raises each failure as its result is reached; remove `on_error`, or `return_as` to collect the failures"
+            ),
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The runtime of `parallel!`: what every backend shares (options and what `batch_size =
-//! auto` means, failures, progress output, `tracing`, a run's state, the unordered iterator),
-//! and one file or folder per backend: threads, sequential, processes, mpi.
+//! auto` means, failures, progress output, `tracing`, a run's state, the lazy run and the
+//! iterators `return_as` gives), and one file or folder per backend: threads, sequential,
+//! processes, mpi.
 //!
 //! A backend runs a call's tasks and hands back their results; the shared files say how a
 //! run is reported and how it fails, so that every backend reports and fails alike.
@@ -10,22 +11,25 @@ pub(crate) mod mpi;
 mod options;
 pub(crate) mod processes;
 mod progress;
+mod results;
 mod run;
 mod sequential;
+mod stream;
 mod tasks;
 #[cfg(feature = "threads")]
 mod threads;
 mod trace;
-mod unordered;
 
 pub use failure::{OnError, TaskError, TaskErrorKind, TaskPanic, catch, collected, unwrap_all};
-pub use options::{Batch, Integer, Options, batch_size, integer};
+pub use options::{
+    Batch, Integer, N_JOBS_ENV, Options, ZeroJobs, batch_size, cpu_count, effective_n_jobs, integer,
+};
+pub use results::{Ordered, Unordered};
 #[cfg(not(feature = "threads"))]
-pub use sequential::{run_iter, run_unordered};
-pub use sequential::{run_lazy, run_sequential};
+pub use sequential::{run_iter, run_ordered, run_unordered};
+pub use sequential::{run_lazy, run_lazy_ordered, run_sequential};
 #[cfg(feature = "threads")]
 pub use tasks::IndexedTasks;
-pub use tasks::{Collected, Indexed, TaskKind, ViaCollect, ViaIndexed, task_fn};
+pub use tasks::{Indexed, Lazy, TaskKind, ViaIndexed, ViaLazy, task_fn};
 #[cfg(feature = "threads")]
-pub use threads::{run_iter, run_unordered};
-pub use unordered::Unordered;
+pub use threads::{run_iter, run_ordered, run_unordered};

@@ -1,4 +1,5 @@
-//! Progress output: joblib's `[Parallel(n_jobs=N)]: Done ...` lines on stderr, or a live bar.
+//! Progress output: joblib's `[Parallel(n_jobs=N)]: Done ...` lines on stderr (on stdout from
+//! `verbose = 50`, as joblib), character for character, or a live bar.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -55,13 +56,22 @@ impl Progress {
             enabled: verbose > 0 || bar.is_some(),
             bar,
         };
-        if verbose > 0 {
+        // joblib's sequential runs take a path of their own, which does not say this.
+        if verbose > 0 && !matches!(backend, Backend::Sequential) {
             progress.print(&format!(
                 "Using backend {} with {workers} concurrent workers.",
                 backend.joblib()
             ));
         }
         progress
+    }
+
+    /// joblib's width of the counts: the digits of the total, or 3 when it is not known.
+    fn width(&self) -> usize {
+        match self.total {
+            Some(total) if total > 0 => total.ilog10() as usize + 1,
+            _ => 3,
+        }
     }
 
     /// Counts a finished task, and shows the progress.
@@ -75,10 +85,18 @@ impl Progress {
             // Lines from several workers must not interleave.
             let _printing = self.printing.lock().unwrap_or_else(|e| e.into_inner());
             if !skip_line(done / self.batch - 1, self.verbose) {
-                self.print(&format!(
-                    "Done {done:>5} tasks      | elapsed: {}",
-                    short_time(self.start.elapsed().as_secs_f64())
-                ));
+                let (width, elapsed) = (self.width(), self.elapsed());
+                self.print(&match self.total {
+                    Some(total) => {
+                        format!("Done {done:>width$} out of {total:>width$} | elapsed: {elapsed}")
+                    }
+                    // As wide as the line with a total would be.
+                    None => format!(
+                        "Done {done:>width$} tasks {:pad$}| elapsed: {elapsed}",
+                        "",
+                        pad = "out of ".len() + width - "tasks".len()
+                    ),
+                });
             }
         }
     }
@@ -87,9 +105,9 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish();
         } else if self.verbose > 0 {
+            let (width, elapsed) = (self.width(), self.elapsed());
             self.print(&format!(
-                "Done {count:>5} out of {count:>5} | elapsed: {} finished",
-                short_time(self.start.elapsed().as_secs_f64())
+                "Done {count:>width$} out of {count:>width$} | elapsed: {elapsed} finished"
             ));
         }
     }
@@ -100,9 +118,18 @@ impl Progress {
         }
     }
 
+    fn elapsed(&self) -> String {
+        short_time(self.start.elapsed().as_secs_f64())
+    }
+
     fn print(&self, line: &str) {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "[Parallel(n_jobs={})]: {line}", self.workers);
+        let line = format!("[Parallel(n_jobs={})]: {line}\n", self.workers);
+        // One write, so that lines from several workers never mix.
+        let _ = if self.verbose < 50 {
+            std::io::stderr().lock().write_all(line.as_bytes())
+        } else {
+            std::io::stdout().lock().write_all(line.as_bytes())
+        };
     }
 }
 
@@ -121,12 +148,12 @@ fn skip_line(index: usize, verbose: u32) -> bool {
     next.floor() == now.floor()
 }
 
-/// joblib's `short_format_time`.
+/// joblib's `short_format_time`: `" %5.1fs"`, or `"%4.1fmin"` past a minute.
 fn short_time(secs: f64) -> String {
     if secs > 60.0 {
         format!("{:4.1}min", secs / 60.0)
     } else {
-        format!("{secs:5.1}s")
+        format!(" {secs:5.1}s")
     }
 }
 
@@ -141,7 +168,7 @@ mod tests {
         assert_eq!(shown(11), 100);
         assert!(shown(10) < 20 && shown(10) > 5, "{}", shown(10));
         assert!(shown(5) < shown(10));
-        assert_eq!(short_time(0.123), "  0.1s");
+        assert_eq!(short_time(0.123), "   0.1s");
         assert_eq!(short_time(125.0), " 2.1min");
     }
 }

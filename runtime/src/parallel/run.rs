@@ -6,7 +6,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::failure::TaskPanic;
+use super::failure::{Failure, Payload, raise};
 use super::options::{Backend, Options};
 use super::progress::Progress;
 use super::trace::{CountTask, Trace};
@@ -22,7 +22,8 @@ pub(crate) struct Run {
     /// Set once no batch may start: a task failed (and the run stops at a failure), or the
     /// consumer of an unordered run went away.
     pub(crate) stopping: AtomicBool,
-    failure: Mutex<Option<TaskPanic>>,
+    /// The first task that failed, and its payload.
+    failure: Mutex<Option<(usize, Payload)>>,
     /// The `tracing` subscriber active where `parallel!` was called (also a scoped one), for
     /// the workers to log to; `None` when there is none to pass on. (A build with neither
     /// threads nor processes runs every task on the calling thread.)
@@ -37,7 +38,7 @@ impl Run {
         total: Option<usize>,
         workers: usize,
         backend: Backend,
-        unordered: bool,
+        return_as: &'static str,
     ) -> Self {
         Run {
             progress: Progress::start(opts, total, workers, backend),
@@ -48,7 +49,7 @@ impl Run {
                 let caller = tracing::dispatcher::get_default(Clone::clone);
                 (!caller.is::<tracing::subscriber::NoSubscriber>()).then_some(caller)
             },
-            trace: Trace::start(opts.batch, total, workers, backend, unordered),
+            trace: Trace::start(opts.batch, total, workers, backend, return_as),
         }
     }
 
@@ -85,11 +86,15 @@ impl Run {
     fn fail(&self, index: usize, payload: Box<dyn Any + Send>) -> ! {
         self.stopping.store(true, Ordering::Relaxed);
         self.trace.failed.fetch_add(1, Ordering::Relaxed);
+        let payload = Payload::new(payload);
         let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if first.is_none() {
-            *first = Some(TaskPanic::new(index, payload));
+            *first = Some((index, payload));
+        } else {
+            drop(first);
+            // A later failure's payload, dropped before unwinding (and safely: see `Payload`).
+            drop(payload);
         }
-        drop(first);
         panic::resume_unwind(Box::new(Cancelled));
     }
 
@@ -102,17 +107,32 @@ impl Run {
                 results
             }
             Err(other) => {
-                self.progress.abandon();
-                let failure = self.failure.into_inner().unwrap_or_else(|e| e.into_inner());
-                if let Some(failure) = &failure {
-                    self.trace.task_failed(failure.index(), failure);
-                }
-                self.trace.finish(self.trace.done());
+                let failure = self
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
                 match failure {
-                    Some(failure) => panic::resume_unwind(Box::new(failure)),
-                    None => panic::resume_unwind(other),
+                    Some((index, payload)) => {
+                        drop(other);
+                        self.failed(index, Failure::Panicked(payload))
+                    }
+                    None => {
+                        self.progress.abandon();
+                        self.trace.finish(self.trace.done());
+                        panic::resume_unwind(other)
+                    }
                 }
             }
         }
+    }
+
+    /// Ends a run that failed at task `index`: reports it, and raises it in the caller.
+    #[cold]
+    pub(crate) fn failed(&self, index: usize, failure: Failure) -> ! {
+        self.progress.abandon();
+        self.trace.task_failed(index, &failure.describe(index));
+        self.trace.finish(self.trace.done());
+        raise(index, failure)
     }
 }

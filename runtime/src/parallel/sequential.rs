@@ -1,17 +1,19 @@
 //! The sequential backend: tasks one after the other on the calling thread (`backend =
 //! sequential`, and every run of a build without the `threads` feature), and the lazy form of
-//! `return_as = unordered`, whose tasks run as their results are asked for.
+//! `return_as = unordered` and `generator`, whose tasks run as their results are asked for.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
+use super::failure::{Failure, Payload};
 use super::options::{Backend, Options};
+use super::results::{Ordered, Outcomes, Unordered};
 use super::run::Run;
+use super::stream::Outcome;
 use super::trace::{BatchClock, Trace};
-use super::unordered::{Outcome, Unordered};
 
 /// The exact number of tasks, when the iterator tells.
-fn exact_len(iter: &impl Iterator) -> Option<usize> {
+pub(crate) fn exact_len(iter: &impl Iterator) -> Option<usize> {
     match iter.size_hint() {
         (lo, Some(hi)) if lo == hi => Some(lo),
         _ => None,
@@ -26,7 +28,7 @@ where
     F: Fn(I::Item) -> R,
 {
     let iter = tasks.into_iter();
-    let run = Run::new(opts, exact_len(&iter), 1, Backend::Sequential, false);
+    let run = Run::new(opts, exact_len(&iter), 1, Backend::Sequential, "list");
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         run.trace.span.in_scope(|| {
             let mut batch = run.trace.batch(opts.batch.sequential());
@@ -54,17 +56,35 @@ where
     F: Fn(I::Item) -> R + Send + 'static,
     R: 'static,
 {
+    Unordered::new(Box::new(lazy(opts, tasks, f, "unordered")))
+}
+
+/// Runs each task when its result is asked for, in input order: `return_as = generator` on
+/// the sequential backend, and on every backend without the `threads` feature.
+pub fn run_lazy_ordered<I, F, R>(opts: &Options, tasks: I, f: F) -> Ordered<R>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    F: Fn(I::Item) -> R + Send + 'static,
+    R: 'static,
+{
+    Ordered::new(Box::new(lazy(opts, tasks, f, "generator")))
+}
+
+fn lazy<I, F>(opts: &Options, tasks: I, f: F, return_as: &'static str) -> Lazy<I::IntoIter, F>
+where
+    I: IntoIterator,
+{
     let iter = tasks.into_iter();
-    let total = iter.size_hint().0;
-    let lazy = Lazy {
-        trace: Trace::start(opts.batch, exact_len(&iter), 1, Backend::Sequential, true),
+    let total = exact_len(&iter);
+    Lazy {
+        trace: Trace::start(opts.batch, total, 1, Backend::Sequential, return_as),
         tasks: iter.enumerate(),
         f,
         batch_size: opts.batch.sequential(),
         batch: None,
         finished: false,
-    };
-    Unordered::lazy(total, lazy)
+    }
 }
 
 /// The tasks of a lazy run, each run in the run's span as its result is asked for.
@@ -93,14 +113,15 @@ impl<I, F> Lazy<I, F> {
     }
 }
 
-impl<I, F, R> Iterator for Lazy<I, F>
+impl<I, F, R> Outcomes<R> for Lazy<I, F>
 where
-    I: Iterator,
-    F: Fn(I::Item) -> R,
+    I: Iterator + Send,
+    F: Fn(I::Item) -> R + Send,
 {
-    type Item = Outcome<R>;
-
-    fn next(&mut self) -> Option<Outcome<R>> {
+    fn next_outcome(&mut self) -> Option<(usize, Outcome<R>)> {
+        if self.finished {
+            return None;
+        }
         let Some((i, item)) = self.tasks.next() else {
             self.finish();
             return None;
@@ -111,14 +132,25 @@ where
             .trace
             .span
             .in_scope(|| panic::catch_unwind(AssertUnwindSafe(|| f(item))));
-        if outcome.is_ok() {
-            if self.trace.count(batch, self.batch_size) {
-                self.batch = None;
+        match outcome {
+            Ok(value) => {
+                if self.trace.count(batch, self.batch_size) {
+                    self.batch = None;
+                }
+                Some((i, Ok(value)))
             }
-        } else {
-            self.trace.failed.fetch_add(1, Ordering::Relaxed);
+            Err(payload) => {
+                self.trace.failed.fetch_add(1, Ordering::Relaxed);
+                let failure = Failure::Panicked(Payload::new(payload));
+                self.trace.task_failed(i, &failure.describe(i));
+                self.finish();
+                Some((i, Err(failure)))
+            }
         }
-        Some((i, outcome))
+    }
+
+    fn left(&self) -> Option<usize> {
+        exact_len(&self.tasks)
     }
 }
 
@@ -138,6 +170,18 @@ where
     R: 'static,
 {
     run_lazy(opts, tasks, f)
+}
+
+/// Without the `threads` feature, the generator form is the lazy one.
+#[cfg(not(feature = "threads"))]
+pub fn run_ordered<I, F, R>(opts: &Options, tasks: I, f: F) -> Ordered<R>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    F: Fn(I::Item) -> R + Send + 'static,
+    R: 'static,
+{
+    run_lazy_ordered(opts, tasks, f)
 }
 
 /// Without the `threads` feature, every run is sequential.

@@ -1,5 +1,5 @@
 //! How a `parallel!` input is run, picked by its type: indexed collections (ranges, vectors,
-//! slices, arrays) go to rayon where they are; anything else is collected first.
+//! slices, arrays) go to rayon where they are; anything else is read lazily, batch by batch.
 
 use super::options::Options;
 #[cfg(not(feature = "threads"))]
@@ -9,12 +9,12 @@ use super::threads::{run_indexed, run_iter};
 
 /// Picks how a `parallel!` input is run, by autoref specialization on its type: indexed
 /// collections (ranges, vectors, slices, arrays) go to rayon as they are; anything else is
-/// collected into a vector first.
+/// read as batches are dispatched.
 ///
 /// ```
-/// use joblet_runtime::__private::{Options, Batch, TaskKind, ViaCollect as _, ViaIndexed as _};
+/// use joblet_runtime::__private::{Options, Batch, TaskKind, ViaIndexed as _, ViaLazy as _};
 ///
-/// let opts = Options::new(2, Batch::Auto, 0, false);
+/// let opts = Options::new(Some(2), Batch::Auto, 0, false);
 /// let tasks = (0..10).filter(|x| x % 2 == 0);
 /// let kind = (&&TaskKind::of(&tasks)).kind();
 /// assert_eq!(kind.run(&opts, tasks, |x| x * 10), vec![0, 20, 40, 60, 80]);
@@ -42,8 +42,8 @@ where
 /// An indexed input.
 pub struct Indexed;
 
-/// Any other input: collected first.
-pub struct Collected;
+/// Any other input: read lazily.
+pub struct Lazy;
 
 /// Selects [`Indexed`]; tried first.
 pub trait ViaIndexed {
@@ -51,10 +51,10 @@ pub trait ViaIndexed {
     fn kind(&self) -> Indexed;
 }
 
-/// Selects [`Collected`]; tried one dereference later.
-pub trait ViaCollect {
+/// Selects [`Lazy`]; tried one dereference later.
+pub trait ViaLazy {
     /// The kind.
-    fn kind(&self) -> Collected;
+    fn kind(&self) -> Lazy;
 }
 
 #[cfg(feature = "threads")]
@@ -64,9 +64,9 @@ impl<I: IndexedTasks> ViaIndexed for &TaskKind<I> {
     }
 }
 
-impl<I> ViaCollect for TaskKind<I> {
-    fn kind(&self) -> Collected {
-        Collected
+impl<I> ViaLazy for TaskKind<I> {
+    fn kind(&self) -> Lazy {
+        Lazy
     }
 }
 
@@ -201,7 +201,7 @@ wrapping_from!(
 );
 
 #[cfg(feature = "threads")]
-impl Collected {
+impl Lazy {
     /// Runs the tasks.
     pub fn run<I, F, R>(self, opts: &Options, tasks: I, f: F) -> Vec<R>
     where
@@ -215,7 +215,7 @@ impl Collected {
 }
 
 #[cfg(not(feature = "threads"))]
-impl Collected {
+impl Lazy {
     /// Runs the tasks, one after the other (this build has no `threads` feature).
     pub fn run<I, F, R>(self, opts: &Options, tasks: I, f: F) -> Vec<R>
     where

@@ -1,20 +1,24 @@
 //! The threads backend: tasks on rayon thread pools, built once per size and kept for the
-//! life of the process. Each task runs under `catch_unwind`: the first panic records the
-//! task's index, stops the tasks that have not started, and reaches the caller as a
-//! [`TaskPanic`](super::TaskPanic) holding the original payload.
+//! life of the process. Indexed inputs run in place, each rayon job a batch; any other input,
+//! and every `generator` and `unordered` run, is read lazily through a
+//! [`Stream`](super::stream::Stream), a job per batch. Each task runs under `catch_unwind`:
+//! the first panic stops the tasks that have not started, and reaches the caller.
 
-use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::failure::{Failure, Payload, raise};
 use super::options::{Backend, Options};
+use super::results::{Ordered, Unordered};
 use super::run::{Cancelled, Run};
-use super::sequential::run_lazy;
+use super::sequential::{exact_len, run_lazy, run_lazy_ordered};
+use super::stream::{self, Done, Order, Stream};
 use super::trace::{BatchScope, CountTask};
-use super::unordered::Unordered;
 
 std::thread_local! {
     /// Set on joblet's own worker threads: a `parallel!` run there is nested.
@@ -26,23 +30,39 @@ fn on_worker_thread() -> bool {
     IN_WORKER.with(std::cell::Cell::get)
 }
 
-/// The pool of `n` workers, built at its first use and kept for the life of the process
-/// (one pool, and `n` threads, per distinct `n_jobs` a program uses).
-fn pool(n: usize) -> &'static rayon::ThreadPool {
-    static POOLS: OnceLock<Mutex<HashMap<usize, &'static rayon::ThreadPool>>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    pools.entry(n).or_insert_with(|| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(move |i| format!("joblet-{n}-{i}"))
-            .start_handler(|_| IN_WORKER.with(|w| w.set(true)))
-            .build()
-            .expect("cannot start worker threads");
-        Box::leak(Box::new(pool))
-    })
+/// A pool of worker threads, and the background runs given up while their tasks still ran on
+/// it: a new run goes to another pool meanwhile, rather than wait for tasks nobody wants.
+struct Pool {
+    threads: rayon::ThreadPool,
+    size: usize,
+    abandoned: AtomicUsize,
+}
+
+/// A pool of `n` workers that no given-up run occupies: built at its first use and kept for
+/// the life of the process (one pool per distinct `n_jobs` a program uses, and one more while
+/// a given-up run's tasks still run on it).
+fn pool(n: usize) -> &'static Pool {
+    static POOLS: Mutex<Vec<&'static Pool>> = Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    let free = pools
+        .iter()
+        .find(|p| p.size == n && p.abandoned.load(Ordering::Acquire) == 0);
+    if let Some(pool) = free {
+        return pool;
+    }
+    let threads = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(move |i| format!("joblet-{n}-{i}"))
+        .start_handler(|_| IN_WORKER.with(|w| w.set(true)))
+        .build()
+        .expect("cannot start worker threads");
+    let pool = Box::leak(Box::new(Pool {
+        threads,
+        size: n,
+        abandoned: AtomicUsize::new(0),
+    }));
+    pools.push(pool);
+    pool
 }
 
 /// Runs the tasks of an indexed collection (range, vector, slice) on `n_jobs` threads,
@@ -65,7 +85,7 @@ where
     } else {
         opts.workers()
     };
-    let run = Run::new(opts, Some(total), workers, Backend::Threads, false);
+    let run = Run::new(opts, Some(total), workers, Backend::Threads, "list");
     let (min, max) = opts.batch.rayon_bounds();
     let tasks = iter.enumerate().with_min_len(min).with_max_len(max);
     // Each rayon job is a batch: it checks for a failure before it starts, and runs under
@@ -94,74 +114,15 @@ where
             job()
         } else {
             // Also for one worker: outside `install`, rayon would use its global pool.
-            pool(workers).install(job)
+            pool(workers).threads.install(job)
         }
     }));
     run.finish(outcome)
 }
 
-/// Starts the tasks in the background and returns their results as they complete
-/// (`return_as = unordered`). The tasks own what they use, since they outlive the call.
-pub fn run_unordered<I, F, R>(opts: &Options, tasks: I, f: F) -> Unordered<R>
-where
-    I: IntoIterator,
-    I::Item: Send + 'static,
-    F: Fn(I::Item) -> R + Sync + Send + 'static,
-    R: Send + 'static,
-{
-    if on_worker_thread() {
-        // Consumed inside a worker, background tasks on this pool could wait forever for
-        // the worker that waits for them: run lazily, in place, instead.
-        return run_lazy(opts, tasks.into_iter().collect::<Vec<_>>(), f);
-    }
-    let items: Vec<I::Item> = tasks.into_iter().collect();
-    let total = items.len();
-    let workers = opts.workers();
-    let run = Arc::new(Run::new(opts, Some(total), workers, Backend::Threads, true));
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let background = run.clone();
-    let (min, max) = opts.batch.rayon_bounds();
-    pool(workers).spawn(move || {
-        let run = &background;
-        items
-            .into_par_iter()
-            .enumerate()
-            .with_min_len(min)
-            .with_max_len(max)
-            // Per batch, as in `run_indexed`: a sender, the caller's subscriber and the
-            // run's span.
-            .for_each_init(
-                || (sender.clone(), run.worker_batch()),
-                |(sender, batch), (i, item)| {
-                    // After a failure, or once the consumer is gone, the rest is skipped.
-                    if run.stopping.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(item)));
-                    if outcome.is_err() {
-                        run.stopping.store(true, Ordering::Relaxed);
-                        run.trace.failed.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        if run.progress.enabled {
-                            run.progress.count_one();
-                        }
-                        batch.count();
-                    }
-                    if sender.send((i, outcome)).is_err() {
-                        run.stopping.store(true, Ordering::Relaxed);
-                    }
-                },
-            );
-        let _caller = run.enter_caller();
-        run.trace.finish(run.trace.done());
-        // Only now: the consumer's `next` gives `None` once every sender is gone, so one
-        // that drains the results has seen every event of the run by then.
-        drop(sender);
-    });
-    Unordered::background(total, receiver, run)
-}
-
-/// Runs the tasks of any other iterable: it is collected first, then run as a vector.
+/// Runs the tasks of any other iterable, read as batches are dispatched: at most
+/// `pre_dispatch` batches ahead of those done, never the whole input at once. Results come
+/// back in input order.
 pub fn run_iter<I, F, R>(opts: &Options, tasks: I, f: F) -> Vec<R>
 where
     I: IntoIterator,
@@ -169,7 +130,224 @@ where
     F: Fn(I::Item) -> R + Sync + Send,
     R: Send,
 {
-    run_indexed(opts, tasks.into_iter().collect::<Vec<_>>(), f)
+    if on_worker_thread() {
+        // Nested: a worker that waited for batches here would hold a thread they need.
+        return run_indexed(opts, tasks.into_iter().collect::<Vec<_>>(), f);
+    }
+    let iter = tasks.into_iter();
+    let workers = opts.workers();
+    let run = Run::new(opts, exact_len(&iter), workers, Backend::Threads, "list");
+    let (sender, receiver) = channel();
+    let outcome = pool(workers).threads.in_place_scope(|scope| {
+        let backend = Scoped {
+            scope,
+            run: &run,
+            f: &f,
+            sender,
+            receiver,
+        };
+        let order = Order::Input { hold: false };
+        Stream::new(opts, workers, iter, backend, order, true).collect_all()
+    });
+    outcome.unwrap_or_else(|(index, failure)| raise(index, failure))
+}
+
+/// A list run's batches, as jobs of a rayon scope: they may borrow the body and the run.
+struct Scoped<'a, 'scope, F, R> {
+    scope: &'a rayon::Scope<'scope>,
+    run: &'scope Run,
+    f: &'scope F,
+    sender: Sender<Done<R>>,
+    receiver: Receiver<Done<R>>,
+}
+
+impl<'scope, T, F, R> stream::Backend<T, R> for Scoped<'_, 'scope, F, R>
+where
+    T: Send + 'scope,
+    F: Fn(T) -> R + Sync,
+    R: Send + 'scope,
+{
+    fn run(&self) -> &Run {
+        self.run
+    }
+
+    fn dispatch(&mut self, first: usize, items: Vec<T>) {
+        let (run, f, sender) = (self.run, self.f, self.sender.clone());
+        self.scope.spawn(move |_| {
+            let _ = sender.send(run_batch(run, f, first, items));
+        });
+    }
+
+    fn receive(&mut self) -> Option<Done<R>> {
+        self.receiver.recv().ok()
+    }
+
+    fn stop(&mut self) {
+        self.run.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs one batch on a worker: its tasks in order, until one fails or the run stops.
+fn run_batch<T, R>(run: &Run, f: &impl Fn(T) -> R, first: usize, items: Vec<T>) -> Done<R> {
+    let began = Instant::now();
+    let mut outcomes = Vec::with_capacity(items.len());
+    {
+        let mut batch = run.worker_batch();
+        for item in items {
+            if run.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            match panic::catch_unwind(AssertUnwindSafe(|| f(item))) {
+                Ok(value) => {
+                    if run.progress.enabled {
+                        run.progress.count_one();
+                    }
+                    batch.count();
+                    outcomes.push(Ok(value));
+                }
+                Err(payload) => {
+                    run.stopping.store(true, Ordering::Relaxed);
+                    run.trace.failed.fetch_add(1, Ordering::Relaxed);
+                    let failure = Failure::Panicked(Payload::new(payload));
+                    let index = first + outcomes.len();
+                    run.trace.task_failed(index, &failure.describe(index));
+                    outcomes.push(Err(failure));
+                    break;
+                }
+            }
+        }
+        // The batch reports itself here, before the consumer can see its results.
+    }
+    Done {
+        first,
+        outcomes,
+        elapsed: began.elapsed(),
+    }
+}
+
+/// Runs the tasks in the background and returns their results as they complete
+/// (`return_as = unordered`). The tasks own what they use, since they outlive the call.
+pub fn run_unordered<I, F, R>(opts: &Options, tasks: I, f: F) -> Unordered<R>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Sync + Send + 'static,
+    R: Send + 'static,
+{
+    if on_worker_thread() {
+        // Consumed inside a worker, background tasks on this pool could wait forever for
+        // the worker that waits for them: run lazily, in place, instead.
+        return run_lazy(opts, tasks, f);
+    }
+    Unordered::new(Box::new(background(
+        opts,
+        tasks,
+        f,
+        Order::Completion,
+        "unordered",
+    )))
+}
+
+/// Runs the tasks in the background and returns their results in input order, each as soon
+/// as it and those before it are done (`return_as = generator`).
+pub fn run_ordered<I, F, R>(opts: &Options, tasks: I, f: F) -> Ordered<R>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Sync + Send + 'static,
+    R: Send + 'static,
+{
+    if on_worker_thread() {
+        return run_lazy_ordered(opts, tasks, f);
+    }
+    let order = Order::Input { hold: true };
+    Ordered::new(Box::new(background(opts, tasks, f, order, "generator")))
+}
+
+fn background<I, F, R>(
+    opts: &Options,
+    tasks: I,
+    f: F,
+    order: Order,
+    return_as: &'static str,
+) -> Stream<I::IntoIter, R, Background<F, R>>
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> R + Sync + Send + 'static,
+    R: Send + 'static,
+{
+    let iter = tasks.into_iter();
+    let workers = opts.workers();
+    let run = Run::new(opts, exact_len(&iter), workers, Backend::Threads, return_as);
+    let (sender, receiver) = channel();
+    let backend = Background {
+        pool: pool(workers),
+        run: Arc::new(run),
+        f: Arc::new(f),
+        sender,
+        receiver,
+        jobs: Arc::new(Mutex::new(Jobs::default())),
+    };
+    Stream::new(opts, workers, iter, backend, order, true)
+}
+
+/// A background run's batches, as jobs spawned on its pool: they own what they use.
+struct Background<F, R> {
+    pool: &'static Pool,
+    run: Arc<Run>,
+    f: Arc<F>,
+    sender: Sender<Done<R>>,
+    receiver: Receiver<Done<R>>,
+    jobs: Arc<Mutex<Jobs>>,
+}
+
+/// A background run's jobs on its pool: how many have not ended, and whether the run was
+/// given up while some had not (which keeps new runs off the pool until they end).
+#[derive(Default)]
+struct Jobs {
+    running: usize,
+    abandoned: bool,
+}
+
+impl<T, F, R> stream::Backend<T, R> for Background<F, R>
+where
+    T: Send + 'static,
+    F: Fn(T) -> R + Sync + Send + 'static,
+    R: Send + 'static,
+{
+    fn run(&self) -> &Run {
+        &self.run
+    }
+
+    fn dispatch(&mut self, first: usize, items: Vec<T>) {
+        let (run, f, sender) = (self.run.clone(), self.f.clone(), self.sender.clone());
+        let (jobs, pool) = (self.jobs.clone(), self.pool);
+        jobs.lock().unwrap_or_else(|e| e.into_inner()).running += 1;
+        pool.threads.spawn(move || {
+            let _ = sender.send(run_batch(&run, &*f, first, items));
+            let mut jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.running -= 1;
+            if jobs.running == 0 && jobs.abandoned {
+                pool.abandoned.fetch_sub(1, Ordering::Release);
+            }
+        });
+    }
+
+    fn receive(&mut self) -> Option<Done<R>> {
+        self.receiver.recv().ok()
+    }
+
+    fn stop(&mut self) {
+        self.run.stopping.store(true, Ordering::Relaxed);
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.running > 0 && !jobs.abandoned {
+            jobs.abandoned = true;
+            self.pool.abandoned.fetch_add(1, Ordering::Release);
+        }
+    }
 }
 
 /// What the threads backend adds to a run.

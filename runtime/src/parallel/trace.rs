@@ -34,7 +34,7 @@ impl Trace {
         total: Option<usize>,
         workers: usize,
         backend: Backend,
-        unordered: bool,
+        return_as: &'static str,
     ) -> Self {
         let batch_size: &dyn tracing::Value = match &batch {
             Batch::Fixed(b) => b,
@@ -51,7 +51,7 @@ impl Trace {
             n_jobs = workers,
             tasks = total,
             batch_size,
-            return_as = if unordered { "unordered" } else { "list" },
+            return_as,
         );
         span.in_scope(|| tracing::debug!(target: TARGET, "run started"));
         Trace {

@@ -1,5 +1,5 @@
 use joblet::parallel;
 
 fn main() {
-    let _out = parallel!(return_as = generator; for i in 0..10 => i * 2);
+    let _out = parallel!(return_as = stream; for i in 0..10 => i * 2);
 }

@@ -1,7 +1,8 @@
 //! The worker side of `backend = processes`: how a re-launched executable becomes a worker
-//! before its `main` runs, and the loop that runs batches of tasks for the parent.
+//! before its `main` runs, and the loop that serves its parent's calls, one after the other,
+//! each a series of batches of one `parallel!` body.
 //!
-//! A worker must run the body of one `parallel!` call, a closure in the user's code whose types
+//! A worker must run the body of a `parallel!` call, a closure in the user's code whose types
 //! only the call site knows. The call site turns the body into a function pointer (it captures
 //! nothing: captured values travel as bytes) and instantiates [`run_batches`] for its types; the
 //! parent sends both addresses as offsets from a function of this crate, and the worker, the
@@ -11,8 +12,8 @@
 //! in a worker.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, RawFd};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -20,12 +21,20 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::WORKER_ENV;
-use crate::parallel::failure::describe_panic;
+use super::arrays::{Mapped, Table, take};
+use super::channel::{receive_frame, write_frame};
+use crate::parallel::failure::{Payload, describe_panic};
 
 /// Record tags in a reply: the task's result follows, or the message of its failure.
 pub(super) const DONE: u8 = 0;
 pub(super) const PANICKED: u8 = 1;
 pub(super) const UNSENDABLE: u8 = 2;
+
+/// Request tags: a call begins (its routine and captures follow), a batch of its tasks, the
+/// call ends.
+pub(super) const CALL: u8 = 1;
+pub(super) const BATCH: u8 = 2;
+pub(super) const END: u8 = 3;
 
 /// Whether this process is a worker.
 static INSIDE: AtomicBool = AtomicBool::new(false);
@@ -43,7 +52,7 @@ before_main! {
 /// Becomes a worker when this process was started as one, and exits when the parent is done;
 /// in any other process, returns at once.
 extern "C" fn enter() {
-    let Some(fds) = std::env::var_os(WORKER_ENV) else {
+    let Some(setting) = std::env::var_os(WORKER_ENV) else {
         return;
     };
     INSIDE.store(true, Ordering::Relaxed);
@@ -51,7 +60,7 @@ extern "C" fn enter() {
     // program has started a thread, so nothing reads the environment at the same time. The
     // variable goes so that a program a task starts is not taken for a worker.
     unsafe { std::env::remove_var(WORKER_ENV) };
-    let served = panic::catch_unwind(|| serve(&fds.to_string_lossy()));
+    let served = panic::catch_unwind(|| serve(&setting.to_string_lossy()));
     let code = match served {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
@@ -64,12 +73,20 @@ extern "C" fn enter() {
     std::process::exit(code)
 }
 
-/// What the parent sends first: the routine, what the body captured and the worker's limits.
+/// What the parent sends as a call begins: the routine, and the table of the arrays of what
+/// the body captured that came in shared memory. The captures' bytes follow it in the frame.
 #[derive(Serialize, Deserialize)]
-pub(super) struct Hello {
+pub(super) struct CallHead {
     pub(super) routine: Routine,
-    pub(super) captures: Vec<u8>,
-    pub(super) max_memory: Option<u64>,
+    pub(super) arrays: Option<Table>,
+}
+
+/// What precedes a batch's items: how many there are, and the table of their arrays that
+/// came in shared memory.
+#[derive(Serialize, Deserialize)]
+pub(super) struct BatchHead {
+    pub(super) count: u32,
+    pub(super) arrays: Option<Table>,
 }
 
 /// The code a worker runs: [`run_batches`] for the call site's types, and the call site's body,
@@ -83,7 +100,13 @@ pub(super) struct Routine {
 }
 
 /// What [`run_batches`] is, for every instantiation.
-type Batches = fn(Conn, *const (), &[u8]) -> io::Result<()>;
+type Batches = fn(&mut Conn, *const (), &Call<'_>, Option<OwnedFd>) -> io::Result<bool>;
+
+/// A call as a worker receives it: its head, and its captures' bytes.
+struct Call<'a> {
+    head: CallHead,
+    captures: &'a [u8],
+}
 
 impl Routine {
     /// The routine that runs `body` on deserialized items.
@@ -114,8 +137,8 @@ fn address(offset: isize) -> *const () {
     (anchor as fn() as usize).wrapping_add_signed(offset) as *const ()
 }
 
-/// A worker's descriptors: batches come in, replies go out, and the counter says which task
-/// runs.
+/// A worker's descriptors: requests come in (a socket, which may carry a shared file),
+/// replies go out, and the counter says which task runs.
 pub(super) struct Conn {
     requests: File,
     replies: File,
@@ -123,12 +146,13 @@ pub(super) struct Conn {
 }
 
 fn serve(setting: &str) -> io::Result<()> {
-    let numbers: Vec<RawFd> = setting.split(',').filter_map(|n| n.parse().ok()).collect();
-    let [requests, replies, counter, parent] = numbers[..] else {
-        return Err(io::Error::other(format!(
-            "{WORKER_ENV} must name three descriptors and a process, not {setting:?}"
-        )));
+    let fields: Vec<&str> = setting.split(',').collect();
+    let [requests, replies, counter, parent, max_memory] = fields[..] else {
+        return Err(bad_setting(setting));
     };
+    let number = |field: &str| field.parse::<RawFd>().map_err(|_| bad_setting(setting));
+    let (requests, replies) = (number(requests)?, number(replies)?);
+    let (counter, parent) = (number(counter)?, number(parent)?);
     for fd in [requests, replies, counter] {
         // Not for the programs a task starts: they would hold the pipes open.
         // SAFETY: `fcntl` on a number; a wrong one fails with EBADF.
@@ -138,7 +162,7 @@ fn serve(setting: &str) -> io::Result<()> {
     }
     // SAFETY: the parent left these three descriptors open for this process, and nothing
     // else in it knows them: no code of the program has run yet.
-    let (mut requests, replies, counter) = unsafe {
+    let (requests, replies, counter) = unsafe {
         (
             File::from_raw_fd(requests),
             File::from_raw_fd(replies),
@@ -148,38 +172,166 @@ fn serve(setting: &str) -> io::Result<()> {
     // As Rust's `main` does: writing to a closed pipe is an error, not a fatal signal.
     // SAFETY: setting a signal's disposition to "ignore" runs no code of ours.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let mut frame = Vec::new();
-    if !read_frame(&mut requests, &mut frame)? {
-        return Ok(());
-    }
-    let hello: Hello = postcard::from_bytes(&frame).map_err(io::Error::other)?;
-    if address(hello.routine.check) != serve as *const () {
-        return Err(io::Error::other(
-            "this executable is not the parent's: was it rebuilt while the program ran?",
-        ));
-    }
-    if let Some(bytes) = hello.max_memory {
+    if let Ok(bytes) = max_memory.parse::<u64>() {
         limit_memory(bytes)?;
     }
     leave_with_parent(parent);
-    let conn = Conn {
+    let mut conn = Conn {
         requests,
         replies,
         counter: Counter::map(&counter)?,
     };
-    // SAFETY: the parent took this address from a `Batches` (`Routine::of`) in the same
-    // executable, which `check` confirmed.
-    let batches =
-        unsafe { std::mem::transmute::<*const (), Batches>(address(hello.routine.batches)) };
-    // As a number: a pointer is not `Send`, and this one points at code, not data.
-    let body = address(hello.routine.body) as usize;
-    // The tasks run on a thread of their own, started like any Rust thread (named, with its
+    // The calls run on a thread of their own, started like any Rust thread (named, with its
     // stack guard), since this one has not been through Rust's start-up.
     std::thread::Builder::new()
         .name("joblet-worker".into())
-        .spawn(move || batches(conn, body as *const (), &hello.captures))?
+        .spawn(move || serve_calls(&mut conn))?
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the worker's thread panicked")))
+}
+
+fn bad_setting(setting: &str) -> io::Error {
+    io::Error::other(format!(
+        "{WORKER_ENV} must name three descriptors, a process and a memory limit, not {setting:?}"
+    ))
+}
+
+/// Serves calls until the parent closes the socket: ready first, then each call's batches.
+fn serve_calls(conn: &mut Conn) -> io::Result<()> {
+    write_frame(&mut conn.replies, &mut [0; 4])?;
+    let mut frame = Vec::new();
+    while let Some(fd) = receive_frame(&mut conn.requests, &mut frame)? {
+        let (head, captures) = match frame.split_first() {
+            Some((&CALL, rest)) => {
+                postcard::take_from_bytes::<CallHead>(rest).map_err(io::Error::other)?
+            }
+            _ => return Err(io::Error::other("a request out of order: expected a call")),
+        };
+        if address(head.routine.check) != serve as *const () {
+            return Err(io::Error::other(
+                "this executable is not the parent's: was it rebuilt while the program ran?",
+            ));
+        }
+        // SAFETY: the parent took this address from a `Batches` (`Routine::of`) in the same
+        // executable, which `check` confirmed.
+        let batches =
+            unsafe { std::mem::transmute::<*const (), Batches>(address(head.routine.batches)) };
+        let body = address(head.routine.body);
+        if !batches(conn, body, &Call { head, captures }, fd)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one call's batches, until it ends (`true`) or the parent closes the socket (`false`).
+/// Each batch is a [`BatchHead`] and its items; its reply holds one record per task, in order.
+fn run_batches<C, I, R>(
+    conn: &mut Conn,
+    body: *const (),
+    call: &Call<'_>,
+    fd: Option<OwnedFd>,
+) -> io::Result<bool>
+where
+    C: DeserializeOwned,
+    I: DeserializeOwned,
+    R: Serialize,
+{
+    // SAFETY: `body` is the address of the call site's `fn(&C, I) -> R`, the function pointer
+    // this `run_batches::<C, I, R>` was instantiated with in `Routine::of`.
+    let body = unsafe { std::mem::transmute::<*const (), fn(&C, I) -> R>(body) };
+    let arrays = mapped(fd, call.head.arrays.as_ref())?;
+    let captures: C = take(call.captures, arrays.as_ref())
+        .map(|(captures, _)| captures)
+        .map_err(|e| {
+            io::Error::other(format!(
+                "what the body captures could not be received: {e} (does its `Deserialize` read what its `Serialize` writes?)"
+            ))
+        })?;
+    // Ready: an empty frame. A worker that dies before it is no task's fault.
+    write_frame(&mut conn.replies, &mut [0; 4])?;
+    let (mut batch, mut reply) = (Vec::new(), Vec::new());
+    loop {
+        let Some(fd) = receive_frame(&mut conn.requests, &mut batch)? else {
+            return Ok(false);
+        };
+        let (head, mut items) = match batch.split_first() {
+            Some((&BATCH, rest)) => postcard::take_from_bytes::<BatchHead>(rest)
+                .map_err(|e| io::Error::other(format!("a batch could not be read: {e}")))?,
+            Some((&END, _)) => return Ok(true),
+            _ => return Err(io::Error::other("a request out of order: expected a batch")),
+        };
+        let arrays = mapped(fd, head.arrays.as_ref())?;
+        reply.clear();
+        reply.extend_from_slice(&[0; 4]);
+        for _ in 0..head.count {
+            match take::<I>(items, arrays.as_ref()) {
+                Ok((item, rest)) => {
+                    items = rest;
+                    conn.counter.begin();
+                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| body(&captures, item)));
+                    // Still the task's: its result's serialization may fail or run out of memory.
+                    record(&mut reply, outcome);
+                    conn.counter.end();
+                }
+                Err(e) => {
+                    // The items after it cannot be found either.
+                    items = &[];
+                    let why = format!("its input could not be received: {e}");
+                    failure(&mut reply, UNSENDABLE, &why);
+                }
+            }
+        }
+        // Results its tasks stored in the cache are in their files before the caller hears of
+        // them: a worker lives on between calls, and its background writer with it.
+        crate::cache::flush();
+        write_frame(&mut conn.replies, &mut reply)?;
+    }
+}
+
+/// The map of the shared file a request came with, when its table says it holds arrays.
+fn mapped(fd: Option<OwnedFd>, table: Option<&Table>) -> io::Result<Option<Mapped>> {
+    match (fd, table) {
+        (Some(fd), Some(table)) => Mapped::new(fd, table).map(Some),
+        (None, Some(_)) => Err(io::Error::other("shared arrays came without their file")),
+        (_, None) => Ok(None),
+    }
+}
+
+/// Appends a task's record to a reply: `[tag][len: u32][bytes]`.
+fn record<R: Serialize>(reply: &mut Vec<u8>, outcome: std::thread::Result<R>) {
+    match outcome {
+        Ok(value) => {
+            let start = reply.len();
+            reply.push(DONE);
+            reply.extend_from_slice(&[0; 4]);
+            let sent = panic::catch_unwind(AssertUnwindSafe(|| {
+                postcard::to_io(&value, &mut *reply).map(drop)
+            }));
+            let why = match sent {
+                Ok(Ok(())) => {
+                    let len = (reply.len() - start - 5) as u32;
+                    reply[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
+                    return;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(payload) => describe_panic(Payload::new(payload).get()),
+            };
+            reply.truncate(start);
+            let why = format!("its result could not be sent: {why}");
+            failure(reply, UNSENDABLE, &why);
+        }
+        Err(payload) => {
+            let payload = Payload::new(payload);
+            failure(reply, PANICKED, &describe_panic(payload.get()))
+        }
+    }
+}
+
+fn failure(reply: &mut Vec<u8>, tag: u8, message: &str) {
+    reply.push(tag);
+    reply.extend_from_slice(&(message.len() as u32).to_le_bytes());
+    reply.extend_from_slice(message.as_bytes());
 }
 
 /// Caps the address space, so that an allocation past `bytes` fails.
@@ -202,7 +354,7 @@ fn limit_memory(bytes: u64) -> io::Result<()> {
 }
 
 /// Ends this worker if its parent, `parent`, dies while a task runs (between tasks, the closed
-/// pipe ends it).
+/// socket ends it).
 fn leave_with_parent(parent: libc::pid_t) {
     let _ = std::thread::Builder::new()
         .name("joblet-watch".into())
@@ -210,94 +362,13 @@ fn leave_with_parent(parent: libc::pid_t) {
         .spawn(move || {
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(200));
-                // SAFETY: as above; `_exit` ends the process without running anything.
+                // SAFETY: `getppid` reads this process's parent; `_exit` ends the process
+                // without running anything.
                 if unsafe { libc::getppid() } != parent {
                     unsafe { libc::_exit(3) };
                 }
             }
         });
-}
-
-/// Runs batches until the parent closes the pipe. Each batch is `[count: u32][item]...`; its
-/// reply holds one record per task, in order.
-fn run_batches<C, I, R>(mut conn: Conn, body: *const (), captures: &[u8]) -> io::Result<()>
-where
-    C: DeserializeOwned,
-    I: DeserializeOwned,
-    R: Serialize,
-{
-    // SAFETY: `body` is the address of the call site's `fn(&C, I) -> R`, the function pointer
-    // this `run_batches::<C, I, R>` was instantiated with in `Routine::of`.
-    let body = unsafe { std::mem::transmute::<*const (), fn(&C, I) -> R>(body) };
-    let captures: C = postcard::from_bytes(captures).map_err(|e| {
-        io::Error::other(format!(
-            "what the body captures could not be received: {e} (does its `Deserialize` read what its `Serialize` writes?)"
-        ))
-    })?;
-    // Ready: an empty frame. A worker that dies before it is no task's fault.
-    write_frame(&mut conn.replies, &mut [0; 4])?;
-    let (mut batch, mut reply) = (Vec::new(), Vec::new());
-    while read_frame(&mut conn.requests, &mut batch)? {
-        reply.clear();
-        reply.extend_from_slice(&[0; 4]);
-        let count = batch
-            .get(..4)
-            .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()));
-        let mut items = batch.get(4..).unwrap_or_default();
-        for _ in 0..count {
-            match postcard::take_from_bytes::<I>(items) {
-                Ok((item, rest)) => {
-                    items = rest;
-                    conn.counter.begin();
-                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| body(&captures, item)));
-                    // Still the task's: its result's serialization may fail or run out of memory.
-                    record(&mut reply, outcome);
-                    conn.counter.end();
-                }
-                Err(e) => {
-                    // The items after it cannot be found either.
-                    items = &[];
-                    failure(
-                        &mut reply,
-                        UNSENDABLE,
-                        &format!("its input could not be received: {e}"),
-                    );
-                }
-            }
-        }
-        write_frame(&mut conn.replies, &mut reply)?;
-    }
-    Ok(())
-}
-
-/// Appends a task's record to a reply.
-fn record<R: Serialize>(reply: &mut Vec<u8>, outcome: std::thread::Result<R>) {
-    match outcome {
-        Ok(value) => {
-            let start = reply.len();
-            reply.push(DONE);
-            let sent = panic::catch_unwind(AssertUnwindSafe(|| {
-                postcard::to_io(&value, &mut *reply).map(drop)
-            }));
-            let why = match sent {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(payload) => describe_panic(&*payload),
-            };
-            reply.truncate(start);
-            failure(
-                reply,
-                UNSENDABLE,
-                &format!("its result could not be sent: {why}"),
-            );
-        }
-        Err(payload) => failure(reply, PANICKED, &describe_panic(&*payload)),
-    }
-}
-
-fn failure(reply: &mut Vec<u8>, tag: u8, message: &str) {
-    reply.push(tag);
-    postcard::to_io(message, &mut *reply).expect("a string always serializes");
 }
 
 /// A word shared by a worker and its parent: twice the number of tasks the worker has started,
@@ -310,8 +381,8 @@ pub(super) struct Counter {
 
 impl Counter {
     pub(super) fn map(file: &File) -> io::Result<Counter> {
-        // SAFETY: the file is the parent's unnamed temporary file, shared with no one else;
-        // both processes access it only through the atomic below.
+        // SAFETY: the file is the parent's shared memory of 8 written bytes, shared with no
+        // one else; both processes access it only through the atomic below.
         let map = unsafe { memmap2::MmapOptions::new().len(8).map_mut(file)? };
         Ok(Counter { map, tasks: 0 })
     }
@@ -336,31 +407,4 @@ impl Counter {
         let word = self.word().load(Ordering::Acquire);
         (word.div_ceil(2), word & 1 == 1)
     }
-}
-
-/// Reads a `[len: u32][bytes]` frame into `buf`; `false` at the end of the stream.
-pub(super) fn read_frame(from: &mut File, buf: &mut Vec<u8>) -> io::Result<bool> {
-    let mut len = [0; 4];
-    loop {
-        match from.read(&mut len[..1]) {
-            Ok(0) => return Ok(false),
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    from.read_exact(&mut len[1..])?;
-    let len = u32::from_le_bytes(len) as usize;
-    buf.clear();
-    buf.resize(len, 0);
-    from.read_exact(buf)?;
-    Ok(true)
-}
-
-/// Writes `frame`, whose first four bytes are reserved for its length, in one call.
-pub(super) fn write_frame(to: &mut File, frame: &mut [u8]) -> io::Result<()> {
-    let len = u32::try_from(frame.len() - 4)
-        .map_err(|_| io::Error::other("a batch or a reply of 4 GiB or more"))?;
-    frame[..4].copy_from_slice(&len.to_le_bytes());
-    to.write_all(frame)
 }

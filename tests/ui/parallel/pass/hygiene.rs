@@ -20,4 +20,9 @@ fn main() {
     let words = ["a", "bb"];
     let _ = joblet::parallel!(for w in &words => w.len());
     let _ = joblet::parallel!(backend = sequential; for (a, b) in [(1, 2), (3, 4)] => a * b);
+    let firsts = joblet::parallel!(n_jobs = 2, pre_dispatch = 3, return_as = generator;
+        for i in 0..10u64 => i * __opts);
+    let _ = ::std::iter::Iterator::count(::std::iter::Iterator::take(firsts, 3));
+    let lazy = joblet::parallel!(backend = sequential, return_as = generator; for i in 0..3u64 => i);
+    let _ = ::std::iter::Iterator::count(lazy);
 }

@@ -31,4 +31,12 @@ fn main() {
         words.iter().map(|w| w.len() * weight).sum::<usize>() + i
     });
     assert_eq!(lengths, [33, 34]);
+
+    // Options of workers, and what they capture: a generator, arrays in shared memory.
+    let values = joblet::Array::from(vec![2.0f64; 300_000]);
+    let idle = std::time::Duration::from_secs(1);
+    let sums: Vec<f64> = parallel!(backend = processes, return_as = generator, max_nbytes = "1M",
+        idle_timeout = idle, pre_dispatch = 2; for i in 0..3usize => values[i] * i as f64)
+    .collect();
+    assert_eq!(sums, [0.0, 2.0, 4.0]);
 }
