@@ -435,8 +435,8 @@ pub use joblet_macros::parallel;
 pub use joblet_runtime::{
     Array, CACHE_DIR_ENV, CONFIG_FILE, Cached, Compression, DEFAULT_CACHE_DIR, DISABLE_ENV,
     EntryInfo, Error, ErrorKind, IN_MEMORY_ENV, Limits, MAX_NESTING, Memory, N_JOBS_ENV, Ordered,
-    Pod, REFRESH_ENV, Reduced, TaskError, TaskErrorKind, TaskPanic, Unordered, ZeroJobs,
-    cpu_count, default_cache_dir, dump, dump_with, effective_n_jobs, flush, load,
+    Pod, REFRESH_ENV, Reduced, TaskError, TaskErrorKind, TaskPanic, Unordered, ZeroJobs, cpu_count,
+    default_cache_dir, dump, dump_with, effective_n_jobs, flush, load,
 };
 
 #[cfg(feature = "ndarray")]
