@@ -29,7 +29,9 @@
 /// `AsRef<std::path::Path>`, evaluated once, at the first call. A relative path is resolved
 /// against the current directory at that moment. Without `dir`, the folder is the value of
 /// the environment variable `JOBLET_CACHE_DIR` ([`CACHE_DIR_ENV`]) or, when it is not set,
-/// `.joblet` ([`DEFAULT_CACHE_DIR`]).
+/// `.joblet` ([`DEFAULT_CACHE_DIR`]). With the `remote` feature, either may be an object
+/// store's URL, `s3://bucket/prefix`: see "Sharing a cache between machines" in the
+/// [crate documentation](crate).
 ///
 /// ```
 /// # use joblet::cached;
@@ -434,9 +436,10 @@ pub use joblet_macros::parallel;
 
 pub use joblet_runtime::{
     Array, CACHE_DIR_ENV, CONFIG_FILE, Cached, Compression, DEFAULT_CACHE_DIR, DISABLE_ENV,
-    EntryInfo, Error, ErrorKind, IN_MEMORY_ENV, Limits, MAX_NESTING, Memory, N_JOBS_ENV, Ordered,
-    Pod, REFRESH_ENV, Reduced, TaskError, TaskErrorKind, TaskPanic, Unordered, ZeroJobs, cpu_count,
-    default_cache_dir, dump, dump_with, effective_n_jobs, flush, load,
+    EntryInfo, Error, ErrorKind, IN_MEMORY_ENV, LOCAL_TIER_ENV, Limits, MAX_NESTING, Memory,
+    N_JOBS_ENV, Ordered, Pod, REFRESH_ENV, REMOTE_TIMEOUT_ENV, Reduced, TaskError, TaskErrorKind,
+    TaskPanic, Unordered, ZeroJobs, cpu_count, default_cache_dir, dump, dump_with,
+    effective_n_jobs, flush, load,
 };
 
 #[cfg(feature = "ndarray")]

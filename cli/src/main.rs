@@ -15,7 +15,8 @@ use joblet_runtime::{EntryInfo, Limits, Memory, Reduced};
     about = "Report on, list, clear and prune a joblet cache folder"
 )]
 struct Cli {
-    /// The cache folder [default: $JOBLET_CACHE_DIR, else .joblet]
+    /// The cache folder, or an object store's URL (`s3://bucket/prefix`, with the `remote`
+    /// feature) [default: $JOBLET_CACHE_DIR, else .joblet]
     #[arg(long, short, global = true)]
     dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
     let dir = cli.dir.unwrap_or_else(joblet_runtime::default_cache_dir);
     // A folder that is not there is a mistake (a typo, the wrong current folder), not an empty
     // cache: said as `ls` says it, with the usage error's code.
-    if !dir.is_dir() {
+    if !joblet_runtime::is_url(&dir) && !dir.is_dir() {
         let why = if dir.exists() {
             "not a folder"
         } else {

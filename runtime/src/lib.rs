@@ -64,7 +64,7 @@ pub use parallel::{
 };
 pub use persist::{dump, dump_with, load};
 pub use size::{SizeError, size_in_bytes};
-pub use store::{Compression, EntryInfo, MAX_NESTING};
+pub use store::{Compression, EntryInfo, LOCAL_TIER_ENV, MAX_NESTING, REMOTE_TIMEOUT_ENV, is_url};
 
 /// Helpers for programs run on several machines with `mpiexec`, `mpirun` or `srun`, where
 /// every rank runs the whole program: which rank this is, and running code on rank 0 alone.
@@ -78,8 +78,8 @@ pub mod mpi {
 pub mod __private {
     pub use crate::age::duration_of;
     pub use crate::cache::{
-        Args, Begin, CacheArg, CacheDir, CallKey, Mode, Pending, Show, Site, ViaDebug, ViaName,
-        assert_arg, assert_output, dir_path, typed_future,
+        Args, Begin, CacheArg, CacheDir, CallKey, Mode, Pending, RemoteStore, Show, Site, ViaDebug,
+        ViaName, assert_arg, assert_output, dir_path, remote_enabled, typed_future,
     };
     pub use crate::error::Error;
     pub use crate::key::{Key, KeyHasher, key_of};

@@ -80,7 +80,7 @@ fn is_temp(path: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
 }
 
-fn files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+pub fn files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     fn walk(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>) {
         let Ok(read) = std::fs::read_dir(dir) else {
             return;

@@ -106,6 +106,11 @@ impl Args {
                         ),
                     ));
                 }
+                if let Some(url) = url_literal(&expr)
+                    && let Err(why) = check_url(&url.value())
+                {
+                    errors.push(syn::Error::new(url.span(), why));
+                }
                 self.dir.get_or_insert(expr);
             }
             "version" | "name" | "max_size" | "expires" => {
@@ -217,6 +222,30 @@ fn parse_lit_str(input: ParseStream, key: &Ident, example: &str) -> syn::Result<
             format!("`{key}` takes a string literal, as in `{key} = \"{example}\"`"),
         )),
     }
+}
+
+/// The string literal `expr`, when it is an object store's URL (`scheme://...`).
+pub fn url_literal(expr: &Expr) -> Option<&syn::LitStr> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) if lit.value().contains("://") => Some(lit),
+        _ => None,
+    }
+}
+
+/// Whether `url` names a store joblet reaches, with a bucket: says what to write if not.
+fn check_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    if !matches!(scheme, "s3" | "s3a") {
+        return Err(format!(
+            "`dir` names a `{scheme}://` store, which joblet does not reach: write `s3://bucket/prefix` (S3, or an S3-compatible server through AWS_ENDPOINT_URL), or a folder"
+        ));
+    }
+    if rest.split('/').next().is_none_or(str::is_empty) {
+        return Err("`dir` names no bucket: write `s3://bucket/prefix`".to_owned());
+    }
+    Ok(())
 }
 
 fn non_string_literal(expr: &Expr) -> Option<&'static str> {

@@ -363,7 +363,12 @@ fn site_init(model: &Model) -> TokenStream {
     };
     let dir = match &model.args.dir {
         Some(expr) => {
-            let to_path = quote_spanned!(expr.span()=> #private::dir_path(#expr));
+            // An object store's URL fails to compile, at the literal, without `remote`.
+            let mut to_path = quote_spanned!(expr.span()=> #private::dir_path(#expr));
+            if let Some(url) = super::attr::url_literal(expr) {
+                let enabled = quote_spanned!(url.span()=> #private::remote_enabled::<()>(););
+                to_path = quote!({ #enabled #to_path });
+            }
             quote!(::core::option::Option::Some({
                 fn __joblet_dir() -> ::std::path::PathBuf {
                     #to_path

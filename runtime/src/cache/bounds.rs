@@ -22,6 +22,21 @@ pub const fn assert_arg<T: ?Sized + CacheArg>() {}
 /// Compile-time check, placed by the macro at the span of the return type.
 pub const fn assert_output<T: CacheOutput>() {}
 
+/// Fails to compile, at the literal, where `dir = "s3://..."` is given to a build without the
+/// `remote` feature.
+pub const fn remote_enabled<B: RemoteStore>() {}
+
+/// Implemented in builds with the `remote` feature.
+#[diagnostic::on_unimplemented(
+    message = "a cache in an object store (`dir = \"s3://...\"`) needs joblet's Cargo feature `remote`",
+    label = "this build cannot reach object stores",
+    note = "enable it with `joblet = {{ version = \"...\", features = [\"remote\"] }}`, or give a folder"
+)]
+pub trait RemoteStore {}
+
+#[cfg(feature = "remote")]
+impl RemoteStore for () {}
+
 /// A cache folder given as `dir = ...`.
 #[diagnostic::on_unimplemented(
     message = "`dir` must be a path, but `{Self}` does not implement `AsRef<Path>`",

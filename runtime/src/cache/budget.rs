@@ -36,11 +36,12 @@ struct Budget {
     state: Mutex<(Option<u64>, Option<u64>)>,
 }
 
-/// Accounts for an entry of `bytes` just stored in the cache folder `root`, whose store is
-/// `store`, by a function with the limit `limit`, if any, and evicts if the folder is now
-/// beyond its limit. Once a folder has a limit, every store into it counts, whichever function
-/// made it.
-pub(crate) fn stored(root: &Path, store: &dyn Store, bytes: u64, limit: Option<u64>) {
+/// Accounts for an entry of `bytes` just stored in `store` by a function with the limit
+/// `limit`, if any, and evicts if the folder it bounds (the store's own, or an object store's
+/// local tier) is now beyond its limit. Once a folder has a limit, every store into it counts,
+/// whichever function made it.
+pub(crate) fn stored(store: &dyn Store, bytes: u64, limit: Option<u64>) {
+    let (root, store) = store.bounded();
     let budget = budget_of(root);
     let mut state = budget.state.lock().unwrap_or_else(|e| e.into_inner());
     let (lowest, used) = &mut *state;

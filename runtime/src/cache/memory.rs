@@ -35,7 +35,15 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// The cache folder at `root` (nothing is read until asked).
+    /// The cache folder at `root` (nothing is read until asked); with the `remote` feature,
+    /// `root` may be an object store's URL, `s3://bucket/prefix`, whose entries it lists and
+    /// removes, and whose local tier ([`LOCAL_TIER_ENV`](crate::LOCAL_TIER_ENV)) takes what
+    /// it loads.
+    ///
+    /// ```
+    /// let memory = joblet_runtime::Memory::new("target/doc-cache");
+    /// assert_eq!(memory.root(), std::path::Path::new("target/doc-cache"));
+    /// ```
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Memory {
             root: root.into(),
@@ -79,7 +87,7 @@ impl Memory {
     /// ```
     pub fn cache<F>(&self, name: impl Into<String>, f: F) -> Cached<F> {
         let mut site = Site::wrapped(
-            std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone()),
+            store::absolute(self.root.clone()),
             name.into(),
             String::new(),
         );

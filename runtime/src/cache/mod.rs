@@ -13,7 +13,10 @@ mod switches;
 mod wrapped;
 mod writer;
 
-pub use bounds::{CacheArg, CacheDir, assert_arg, assert_output, dir_path, typed_future};
+pub use bounds::{
+    CacheArg, CacheDir, RemoteStore, assert_arg, assert_output, dir_path, remote_enabled,
+    typed_future,
+};
 pub use budget::CONFIG_FILE;
 pub use evict::{Limits, Reduced};
 pub use memory::Memory;

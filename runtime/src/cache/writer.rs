@@ -10,7 +10,6 @@
 //! written: a recomputation, never a wrong or partial entry.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
@@ -25,8 +24,7 @@ pub(crate) struct Destination {
     pub store_id: u64,
     pub function: String,
     pub version: String,
-    /// The cache folder and its size limit, for the budget once written.
-    pub root: PathBuf,
+    /// The size limit, for the budget once written.
     pub max_size: Option<u64>,
     /// The function's name, for the warning if an entry cannot be written.
     pub name: String,
@@ -196,7 +194,7 @@ fn write(job: &Job) {
         Ok(bytes) => {
             tracing::dispatcher::with_default(&job.dispatch, || {
                 tracing::debug!(function = %to.name, key = job.key.hex().short(), bytes, "stored");
-                super::budget::stored(&to.root, &*to.store, bytes, to.max_size);
+                super::budget::stored(&*to.store, bytes, to.max_size);
             });
         }
         Err(e) => tracing::dispatcher::with_default(&job.dispatch, || {

@@ -6,14 +6,20 @@
 //! A backend runs a call's tasks and hands back their results; the shared files say how a
 //! run is reported and how it fails, so that every backend reports and fails alike.
 
+// Shared by the backends; a build with neither `threads` nor `processes` runs every loop
+// sequentially and leaves parts of them unused.
+#[cfg_attr(not(any(feature = "threads", feature = "processes")), allow(dead_code))]
 mod failure;
 pub(crate) mod mpi;
+#[cfg_attr(not(any(feature = "threads", feature = "processes")), allow(dead_code))]
 mod options;
 pub(crate) mod processes;
 mod progress;
+#[cfg_attr(not(any(feature = "threads", feature = "processes")), allow(dead_code))]
 mod results;
 mod run;
 mod sequential;
+#[cfg_attr(not(any(feature = "threads", feature = "processes")), allow(dead_code))]
 mod stream;
 mod tasks;
 #[cfg(feature = "threads")]

@@ -152,6 +152,10 @@ impl Store for Folder {
         entry_path(&self.root, id)
     }
 
+    fn bounded(&self) -> (&Path, &dyn Store) {
+        (&self.root, self)
+    }
+
     fn remove(&self, path: &Path) -> Result<bool, Error> {
         let removed = match std::fs::remove_file(path) {
             Ok(()) => true,

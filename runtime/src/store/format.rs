@@ -130,6 +130,14 @@ pub(crate) fn payload_start(bytes: &[u8]) -> usize {
     HEADER_LEN + name_len(bytes) as usize + args_len(bytes) as usize
 }
 
+/// How many bytes the header of the entry starting with `bytes` takes with its type name and
+/// arguments; `None` when `bytes` do not start like an entry this build reads.
+#[cfg(feature = "remote")]
+pub(crate) fn header_len(bytes: &[u8]) -> Option<u64> {
+    (bytes.len() >= HEADER_LEN && known_compression(bytes).is_some())
+        .then(|| HEADER_LEN as u64 + u64::from(name_len(bytes)) + u64::from(args_len(bytes)))
+}
+
 /// Whether the entry whose header is at the start of `bytes` has array sections.
 pub(crate) fn has_arrays(bytes: &[u8]) -> bool {
     bytes.len() >= HEADER_LEN && bytes[..8] == MAGIC && table_len(bytes) != 0

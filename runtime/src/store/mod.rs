@@ -13,7 +13,10 @@ mod image;
 mod layout;
 mod nesting;
 mod read;
+#[cfg(feature = "remote")]
+mod remote;
 mod temp;
+mod unreachable;
 mod write;
 
 use std::fs::File;
@@ -188,12 +191,90 @@ pub(crate) trait Store: Send + Sync {
     /// # Errors
     /// When it exists but cannot be removed.
     fn remove(&self, path: &Path) -> Result<bool, Error>;
+
+    /// Says that the next [`Store::put`] of `id` is to replace what is there (a refresh),
+    /// where the store would otherwise keep the first entry stored under a key.
+    fn replacing(&self, id: &EntryId<'_>) {
+        let _ = id;
+    }
+
+    /// The folder on this machine that a size limit bounds, and its store: a folder's own,
+    /// an object store's local tier.
+    fn bounded(&self) -> (&Path, &dyn Store);
 }
 
-/// The store of the cache folder `root`, a folder on this machine. `count_hits` says whether
-/// hits count themselves in their entries.
+/// The environment variable that sets the folder of the local tiers of caches in object
+/// stores (the `remote` feature): each store's tier is `<folder>/<bucket>/<prefix>`. When it is
+/// not set: `$XDG_CACHE_HOME/joblet`, else `~/.cache/joblet`.
+///
+/// ```
+/// use std::process::Command;
+///
+/// // A machine whose scratch disk is faster than its home folder.
+/// let mut cmd = Command::new("true");
+/// cmd.env(joblet_runtime::LOCAL_TIER_ENV, "/scratch/joblet");
+/// assert_eq!(joblet_runtime::LOCAL_TIER_ENV, "JOBLET_LOCAL_TIER");
+/// ```
+pub const LOCAL_TIER_ENV: &str = "JOBLET_LOCAL_TIER";
+
+/// The environment variable that sets how long a request to an object store (the `remote`
+/// feature) may wait for a connection or for the next bytes of an answer before the store is
+/// taken as down: `10s`, `1min`. Default 5 seconds; at least 1.
+///
+/// ```
+/// assert_eq!(joblet_runtime::REMOTE_TIMEOUT_ENV, "JOBLET_REMOTE_TIMEOUT");
+/// ```
+pub const REMOTE_TIMEOUT_ENV: &str = "JOBLET_REMOTE_TIMEOUT";
+
+/// Whether the cache location `root` is an object store's URL (`s3://bucket/prefix`) rather
+/// than a folder: it starts with a scheme and `://`.
+///
+/// ```
+/// use std::path::Path;
+/// assert!(joblet_runtime::is_url(Path::new("s3://bucket/cache")));
+/// assert!(!joblet_runtime::is_url(Path::new("/tmp/cache")));
+/// assert!(!joblet_runtime::is_url(Path::new("runs/s3://x")));
+/// ```
+pub fn is_url(root: &Path) -> bool {
+    let Some(text) = root.to_str() else {
+        return false;
+    };
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+/// The cache location `root` made absolute, so that it stays where it pointed whatever the
+/// current directory becomes; an object store's URL as it is.
+pub(crate) fn absolute(root: PathBuf) -> PathBuf {
+    if is_url(&root) {
+        return root;
+    }
+    std::path::absolute(&root).unwrap_or(root)
+}
+
+/// The store of the cache location `root`: a folder on this machine, or an object store
+/// behind a local tier when `root` is a URL ([`is_url`]). `count_hits` says whether hits
+/// count themselves in their entries. A URL that this build cannot reach (no `remote`
+/// feature, a scheme it does not know, settings that do not hold) gives a store that holds
+/// nothing, after one warning: every call computes.
 pub(crate) fn open(root: &Path, count_hits: bool) -> Arc<dyn Store> {
-    Arc::new(folder::Folder::new(root, count_hits))
+    if !is_url(root) {
+        return Arc::new(folder::Folder::new(root, count_hits));
+    }
+    #[cfg(feature = "remote")]
+    match remote::open(root, count_hits) {
+        Ok(store) => store,
+        Err(why) => unreachable::Unreachable::open(root, &why),
+    }
+    #[cfg(not(feature = "remote"))]
+    unreachable::Unreachable::open(
+        root,
+        "this build has no `remote` feature: enable it (`features = [\"remote\"]` on the joblet dependency; `cargo install joblet-cli --features remote` for the command)",
+    )
 }
 
 impl dyn Store + '_ {

@@ -131,7 +131,10 @@ impl Site {
             } else {
                 None
             };
-            if mode != Mode::Refresh {
+            if mode == Mode::Refresh {
+                // A store that keeps the first entry of a key replaces it for a refresh.
+                self.store().replacing(&id);
+            } else {
                 let keep = if self.keeps_recent() {
                     recent::KEEP_UP_TO
                 } else {

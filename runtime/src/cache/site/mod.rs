@@ -292,11 +292,12 @@ impl Site {
     }
 
     /// The cache folder, resolved once, at the first call: a relative `dir` stays where it
-    /// pointed then, whatever the current directory becomes.
+    /// pointed then, whatever the current directory becomes. An object store's URL is kept
+    /// as it is.
     fn root(&self) -> &Path {
         self.root.get_or_init(|| {
             let root = self.dir.map_or_else(default_cache_dir, |dir| dir());
-            std::path::absolute(&root).unwrap_or(root)
+            store::absolute(root)
         })
     }
 

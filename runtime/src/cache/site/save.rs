@@ -21,7 +21,6 @@ impl Site {
             store_id: self.store_id(),
             function: id.function.to_owned(),
             version: id.version.to_owned(),
-            root: self.root().to_owned(),
             max_size: self.max_size,
             name: self.name.to_string(),
         })
@@ -73,7 +72,7 @@ impl Site {
                     flight.stored();
                 }
                 tracing::debug!(function = %self.name, key = hex.short(), bytes, ?took, "stored");
-                crate::cache::budget::stored(self.root(), self.store(), bytes, self.max_size);
+                crate::cache::budget::stored(self.store(), bytes, self.max_size);
             }
             Err(e) => {
                 tracing::warn!(function = %self.name, key = hex.short(), error = %e, "cannot store result in the cache; returning it uncached");

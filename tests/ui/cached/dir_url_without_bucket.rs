@@ -1,0 +1,10 @@
+use joblet::cached;
+
+#[cached(dir = "s3:///cache")]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {
+    square(2);
+}
