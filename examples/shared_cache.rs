@@ -24,6 +24,9 @@ fn my_task(n: u64) -> u64 {
     sum
 }
 
+/// The tasks' sizes: `my_task(i * STEP)` for `i` in `0..40`.
+const STEP: u64 = 2_000_000;
+
 fn main() {
     let cache = std::env::var("JOBLET_CACHE_DIR").unwrap_or_default();
     if !cache.contains("://") {
@@ -32,10 +35,10 @@ fn main() {
     }
     let start = Instant::now();
     let sums = parallel!(n_jobs = 4, backend = processes;
-                         for i in 0..40u64 => my_task(i * 2_000_000));
+                         for i in 0..40u64 => my_task(i * STEP));
     let took = start.elapsed();
     for (i, sum) in sums.iter().enumerate() {
-        let n = i as u64 * 5_000_000;
+        let n = i as u64 * STEP;
         assert_eq!(*sum, n * n.saturating_sub(1) / 2, "my_task({n})");
     }
     println!("40 sums in {took:.2?}, cache {cache}");
