@@ -64,6 +64,25 @@ pub(crate) fn key_of_file(name: &str) -> Option<&str> {
         .then(|| name.trim_end_matches(SUFFIX))
 }
 
+/// The function folder, version folder and key of the entry at `relative`, a path below a
+/// store's root written with `/` (an object's name), if it is one.
+#[cfg(feature = "remote")]
+pub(crate) fn parse_relative(relative: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = relative.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(function), Some(version), Some(_shard), Some(file), None) => {
+            Some((function, version, key_of_file(file)?))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +104,25 @@ mod tests {
         );
         assert_eq!(key_of_file("47463e97.jbl"), Some("47463e97"));
         assert_eq!(key_of_file("47463e97jbl"), None);
+    }
+
+    #[cfg(feature = "remote")]
+    #[test]
+    fn an_objects_name_reads_back_as_its_entry() {
+        let key = Key(0x47463e97fff66fc1ee2dec2ca25cbfe1);
+        let id = EntryId {
+            function: "demo.square",
+            version: "01c86cab8dd4a530",
+            key,
+        };
+        let name = entry_path(Path::new(""), &id);
+        assert_eq!(
+            parse_relative(name.to_str().unwrap()),
+            Some(("demo.square", "01c86cab8dd4a530", key.hex().as_str()))
+        );
+        assert_eq!(parse_relative("demo.square/01c8/47"), None);
+        assert_eq!(parse_relative("demo.square/01c8/47/47.jbl/x"), None);
+        assert_eq!(parse_relative("demo.square/01c8/47/notes.txt"), None);
     }
 
     #[test]

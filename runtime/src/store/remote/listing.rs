@@ -14,7 +14,7 @@ use super::client::Failure;
 use super::{Remote, down};
 use crate::error::Error;
 use crate::store::format::{self, Header};
-use crate::store::layout::key_of_file;
+use crate::store::layout::parse_relative;
 use crate::store::{Detail, EntryInfo, Listing};
 
 /// The bytes of an entry read for its header, which its type name and arguments fit in most
@@ -78,17 +78,7 @@ impl Remote {
         meta: &ObjectMeta,
         header: Option<Header>,
     ) -> Option<EntryInfo> {
-        let mut parts = relative.split('/');
-        let (Some(function), Some(version), Some(_shard), Some(file), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        let key = key_of_file(file)?;
+        let (function, version, key) = parse_relative(relative)?;
         let stored = SystemTime::from(meta.last_modified);
         Some(EntryInfo {
             function: function.to_owned(),
