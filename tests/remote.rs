@@ -379,6 +379,33 @@ fn controls_work_against_the_bucket() {
 }
 
 #[test]
+fn a_size_limit_bounds_the_local_tier_not_the_bucket() {
+    let server = Server::start("limit", true);
+    let tiers = common::dir("limit-tiers");
+    // The tier of `s3://joblet-test/c` is `<tier>/joblet-test/c`; its settings file holds.
+    let tier = tiers.join("a").join(BUCKET).join("c");
+    std::fs::create_dir_all(&tier).unwrap();
+    std::fs::write(tier.join(joblet::CONFIG_FILE), "max_size = \"20MB\"\n").unwrap();
+    let calls = "series:1,series:2,series:3,series:4";
+    let stored = run(&server, &url("c"), &tiers.join("a"), calls, &[]);
+    assert_eq!(stored.computed(), 4, "{}", stored.stderr);
+    assert_eq!(server.objects("c").len(), 4, "the bucket keeps every entry");
+    let in_tier = common::entries(&tier);
+    let bytes: u64 = in_tier
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        in_tier.len() < 4 && bytes <= 20_000_000,
+        "{} entries, {bytes} bytes",
+        in_tier.len()
+    );
+    // What the tier evicted is still a hit, from the bucket.
+    let again = run(&server, &url("c"), &tiers.join("a"), calls, &[]);
+    assert_eq!(again.computed(), 0, "{}", again.stderr);
+}
+
+#[test]
 fn worker_processes_store_in_the_bucket() {
     let server = Server::start("pool", true);
     let tiers = common::dir("pool-tiers");
