@@ -252,16 +252,26 @@ impl Run {
     }
 }
 
-/// Runs `calls` in a child process with the local tier `tier`, its cache at `url`.
-fn run(server: &Server, url: &str, tier: &Path, calls: &str, env: &[(&str, &str)]) -> Run {
+/// A machine: this test binary's `child`, to run `calls` with the local tier `tier` and its
+/// cache at `url`, its output piped.
+fn machine(server: &Server, url: &str, tier: &Path, calls: &str) -> Command {
     let mut cmd = common::child("child");
     cmd.envs(server.env())
         .env("JOBLET_CACHE_DIR", url)
         .env("JOBLET_LOCAL_TIER", tier)
         .env("JOBLET_REMOTE_TIMEOUT", "2s")
         .env(CALLS, calls)
-        .envs(env.iter().copied());
-    let out = cmd.output().unwrap();
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `calls` on a machine (see [`machine`]), with `env` besides.
+fn run(server: &Server, url: &str, tier: &Path, calls: &str, env: &[(&str, &str)]) -> Run {
+    let out = machine(server, url, tier, calls)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
@@ -324,18 +334,11 @@ impl Server {
 fn the_first_of_two_machines_storing_a_key_stays() {
     let server = Server::start("race", true);
     let tiers = common::dir("race-tiers");
-    let machine = |tier: &str| {
-        let mut cmd = common::child("child");
-        cmd.envs(server.env())
-            .env("JOBLET_CACHE_DIR", url("c"))
-            .env("JOBLET_LOCAL_TIER", tiers.join(tier))
-            .env(CALLS, "slow:1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+    let start = |tier: &str| {
+        let mut cmd = machine(&server, &url("c"), &tiers.join(tier), "slow:1");
+        cmd.spawn().unwrap()
     };
-    let (a, b) = (machine("a"), machine("b"));
+    let (a, b) = (start("a"), start("b"));
     for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -442,15 +445,9 @@ fn a_server_stopped_mid_run_costs_time_not_values() {
     let calls: Vec<String> = (1..=40)
         .flat_map(|i| [format!("square:{i}"), "pause:25".to_owned()])
         .collect();
-    let mut cmd = common::child("child");
-    cmd.envs(server.env())
-        .env("JOBLET_CACHE_DIR", url("c"))
-        .env("JOBLET_LOCAL_TIER", tiers.join("b"))
-        .env("JOBLET_REMOTE_TIMEOUT", "2s")
-        .env(CALLS, calls.join(","))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = machine(&server, &url("c"), &tiers.join("b"), &calls.join(","))
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(400));
     server.stop();
     let out = child.wait_with_output().unwrap();
