@@ -437,8 +437,8 @@ pub use joblet_macros::parallel;
 pub use joblet_runtime::{
     Array, CACHE_DIR_ENV, CONFIG_FILE, Cached, Compression, DEFAULT_CACHE_DIR, DISABLE_ENV,
     EntryInfo, Error, ErrorKind, IN_MEMORY_ENV, LOCAL_TIER_ENV, Limits, MAX_NESTING, Memory,
-    N_JOBS_ENV, Ordered, Pod, REFRESH_ENV, REMOTE_TIMEOUT_ENV, Reduced, TaskError, TaskErrorKind,
-    TaskPanic, Unordered, ZeroJobs, cpu_count, default_cache_dir, dump, dump_with,
+    N_JOBS_ENV, Ordered, Pod, REFRESH_ENV, REMOTE_TIMEOUT_ENV, Reduced, Summary, TaskError,
+    TaskErrorKind, TaskPanic, Unordered, ZeroJobs, cpu_count, default_cache_dir, dump, dump_with,
     effective_n_jobs, flush, load,
 };
 

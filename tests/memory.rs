@@ -495,3 +495,54 @@ fn clearing_a_function_never_follows_a_link() {
     assert!(theirs.exists());
     assert!(fs::symlink_metadata(&function).is_err(), "the link is left");
 }
+
+#[test]
+fn the_summary_sums_each_function_as_its_entries_say() {
+    let memory = Memory::new(dir("summary"));
+    let old = memory
+        .cache("stats::mean", |n: u64| vec![n; 100])
+        .version("1");
+    let new = memory
+        .cache("stats::mean", |n: u64| vec![n; 100])
+        .version("2");
+    let other = memory.cache("stats::max", |n: u64| n);
+    for n in 0..3 {
+        let _: Vec<u64> = old.call(n);
+    }
+    let _: Vec<u64> = new.call(7);
+    let _: Vec<u64> = new.call(7); // a hit
+    let _: u64 = other.call(1);
+    joblet::flush();
+    // The version used last is current: version 1's entries are outdated.
+    for entry in memory.entries_of("stats::mean").unwrap() {
+        if entry.outdated {
+            used(&entry.path, 60);
+        }
+    }
+
+    let entries = memory.entries().unwrap();
+    let lines = memory.summary().unwrap();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l.function.as_str())
+            .collect::<Vec<_>>(),
+        ["stats.mean", "stats.max"],
+        "largest first"
+    );
+    for line in &lines {
+        let of: Vec<_> = entries
+            .iter()
+            .filter(|e| e.function == line.function)
+            .collect();
+        assert_eq!(line.entries, of.len() as u64);
+        assert_eq!(line.bytes, of.iter().map(|e| e.size).sum::<u64>());
+        assert_eq!(line.hits, of.iter().map(|e| e.hits).sum::<u64>());
+        let outdated: u64 = of.iter().filter(|e| e.outdated).map(|e| e.size).sum();
+        assert_eq!(line.outdated_bytes, outdated);
+        assert_eq!(line.last_used, of.iter().map(|e| e.last_used).max());
+    }
+    let mean = &lines[0];
+    assert_eq!((mean.entries, mean.hits), (4, 1));
+    assert!(mean.outdated_bytes > 0 && mean.outdated_bytes < mean.bytes);
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
-use joblet_runtime::{EntryInfo, Limits, Memory, Reduced};
+use joblet_runtime::{Limits, Memory, Reduced, Summary};
 
 #[derive(Parser)]
 #[command(
@@ -88,8 +88,7 @@ fn run(memory: &Memory, command: Command) -> Result<ExitCode, joblet_runtime::Er
     let now = SystemTime::now();
     match command {
         Command::Report => {
-            let entries = memory.entries()?;
-            print!("{}", report(&entries, now));
+            print!("{}", report(&memory.summary()?, now));
         }
         Command::Ls { function } => {
             let entries = memory.entries_of(&function)?;
@@ -158,56 +157,21 @@ fn print_removed(which: &str, removed: &Reduced) {
 
 /// A line per function, largest first, and a total: what the entries took to compute, how
 /// often they were loaded instead, and the compute time those loads saved.
-fn report(entries: &[EntryInfo], now: SystemTime) -> String {
-    #[derive(Default)]
-    struct Row {
-        entries: usize,
-        bytes: u64,
-        compute: Duration,
-        hits: u64,
-        saved: Duration,
-        last_used: Option<SystemTime>,
-        /// Bytes of the outdated code versions' entries.
-        outdated: u64,
-    }
-    impl Row {
-        // Saturating: the times and counts come from headers, which a damaged file can
-        // make as large as they go.
-        fn add(&mut self, other: &Row) {
-            self.entries += other.entries;
-            self.bytes = self.bytes.saturating_add(other.bytes);
-            self.compute = self.compute.saturating_add(other.compute);
-            self.hits = self.hits.saturating_add(other.hits);
-            self.saved = self.saved.saturating_add(other.saved);
-            self.last_used = self.last_used.max(other.last_used);
-            self.outdated = self.outdated.saturating_add(other.outdated);
-        }
-    }
-    let mut rows: std::collections::BTreeMap<&str, Row> = Default::default();
-    for e in entries {
-        rows.entry(&e.function).or_default().add(&Row {
-            entries: 1,
-            bytes: e.size,
-            compute: e.compute,
-            hits: e.hits,
-            saved: e
-                .compute
-                .saturating_mul(u32::try_from(e.hits).unwrap_or(u32::MAX)),
-            last_used: Some(e.last_used),
-            outdated: if e.outdated { e.size } else { 0 },
-        });
-    }
-    let mut rows: Vec<(&str, Row)> = rows.into_iter().collect();
-    rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
-    let mut total = Row::default();
-    rows.iter().for_each(|(_, row)| total.add(row));
-    let width = rows.iter().map(|(f, _)| f.len()).max().unwrap_or(0).max(8);
-    let line = |function: &str, row: &Row| {
+fn report(lines: &[Summary], now: SystemTime) -> String {
+    let mut total = Summary::default();
+    lines.iter().for_each(|line| total.add(line));
+    let width = lines
+        .iter()
+        .map(|l| l.function.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let line = |function: &str, row: &Summary| {
         format!(
             "{function:<width$} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>12}\n",
             row.entries,
             bytes(row.bytes),
-            bytes(row.outdated),
+            bytes(row.outdated_bytes),
             duration(row.compute),
             row.hits,
             duration(row.saved),
@@ -218,8 +182,8 @@ fn report(entries: &[EntryInfo], now: SystemTime) -> String {
         "{:<width$} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>12}\n",
         "function", "entries", "size", "outdated", "compute", "hits", "saved", "last used"
     );
-    for (function, row) in &rows {
-        out += &line(function, row);
+    for row in lines {
+        out += &line(&row.function, row);
     }
     out += &line("total", &total);
     out

@@ -50,7 +50,7 @@ pub use array::Array;
 pub use bytemuck::Pod;
 pub use cache::{
     CACHE_DIR_ENV, CONFIG_FILE, Cached, DEFAULT_CACHE_DIR, DISABLE_ENV, IN_MEMORY_ENV, Limits,
-    Memory, REFRESH_ENV, Reduced, default_cache_dir, flush,
+    Memory, REFRESH_ENV, Reduced, Summary, default_cache_dir, flush,
 };
 pub use error::{Error, ErrorKind};
 /// The `ndarray` crate this build works with, so that versions match.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::evict::{self, Limits, Reduced};
 use super::site::Site;
+use super::summary::{self, Summary};
 use super::wrapped::Cached;
 use crate::error::Error;
 use crate::store::{self, Detail, EntryInfo, Store, function_folder};
@@ -115,6 +116,25 @@ impl Memory {
     /// As [`Memory::entries`].
     pub fn entries_of(&self, function: &str) -> Result<Vec<EntryInfo>, Error> {
         self.listing(Some(function))
+    }
+
+    /// A line per function, largest first: its entries, bytes, what its outdated code versions
+    /// take, compute time stored, hits and the time they saved, last use (what `joblet report`
+    /// prints). Summed as the entries are read: it holds a line per function, not the entries,
+    /// however many there are.
+    ///
+    /// ```
+    /// let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-lines"));
+    /// for line in memory.summary()? {
+    ///     println!("{}: {} entries, {} bytes, {} hits", line.function, line.entries, line.bytes, line.hits);
+    /// }
+    /// # Ok::<(), joblet_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Memory::entries`].
+    pub fn summary(&self) -> Result<Vec<Summary>, Error> {
+        summary::summarize(&*self.store())
     }
 
     /// Removes every entry of every function, and abandoned temporary files. Only joblet's

@@ -11,7 +11,7 @@ use super::layout::{entry_path, key_of_file};
 use super::read::{Opened, read_header};
 use super::temp::TEMP_PREFIX;
 use super::write::replace;
-use super::{Detail, EntryId, EntryInfo, Listing, Reader, Store, Writer, hits};
+use super::{Detail, EntryId, EntryInfo, Found, Reader, Store, Writer, hits};
 use crate::error::{Error, ErrorKind};
 
 /// A temporary file older than this belongs to a writer that crashed: no live writer takes
@@ -84,7 +84,12 @@ impl Store for Folder {
         }
     }
 
-    fn list(&self, function: Option<&str>, detail: Detail) -> Result<Listing, Error> {
+    fn visit(
+        &self,
+        function: Option<&str>,
+        detail: Detail,
+        found: &mut dyn FnMut(Found),
+    ) -> Result<(), Error> {
         if detail != Detail::Sizes {
             // This process's own hits, so that the counts and the times listed are up to date.
             hits::write_all(true);
@@ -101,7 +106,6 @@ impl Store for Folder {
             }
             None => subfolders(&self.root)?,
         };
-        let mut listing = Listing::default();
         for function in functions {
             for version in subfolders(&function)? {
                 for shard in subfolders(&version)? {
@@ -118,14 +122,14 @@ impl Store for Folder {
                         if name.starts_with(TEMP_PREFIX) {
                             let age = now.duration_since(modified).unwrap_or_default();
                             if age > ABANDONED_AFTER {
-                                listing.abandoned.push(path);
+                                found(Found::Abandoned(path));
                             }
                             continue;
                         }
                         let header = (detail == Detail::Headers)
                             .then(|| read_header(&path))
                             .flatten();
-                        listing.entries.push(EntryInfo {
+                        found(Found::Entry(EntryInfo {
                             function: last_name(&function),
                             code_version: last_name(&version),
                             key: key.to_owned(),
@@ -140,12 +144,12 @@ impl Store for Folder {
                             args: header.map(|h| h.args).unwrap_or_default(),
                             path,
                             outdated: false,
-                        });
+                        }));
                     }
                 }
             }
         }
-        Ok(listing)
+        Ok(())
     }
 
     fn path_of(&self, id: &EntryId<'_>) -> PathBuf {

@@ -123,6 +123,12 @@ pub(crate) struct Listing {
     pub abandoned: Vec<PathBuf>,
 }
 
+/// What a listing finds: an entry, or a file that a writer that crashed left behind.
+pub(crate) enum Found {
+    Entry(EntryInfo),
+    Abandoned(PathBuf),
+}
+
 /// Reads an entry, open: decodes it, or checks it.
 pub(crate) type Reader<'a> = &'a mut dyn FnMut(&mut Opened) -> Result<(), ErrorKind>;
 
@@ -170,12 +176,32 @@ pub(crate) trait Store: Send + Sync {
     /// When they exist but cannot be removed.
     fn remove_function(&self, function: &str) -> Result<(), Error>;
 
-    /// The entries of every function, or of the one whose folder is `function`, read as far
-    /// as `detail` says.
+    /// Hands `found` each entry of every function, or of the one whose folder is `function`,
+    /// read as far as `detail` says, and each file a writer that crashed left behind, in no
+    /// order, one at a time: a summary of a million entries holds none of them.
     ///
     /// # Errors
     /// When a folder cannot be read.
-    fn list(&self, function: Option<&str>, detail: Detail) -> Result<Listing, Error>;
+    fn visit(
+        &self,
+        function: Option<&str>,
+        detail: Detail,
+        found: &mut dyn FnMut(Found),
+    ) -> Result<(), Error>;
+
+    /// The entries of every function, or of the one whose folder is `function`, read as far
+    /// as `detail` says, and the files that writers that crashed left behind.
+    ///
+    /// # Errors
+    /// As [`Store::visit`].
+    fn list(&self, function: Option<&str>, detail: Detail) -> Result<Listing, Error> {
+        let mut listing = Listing::default();
+        self.visit(function, detail, &mut |found| match found {
+            Found::Entry(entry) => listing.entries.push(entry),
+            Found::Abandoned(path) => listing.abandoned.push(path),
+        })?;
+        Ok(listing)
+    }
 
     /// Counts a hit of the entry `id` served from a copy in memory, as [`Store::get`] counts
     /// one, at most once a second an entry; says `false` when the store found the entry gone

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::layout::entry_path;
-use super::{Detail, EntryId, Listing, Reader, Store, Writer};
+use super::{Detail, EntryId, Found, Reader, Store, Writer};
 use crate::error::{Error, ErrorKind};
 
 pub(crate) struct Unreachable {
@@ -57,7 +57,7 @@ impl Store for Unreachable {
         Err(self.error())
     }
 
-    fn list(&self, _: Option<&str>, _: Detail) -> Result<Listing, Error> {
+    fn visit(&self, _: Option<&str>, _: Detail, _: &mut dyn FnMut(Found)) -> Result<(), Error> {
         Err(self.error())
     }
 

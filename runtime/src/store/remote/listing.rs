@@ -15,7 +15,7 @@ use super::{Remote, down};
 use crate::error::Error;
 use crate::store::format::{self, Header};
 use crate::store::layout::parse_relative;
-use crate::store::{Detail, EntryInfo, Listing};
+use crate::store::{Detail, EntryInfo, Found};
 
 /// The bytes of an entry read for its header, which its type name and arguments fit in most
 /// often; a longer header is read again, whole.
@@ -28,8 +28,13 @@ const HEADS_AT_ONCE: usize = 64;
 const LISTING_TIMEOUT: Duration = super::client::LISTING_TIMEOUT;
 
 impl Remote {
-    /// The entries of every function, or of the one whose folder is `function`.
-    pub(super) fn listing(&self, function: Option<&str>, detail: Detail) -> Result<Listing, Error> {
+    /// Hands `found` the entries of every function, or of the one whose folder is `function`.
+    pub(super) fn listing(
+        &self,
+        function: Option<&str>,
+        detail: Detail,
+        found: &mut dyn FnMut(Found),
+    ) -> Result<(), Error> {
         let prefix = match function {
             Some(function) => Some(self.object(function)),
             None if self.prefix.is_empty() => None,
@@ -51,10 +56,9 @@ impl Remote {
         self.client.note("listing entries", &outcome);
         let objects = match outcome {
             Ok(objects) => objects,
-            Err(Failure::Absent | Failure::Exists) => Vec::new(),
+            Err(Failure::Absent | Failure::Exists) => return Ok(()),
             Err(Failure::Down(why)) => return Err(down(&PathBuf::from(&self.url), why)),
         };
-        let mut listing = Listing::default();
         let base = match self.prefix.as_str() {
             "" => String::new(),
             prefix => format!("{prefix}/"),
@@ -65,10 +69,10 @@ impl Remote {
                 continue;
             };
             if let Some(entry) = self.entry(relative, &meta, head) {
-                listing.entries.push(entry);
+                found(Found::Entry(entry));
             }
         }
-        Ok(listing)
+        Ok(())
     }
 
     /// The entry of the object at `relative` (below the prefix), if it is one.

@@ -30,7 +30,7 @@ use object_store::path::Path as ObjectPath;
 
 use super::folder::Folder;
 use super::layout::entry_path;
-use super::{Detail, EntryId, LOCAL_TIER_ENV, Listing, REMOTE_TIMEOUT_ENV, Reader, Store, Writer};
+use super::{Detail, EntryId, Found, LOCAL_TIER_ENV, REMOTE_TIMEOUT_ENV, Reader, Store, Writer};
 use crate::error::{Error, ErrorKind};
 use client::{Client, DEFAULT_TIMEOUT, Failure};
 
@@ -189,8 +189,13 @@ impl Store for Remote {
         removed
     }
 
-    fn list(&self, function: Option<&str>, detail: Detail) -> Result<Listing, Error> {
-        self.listing(function, detail)
+    fn visit(
+        &self,
+        function: Option<&str>,
+        detail: Detail,
+        found: &mut dyn FnMut(Found),
+    ) -> Result<(), Error> {
+        self.listing(function, detail, found)
     }
 
     fn count_hit(&self, id: &EntryId<'_>) -> bool {
