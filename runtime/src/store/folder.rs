@@ -1,22 +1,17 @@
-//! The local folder, the one [`Store`] today: entries are files laid out as [`super::layout`]
-//! says, written atomically, their hits counted in place.
+//! A cache folder on this machine: entries are files laid out as [`super::layout`] says,
+//! written atomically, their hits counted in place; listed shard by shard (`super::scan`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use std::time::{Duration, SystemTime};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use super::layout::{entry_path, key_of_file};
-use super::read::{Opened, read_header};
-use super::temp::TEMP_PREFIX;
+use super::layout::entry_path;
+use super::read::Opened;
+use super::scan::{Shard, read_dir, scan};
 use super::write::replace;
-use super::{Detail, EntryId, EntryInfo, Found, Reader, Store, Writer, hits};
+use super::{Detail, EntryId, Found, Reader, Store, Writer, hits};
 use crate::error::{Error, ErrorKind};
-
-/// A temporary file older than this belongs to a writer that crashed: no live writer takes
-/// this long between creating its file and renaming it.
-const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
 /// A cache folder on this machine.
 pub(crate) struct Folder {
@@ -94,7 +89,6 @@ impl Store for Folder {
             // This process's own hits, so that the counts and the times listed are up to date.
             hits::write_all(true);
         }
-        let now = SystemTime::now();
         let functions = match function {
             // Never `.` or `..` (see `function_folder`): always a name inside the cache; and
             // only a folder, never a link to one elsewhere (as `subfolders` below), whose
@@ -106,50 +100,19 @@ impl Store for Folder {
             }
             None => subfolders(&self.root)?,
         };
+        let mut shards = Vec::new();
         for function in functions {
             for version in subfolders(&function)? {
-                for shard in subfolders(&version)? {
-                    for file in read_dir(&shard)? {
-                        let Ok(file) = file else { continue };
-                        let name = file.file_name().to_string_lossy().into_owned();
-                        let Ok(meta) = file.metadata() else { continue };
-                        let key = match key_of_file(&name) {
-                            Some(key) if meta.is_file() => key,
-                            _ => continue,
-                        };
-                        let path = file.path();
-                        let modified = meta.modified().unwrap_or(now);
-                        if name.starts_with(TEMP_PREFIX) {
-                            let age = now.duration_since(modified).unwrap_or_default();
-                            if age > ABANDONED_AFTER {
-                                found(Found::Abandoned(path));
-                            }
-                            continue;
-                        }
-                        let header = (detail == Detail::Headers)
-                            .then(|| read_header(&path))
-                            .flatten();
-                        found(Found::Entry(EntryInfo {
-                            function: last_name(&function),
-                            code_version: last_name(&version),
-                            key: key.to_owned(),
-                            size: meta.len(),
-                            type_name: header
-                                .as_ref()
-                                .map_or_else(|| "?".to_owned(), |h| h.type_name.clone()),
-                            compute: header.as_ref().map_or(Duration::ZERO, |h| h.compute),
-                            created: header.as_ref().map_or(modified, |h| h.created),
-                            last_used: modified,
-                            hits: header.as_ref().map_or(0, |h| u64::from(h.hits)),
-                            args: header.map(|h| h.args).unwrap_or_default(),
-                            path,
-                            outdated: false,
-                        }));
-                    }
+                for dir in subfolders(&version)? {
+                    shards.push(Shard {
+                        function: last_name(&function),
+                        version: last_name(&version),
+                        dir,
+                    });
                 }
             }
         }
-        Ok(())
+        scan(&shards, detail, found)
     }
 
     fn path_of(&self, id: &EntryId<'_>) -> PathBuf {
@@ -184,15 +147,6 @@ fn last_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// The entries of `dir`; none when it does not exist.
-fn read_dir(dir: &Path) -> Result<Vec<std::io::Result<std::fs::DirEntry>>, Error> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => Ok(entries.collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::new(dir, ErrorKind::from_io(e))),
-    }
 }
 
 /// The subfolders of `dir`, sorted; none when it does not exist.

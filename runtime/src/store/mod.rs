@@ -15,6 +15,7 @@ mod nesting;
 mod read;
 #[cfg(feature = "remote")]
 mod remote;
+mod scan;
 mod temp;
 mod unreachable;
 mod write;
