@@ -28,7 +28,7 @@ use super::entry::{Entry, parse};
 use super::read::Opened;
 use crate::array::SourceGuard;
 use crate::error::{Error, ErrorKind};
-use crate::huge_pages::{try_vec_with_capacity, try_zeroed_vec};
+use crate::huge_pages::try_vec_with_capacity;
 
 /// A value the store can hold: serializable, and deserializable without borrowing. Decoders
 /// ask for it so that a result type that is not one fails the same bound as the macro's own
@@ -197,18 +197,9 @@ macro_rules! bulk {
                         Ok(out)
                     },
                     file: Some(|file| {
-                        let numbers = file.read_payload::<Vec<$t>, _>(
-                            |head, payload_len| {
-                                // Checked before allocating: the header is not verified yet,
-                                // but the file's size is known to hold the payload it gives.
-                                let payload_len = usize::try_from(payload_len).ok()?;
-                                let (prefix, count) = counted(head, size_of::<$t>(), payload_len).ok()?;
-                                let numbers = try_zeroed_vec::<$t>(count)
-                                    .ok_or_else(|| ErrorKind::out_of_memory(payload_len));
-                                Some(numbers.map(|numbers| (prefix, numbers)))
-                            },
-                            |v| bytemuck::cast_slice_mut(v.as_mut_slice()),
-                        )?;
+                        let numbers = file.read_numbers::<Vec<$t>, $t>(|head, payload_len| {
+                            counted(head, size_of::<$t>(), payload_len).ok()
+                        })?;
                         Some(numbers.map(|mut numbers| {
                             if cfg!(target_endian = "big") {
                                 numbers.iter_mut().for_each(|x| *x = <$t>::from_le_bytes(x.to_ne_bytes()));
@@ -411,6 +402,25 @@ mod tests {
         assert!(f64s(&mut patched(&path, &|b| b[at] ^= 1)).is_none());
         let err = load(&path, decoder_any::<Vec<f64>>()).unwrap_err();
         assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
+        // Large enough to be hashed on a second thread: a flip in its first chunk, in its
+        // last, or in the part read with the head, is caught as well.
+        let many: Vec<f64> = (0..700_000).map(|i| f64::from(i) * 0.7).collect();
+        for at in [100, 4096 + 10, (1 << 20) + 3, many.len() * 8 - 1] {
+            let (path, mut file) = opened("direct-aside.jbl", &many);
+            assert_eq!(f64s(&mut file).unwrap().ok().as_ref(), Some(&many));
+            assert!(f64s(&mut patched(&path, &|b| b[at] ^= 0x10)).is_none());
+            assert!(load(&path, decoder_any::<Vec<f64>>()).is_err());
+        }
+        // A file cut short after it was opened: the read stops, nothing is returned.
+        let (path, mut file) = opened("direct-cut.jbl", &many);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 8)
+            .unwrap();
+        assert!(f64s(&mut file).is_none());
         // A forged payload length (the header is not verified yet) is no panic.
         let (path, _) = opened("forged-len.jbl", &floats);
         let forge = |b: &mut Vec<u8>| b[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
