@@ -170,9 +170,9 @@ pub(crate) fn entry<W: Out, T: ?Sized + Serialize>(
 /// Writes the entry of a value whose payload is `count` numbers, `bytes` (see
 /// [`bulk::numbers`]), after the type name and arguments in `head`: the payload as postcard
 /// would write it, its length then its bytes, but sent to the file in one call while a second
-/// thread hashes them, into a file given its full length first (on Linux, `fallocate`:
-/// writing into blocks already allocated measured a third faster). `fields` gives all but the
-/// payload's lengths.
+/// thread hashes them, into a file whose blocks are allocated first (on Linux, `fallocate`, as
+/// `np.save` does: writing 80 MB into blocks already allocated measured a third faster).
+/// `fields` gives all but the payload's lengths.
 fn numbers_entry<W: Out>(
     mut out: W,
     mut fields: Fields,
@@ -233,10 +233,12 @@ impl Out for &mut File {
         #[cfg(target_os = "linux")]
         if let Ok(len) = libc::off_t::try_from(len) {
             use std::os::fd::AsRawFd;
+            // Blocks only, not the size (`KEEP_SIZE`): the file is what is written, whatever
+            // the hint said.
             // SAFETY: a system call on a descriptor `self` holds open; it changes the file's
-            // allocation and size (zeros, all overwritten before the entry is complete), never
-            // memory.
-            unsafe { libc::fallocate(self.as_raw_fd(), 0, 0, len) };
+            // allocation, never memory.
+            let keep = libc::FALLOC_FL_KEEP_SIZE;
+            unsafe { libc::fallocate(self.as_raw_fd(), keep, 0, len) };
         }
         #[cfg(not(target_os = "linux"))]
         let _ = len;
