@@ -17,6 +17,14 @@ pub(crate) fn try_vec_with_capacity<T>(n: usize) -> Option<Vec<T>> {
     Some(v)
 }
 
+/// `n` zeros, not yet touched, on huge pages if large (see [`advise_huge`]); `None` when the
+/// memory cannot be had.
+pub(crate) fn try_zeroed_vec<T: bytemuck::Pod>(n: usize) -> Option<Vec<T>> {
+    let v = bytemuck::try_zeroed_vec::<T>(n).ok()?;
+    advise_huge(v.as_ptr().cast(), v.capacity() * size_of::<T>());
+    Some(v)
+}
+
 /// On Linux, asks for transparent huge pages for the whole 2 MiB pages within `len` bytes from
 /// `start`: filling 80 MB of fresh memory then takes 40 page faults instead of 20,000, which
 /// on a virtual machine is most of the cost of a large load.

@@ -1,5 +1,6 @@
 //! Hashing on a second thread beside a large write or read: the write is bound by the
-//! kernel's page cache, the read by the disk, the hash by memory bandwidth.
+//! kernel's page cache, the read by the disk, the hash by memory bandwidth. (Decompression
+//! shares its blocks with a second thread through the same helpers.)
 
 /// Hashing this many bytes or more is done on a second thread beside the write or read it
 /// checks. Starting the thread costs some 50 µs, and a read goes at about 20 µs a MiB beside

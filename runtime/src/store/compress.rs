@@ -6,11 +6,12 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::aside::{join, spawn_scoped};
 use super::format::{LZ4, UNCOMPRESSED, ZSTD};
 use super::nesting;
 use crate::array::Sink;
 use crate::error::ErrorKind;
-use crate::huge_pages::try_vec_with_capacity;
+use crate::huge_pages::{try_vec_with_capacity, try_zeroed_vec};
 
 /// How a payload is compressed. Recorded in the file, so reading needs no option.
 ///
@@ -264,6 +265,96 @@ fn lz4_blocks(stored: &[u8], raw_len: usize, likely: usize) -> Result<Vec<u8>, E
     }
 }
 
+/// LZ4 payloads of this size or more are decompressed on two threads (see [`lz4_numbers`]): a
+/// block takes some 200 µs, a thread's start some 50.
+const SHARE_FROM: usize = 4 << 20;
+
+/// The numbers of an LZ4 payload that is postcard's encoding of bytes (that of an `Array` that
+/// is the whole value: their length, then the bytes), decompressed straight into a vector of
+/// `N`s: no buffer the payload's size, no copy out of it. Past a few megabytes, the blocks are
+/// shared with a second thread. Call it on a verified entry. Memory is taken only for a size
+/// the blocks bear out (as many as it takes [`BLOCK`]s, each able to hold its share), as in
+/// [`decompress`].
+pub(crate) fn lz4_numbers<N: bytemuck::Pod>(
+    stored: &[u8],
+    raw_len: u64,
+) -> Result<Vec<N>, ErrorKind> {
+    let bad = || ErrorKind::Corrupt("payload does not decompress to its recorded size");
+    let mut blocks = Vec::new();
+    let mut input = stored;
+    while !input.is_empty() {
+        let (len, rest) = input.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > rest.len() {
+            return Err(bad());
+        }
+        let (packed, rest) = rest.split_at(len);
+        blocks.push(packed);
+        input = rest;
+    }
+    // LZ4 expands a block by at most `LZ4_MAX_RATIO`: a size the blocks cannot hold is forged.
+    let can_hold: u64 = blocks
+        .iter()
+        .map(|packed| packed.len() as u64 * LZ4_MAX_RATIO + 16)
+        .sum();
+    let raw_len = usize::try_from(raw_len).map_err(|_| bad())?;
+    if raw_len == 0 || raw_len.div_ceil(BLOCK) != blocks.len() || raw_len as u64 > can_hold {
+        return Err(bad());
+    }
+    let mut first = vec![0; BLOCK.min(raw_len)];
+    lz4_block(blocks[0], &mut first)?;
+    let (len, in_first) = postcard::take_from_bytes::<usize>(&first)
+        .map_err(|e| ErrorKind::Decode(format!("the bytes of an array: {e}")))?;
+    let prefix = first.len() - in_first.len();
+    if len != raw_len - prefix || !len.is_multiple_of(size_of::<N>()) {
+        return Err(ErrorKind::Decode(format!(
+            "{len} bytes of an array of {}-byte elements in a payload of {raw_len}",
+            size_of::<N>()
+        )));
+    }
+    let mut numbers =
+        try_zeroed_vec::<N>(len / size_of::<N>()).ok_or_else(|| ErrorKind::out_of_memory(len))?;
+    let dest: &mut [u8] = bytemuck::cast_slice_mut(numbers.as_mut_slice());
+    let (head, rest) = dest.split_at_mut(in_first.len());
+    head.copy_from_slice(in_first);
+    // Each later block fills the next `BLOCK` bytes of the payload, and the payload's first
+    // block ends where `rest` starts.
+    let mut pairs: Vec<(&[u8], &mut [u8])> = blocks[1..]
+        .iter()
+        .copied()
+        .zip(rest.chunks_mut(BLOCK))
+        .collect();
+    let unpack = |pairs: &mut [(&[u8], &mut [u8])]| {
+        pairs
+            .iter_mut()
+            .try_for_each(|(packed, out)| lz4_block(packed, out))
+    };
+    let theirs = std::sync::Mutex::new(Some(pairs.split_off(pairs.len() / 2)));
+    // The second half goes to a helper, or to this thread if the helper has not started on it
+    // by the time the first half is done (or could not be started).
+    let take = || theirs.lock().map_or(None, |mut theirs| theirs.take());
+    std::thread::scope(|scope| {
+        let aside = (raw_len >= SHARE_FROM)
+            .then(|| spawn_scoped(scope, || take().map_or(Ok(()), |mut t| unpack(&mut t))))
+            .flatten();
+        let here = unpack(&mut pairs);
+        let left = take().map_or(Ok(()), |mut t| unpack(&mut t));
+        let there = aside.map_or(Ok(()), join);
+        here.and(left).and(there)
+    })?;
+    Ok(numbers)
+}
+
+/// Decompresses the LZ4 block `packed` into `out`, which it must fill exactly.
+fn lz4_block(packed: &[u8], out: &mut [u8]) -> Result<(), ErrorKind> {
+    match lz4_flex::block::decompress_into(packed, out) {
+        Ok(n) if n == out.len() => Ok(()),
+        _ => Err(ErrorKind::Corrupt(
+            "payload does not decompress to its recorded size",
+        )),
+    }
+}
+
 /// zstd frames decompressed in one call, into at most `raw_len` bytes. In one call, not
 /// through a stream decoder: that one would allocate the window its frame header asks for, up
 /// to 128 MB for a file of a hundred bytes (the fuzzer found this). The room starts at
@@ -289,5 +380,58 @@ fn zstd_frames(stored: &[u8], raw_len: usize, likely: usize) -> Result<Vec<u8>, 
             }
             Err(_) => return Err(bad()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::array::Array;
+
+    /// The LZ4 payload of `value`, and its length before compression.
+    fn lz4<T: Serialize>(value: &T) -> (Vec<u8>, u64) {
+        let mut stored = Vec::new();
+        let raw_len = serialize(value, Compression::Lz4, &mut stored).unwrap();
+        (stored, raw_len)
+    }
+
+    #[test]
+    fn arrays_decompress_straight_into_their_memory_as_serde_would_decode_them() {
+        // Empty; one block; several; past the size from which blocks are shared.
+        for n in [0, 10, 300_000, 1_200_000] {
+            let numbers: Vec<f64> = (0..n).map(|i| f64::from(i) * 0.5 - 7.0).collect();
+            let (stored, raw_len) = lz4(&Array::from(numbers.clone()));
+            assert_eq!(lz4_numbers::<f64>(&stored, raw_len).unwrap(), numbers);
+            let payload = decompress(LZ4, &stored, raw_len).unwrap();
+            let through_serde: Array<f64> = postcard::from_bytes(&payload).unwrap();
+            assert_eq!(through_serde.as_slice(), numbers);
+        }
+    }
+
+    #[test]
+    fn a_payload_that_does_not_fit_is_refused_without_a_panic() {
+        let (stored, raw_len) = lz4(&Array::from(vec![1u8; (3 << 20) + 5]));
+        assert!(lz4_numbers::<u8>(&stored, raw_len).is_ok());
+        // Not a whole number of elements.
+        let err = lz4_numbers::<[u8; 3]>(&stored, raw_len).unwrap_err();
+        assert!(matches!(err, ErrorKind::Decode(_)), "{err}");
+        // A recorded size the blocks do not bear out, or that does not match the length inside.
+        for forged in [
+            0,
+            1,
+            raw_len - 1,
+            raw_len + 1,
+            raw_len + BLOCK as u64,
+            u64::MAX,
+        ] {
+            assert!(lz4_numbers::<u8>(&stored, forged).is_err(), "{forged}");
+        }
+        // Blocks cut short, or one missing.
+        for len in [0, 3, 4, 100, stored.len() / 2, stored.len() - 1] {
+            assert!(lz4_numbers::<u8>(&stored[..len], raw_len).is_err(), "{len}");
+        }
+        // A payload that is no array's bytes (a string's length is its bytes', a map's not).
+        let (stored, raw_len) = lz4(&vec![(1u32, 2u32); 3]);
+        assert!(lz4_numbers::<u8>(&stored, raw_len).is_err());
     }
 }

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 
 use super::entry::{Entry, parse};
 use super::read::Opened;
-use crate::array::SourceGuard;
+use crate::array::{Array, SourceGuard};
 use crate::error::{Error, ErrorKind};
 use crate::huge_pages::try_vec_with_capacity;
 
@@ -230,10 +230,40 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, E
 /// The decoder of `T` for code that only knows `T` generically (`load`): the bulk copy for the
 /// vectors that have one, serde otherwise.
 pub(crate) fn decoder_any<T: DeserializeOwned + 'static>() -> Decoder<T> {
-    bulk_by_type_id().unwrap_or(Decoder {
-        entry: serde_decode::<T>,
-        file: None,
-    })
+    bulk_by_type_id()
+        .or_else(array_by_type_id)
+        .unwrap_or(Decoder {
+            entry: serde_decode::<T>,
+            file: None,
+        })
+}
+
+/// The decoder of `T` if it is an `Array` of numbers: an LZ4 entry of one (as `dump_with`
+/// writes) is decompressed straight into the array's memory; any other goes through serde.
+fn array_by_type_id<T: 'static>() -> Option<Decoder<T>> {
+    use std::any::{Any, TypeId};
+    macro_rules! arrays {
+        ($($t:ty),*) => {$(
+            if TypeId::of::<T>() == TypeId::of::<Array<$t>>() {
+                let decoder = Decoder::<Array<$t>> {
+                    entry: array_decode::<$t>,
+                    file: None,
+                };
+                return (&decoder as &dyn Any).downcast_ref::<Decoder<T>>().copied();
+            }
+        )*};
+    }
+    arrays!(f64, f32, u64, i64, u32, i32, u16, i16, u8, i8);
+    None
+}
+
+/// Decodes an `Array` of `N`s: an LZ4 entry straight into its memory, any other through serde.
+fn array_decode<N: bytemuck::Pod>(entry: &Entry<'_>) -> Result<Array<N>, ErrorKind> {
+    entry.verify()?;
+    match entry.lz4_numbers::<N>() {
+        Some(numbers) => numbers.map(Array::from),
+        None => serde_decode(entry),
+    }
 }
 
 /// Splits postcard's encoding of a `Vec` of `n`-byte numbers into its varint length and the
