@@ -238,8 +238,9 @@ pub(crate) fn decoder_any<T: DeserializeOwned + 'static>() -> Decoder<T> {
         })
 }
 
-/// The decoder of `T` if it is an `Array` of numbers: an LZ4 entry of one (as `dump_with`
-/// writes) is decompressed straight into the array's memory; any other goes through serde.
+/// The decoder of `T` if it is an `Array` of numbers: a compressed entry of one (as
+/// `dump_with` writes) is decompressed into the array's memory without a second copy; an
+/// uncompressed one goes through serde (its array is a view into the file).
 fn array_by_type_id<T: 'static>() -> Option<Decoder<T>> {
     use std::any::{Any, TypeId};
     macro_rules! arrays {
@@ -257,10 +258,11 @@ fn array_by_type_id<T: 'static>() -> Option<Decoder<T>> {
     None
 }
 
-/// Decodes an `Array` of `N`s: an LZ4 entry straight into its memory, any other through serde.
+/// Decodes an `Array` of `N`s: a compressed entry straight into its memory, any other through
+/// serde.
 fn array_decode<N: bytemuck::Pod>(entry: &Entry<'_>) -> Result<Array<N>, ErrorKind> {
     entry.verify()?;
-    match entry.lz4_numbers::<N>() {
+    match entry.packed_numbers::<N>() {
         Some(numbers) => numbers.map(Array::from),
         None => serde_decode(entry),
     }
