@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::aside::{join, spawn_scoped};
+use super::aside::{core_free, join, spawn_scoped};
 use super::format::{LZ4, UNCOMPRESSED, ZSTD};
 use super::nesting;
 use crate::array::Sink;
@@ -349,7 +349,7 @@ pub(crate) fn lz4_numbers<N: bytemuck::Pod>(
     // by the time the first half is done (or could not be started).
     let take = || theirs.lock().map_or(None, |mut theirs| theirs.take());
     std::thread::scope(|scope| {
-        let aside = (raw_len >= SHARE_FROM)
+        let aside = (raw_len >= SHARE_FROM && core_free())
             .then(|| spawn_scoped(scope, || take().map_or(Ok(()), |mut t| unpack(&mut t))))
             .flatten();
         let here = unpack(&mut pairs);

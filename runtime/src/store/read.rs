@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
+use super::aside::{HASH_ASIDE_FROM, core_free, join, spawn_scoped};
 use super::format::{
     self, HEADER_LEN, Header, MAGIC, OLDEST_READ, UNCOMPRESSED, VERSION, canonical_type_name,
     checksum_holds, has_arrays, known_compression, payload_start,
@@ -369,9 +369,18 @@ unsafe fn assume_init(dest: &mut [MaybeUninit<u8>]) -> &mut [u8] {
 /// Fills `dest` from `file`, hashing what is read into `hasher`; returns the digest. A large
 /// read is hashed on a second thread, a chunk behind the reads, so that it costs no time.
 fn read_hashing(file: &mut File, dest: &mut [MaybeUninit<u8>], hasher: Xxh3) -> io::Result<u64> {
-    if dest.len() < HASH_ASIDE_FROM {
+    if dest.len() < HASH_ASIDE_FROM || !core_free() {
         return read_hashing_here(file, dest, hasher);
     }
+    read_hashing_aside(file, dest, hasher)
+}
+
+/// [`read_hashing`] with the hash on a second thread.
+fn read_hashing_aside(
+    file: &mut File,
+    dest: &mut [MaybeUninit<u8>],
+    hasher: Xxh3,
+) -> io::Result<u64> {
     std::thread::scope(|scope| {
         let (send, chunks) = std::sync::mpsc::channel::<&[u8]>();
         let mut aside = hasher.clone();
@@ -449,4 +458,31 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         }
     }
     Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_hashes_the_same_here_or_aside_and_a_short_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("joblet-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bytes");
+        let bytes: Vec<u8> = (0..(3 * READ_STEP + 17)).map(|i| (i * 31) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let expected = xxhash_rust::xxh3::xxh3_64(&bytes);
+        type Read = fn(&mut File, &mut [MaybeUninit<u8>], Xxh3) -> io::Result<u64>;
+        for read in [read_hashing_here as Read, read_hashing_aside] {
+            let mut dest = vec![MaybeUninit::uninit(); bytes.len()];
+            let digest = read(&mut File::open(&path).unwrap(), &mut dest, Xxh3::new());
+            assert_eq!(digest.unwrap(), expected);
+            // SAFETY: the read filled `dest`.
+            assert_eq!(unsafe { assume_init(&mut dest) }, &bytes[..]);
+            let mut longer = vec![MaybeUninit::uninit(); bytes.len() + 1];
+            let short = read(&mut File::open(&path).unwrap(), &mut longer, Xxh3::new());
+            assert_eq!(short.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

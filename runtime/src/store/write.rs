@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
+use super::aside::{HASH_ASIDE_FROM, core_free, join, spawn_scoped};
 use super::compress::{self, Compression};
 use super::format::{Fields, HEADER_LEN, MAX_ARGS, ROW, SECTION_ALIGN, canonical_type_name};
 use super::nesting;
@@ -196,7 +196,7 @@ fn numbers_entry<W: Out>(
     hasher.update(&start[HEADER_LEN..]);
     let digest = std::thread::scope(|scope| -> io::Result<u64> {
         let mut here = hasher.clone();
-        let aside = (bytes.len() >= HASH_ASIDE_FROM)
+        let aside = (bytes.len() >= HASH_ASIDE_FROM && core_free())
             .then(|| {
                 spawn_scoped(scope, move || {
                     hasher.update(bytes);
@@ -357,7 +357,8 @@ impl<W: Write + Seek> Body<W> {
                 .map(|bytes| xxh3_64(bytes))
                 .collect::<Vec<_>>()
         };
-        let large = sections.iter().map(|s| s.len()).sum::<usize>() >= HASH_ASIDE_FROM;
+        let large =
+            sections.iter().map(|s| s.len()).sum::<usize>() >= HASH_ASIDE_FROM && core_free();
         let hashes = std::thread::scope(|scope| -> io::Result<Vec<u64>> {
             // Large arrays are hashed on a second thread while this one writes them: the write
             // is bound by the kernel's page cache, the hash by memory bandwidth.
