@@ -170,7 +170,8 @@ pub(crate) fn entry<W: Out, T: ?Sized + Serialize>(
 /// Writes the entry of a value whose payload is `count` numbers, `bytes` (see
 /// [`bulk::numbers`]), after the type name and arguments in `head`: the payload as postcard
 /// would write it, its length then its bytes, but sent to the file in one call while a second
-/// thread hashes them, into a file whose blocks are allocated first (on Linux, `fallocate`, as
+/// thread hashes them (when a core is free, see [`core_free`]), into a file whose blocks are
+/// allocated first (on Linux, `fallocate`, as
 /// `np.save` does: writing 80 MB into blocks already allocated measured a third faster).
 /// `fields` gives all but the payload's lengths.
 fn numbers_entry<W: Out>(
