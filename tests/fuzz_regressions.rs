@@ -125,6 +125,20 @@ fn damaged_files_of_every_kind_load_every_way_without_a_panic() {
             replay_forged(&root, &file, damaged);
         }
     }
+    // A lone compressed array, which loads straight into its memory.
+    for compression in [Compression::Lz4, Compression::Zstd(1)] {
+        dump_with(&Array::from(vec![3u16; 16]), &file, compression).unwrap();
+        let valid = std::fs::read(&file).unwrap();
+        assert_eq!(joblet::load::<Array<u16>>(&file).unwrap()[..], [3u16; 16]);
+        for len in 0..valid.len() {
+            replay_forged(&root, &file, valid[..len].to_vec());
+        }
+        for at in 0..valid.len() {
+            let mut damaged = valid.clone();
+            damaged[at] = if at < 64 { 0xff } else { valid[at] ^ 0x80 };
+            replay_forged(&root, &file, damaged);
+        }
+    }
     dump_with(&Array::from(vec![3u16; 16]), &file, Compression::None).unwrap();
     let valid = std::fs::read(&file).unwrap();
     for at in 16..64 {

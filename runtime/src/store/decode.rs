@@ -26,9 +26,9 @@ use serde::de::DeserializeOwned;
 
 use super::entry::{Entry, parse};
 use super::read::Opened;
-use crate::array::SourceGuard;
+use crate::array::{Array, SourceGuard};
 use crate::error::{Error, ErrorKind};
-use crate::huge_pages::{try_vec_with_capacity, try_zeroed_vec};
+use crate::huge_pages::try_vec_with_capacity;
 
 /// A value the store can hold: serializable, and deserializable without borrowing. Decoders
 /// ask for it so that a result type that is not one fails the same bound as the macro's own
@@ -197,18 +197,9 @@ macro_rules! bulk {
                         Ok(out)
                     },
                     file: Some(|file| {
-                        let numbers = file.read_payload::<Vec<$t>, _>(
-                            |head, payload_len| {
-                                // Checked before allocating: the header is not verified yet,
-                                // but the file's size is known to hold the payload it gives.
-                                let payload_len = usize::try_from(payload_len).ok()?;
-                                let (prefix, count) = counted(head, size_of::<$t>(), payload_len).ok()?;
-                                let numbers = try_zeroed_vec::<$t>(count)
-                                    .ok_or_else(|| ErrorKind::out_of_memory(payload_len));
-                                Some(numbers.map(|numbers| (prefix, numbers)))
-                            },
-                            |v| bytemuck::cast_slice_mut(v.as_mut_slice()),
-                        )?;
+                        let numbers = file.read_numbers::<Vec<$t>, $t>(|head, payload_len| {
+                            counted(head, size_of::<$t>(), payload_len).ok()
+                        })?;
                         Some(numbers.map(|mut numbers| {
                             if cfg!(target_endian = "big") {
                                 numbers.iter_mut().for_each(|x| *x = <$t>::from_le_bytes(x.to_ne_bytes()));
@@ -239,10 +230,42 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, E
 /// The decoder of `T` for code that only knows `T` generically (`load`): the bulk copy for the
 /// vectors that have one, serde otherwise.
 pub(crate) fn decoder_any<T: DeserializeOwned + 'static>() -> Decoder<T> {
-    bulk_by_type_id().unwrap_or(Decoder {
-        entry: serde_decode::<T>,
-        file: None,
-    })
+    bulk_by_type_id()
+        .or_else(array_by_type_id)
+        .unwrap_or(Decoder {
+            entry: serde_decode::<T>,
+            file: None,
+        })
+}
+
+/// The decoder of `T` if it is an `Array` of numbers: a compressed entry of one (as
+/// `dump_with` writes) is decompressed into the array's memory without a second copy; an
+/// uncompressed one goes through serde (its array is a view into the file).
+fn array_by_type_id<T: 'static>() -> Option<Decoder<T>> {
+    use std::any::{Any, TypeId};
+    macro_rules! arrays {
+        ($($t:ty),*) => {$(
+            if TypeId::of::<T>() == TypeId::of::<Array<$t>>() {
+                let decoder = Decoder::<Array<$t>> {
+                    entry: array_decode::<$t>,
+                    file: None,
+                };
+                return (&decoder as &dyn Any).downcast_ref::<Decoder<T>>().copied();
+            }
+        )*};
+    }
+    arrays!(f64, f32, u64, i64, u32, i32, u16, i16, u8, i8);
+    None
+}
+
+/// Decodes an `Array` of `N`s: a compressed entry straight into its memory, any other through
+/// serde.
+fn array_decode<N: bytemuck::Pod>(entry: &Entry<'_>) -> Result<Array<N>, ErrorKind> {
+    entry.verify()?;
+    match entry.packed_numbers::<N>() {
+        Some(numbers) => numbers.map(Array::from),
+        None => serde_decode(entry),
+    }
 }
 
 /// Splits postcard's encoding of a `Vec` of `n`-byte numbers into its varint length and the
@@ -411,6 +434,25 @@ mod tests {
         assert!(f64s(&mut patched(&path, &|b| b[at] ^= 1)).is_none());
         let err = load(&path, decoder_any::<Vec<f64>>()).unwrap_err();
         assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
+        // Large enough to be hashed on a second thread when a core is free: a flip in its
+        // first chunk, in its last, or in the part read with the head, is caught as well.
+        let many: Vec<f64> = (0..700_000).map(|i| f64::from(i) * 0.7).collect();
+        for at in [100, 4096 + 10, (1 << 20) + 3, many.len() * 8 - 1] {
+            let (path, mut file) = opened("direct-aside.jbl", &many);
+            assert_eq!(f64s(&mut file).unwrap().ok().as_ref(), Some(&many));
+            assert!(f64s(&mut patched(&path, &|b| b[at] ^= 0x10)).is_none());
+            assert!(load(&path, decoder_any::<Vec<f64>>()).is_err());
+        }
+        // A file cut short after it was opened: the read stops, nothing is returned.
+        let (path, mut file) = opened("direct-cut.jbl", &many);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 8)
+            .unwrap();
+        assert!(f64s(&mut file).is_none());
         // A forged payload length (the header is not verified yet) is no panic.
         let (path, _) = opened("forged-len.jbl", &floats);
         let forge = |b: &mut Vec<u8>| b[32..40].copy_from_slice(&u64::MAX.to_le_bytes());

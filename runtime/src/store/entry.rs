@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::compress::decompress;
+use super::compress::{decompress, lz4_numbers, zstd_numbers};
 use super::format::{
     self, HEADER_LEN, ROW, SECTION_ALIGN, canonical_type_name, checksum_holds, flags_known, u64_at,
 };
@@ -177,6 +177,18 @@ impl Entry<'_> {
                 expected: expected.into_owned(),
                 found: self.type_name.to_owned(),
             })
+        }
+    }
+
+    /// For a compressed payload that holds bytes alone (a lone `Array`), those bytes as `N`s,
+    /// decompressed into their vector without a second copy; `None` for an uncompressed one.
+    /// Call it after [`Entry::verify`].
+    pub(crate) fn packed_numbers<N: bytemuck::Pod>(&self) -> Option<Result<Vec<N>, ErrorKind>> {
+        let raw_len = format::raw_len(self.bytes);
+        match format::compression(format::flags(self.bytes)) {
+            format::LZ4 => Some(lz4_numbers(self.payload, raw_len)),
+            format::ZSTD => Some(zstd_numbers(self.payload, raw_len)),
+            _ => None,
         }
     }
 

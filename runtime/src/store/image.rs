@@ -12,7 +12,7 @@ use super::decode::Decoder;
 use super::entry::{check, parse};
 use super::format::{Header, has_arrays};
 use super::read::Stored;
-use super::write::{Meta, entry};
+use super::write::{Meta, Out, entry};
 use crate::error::ErrorKind;
 
 /// An entry's bytes, whole, as its file would hold them.
@@ -74,6 +74,8 @@ struct Limited {
     bytes: Cursor<Vec<u8>>,
     limit: usize,
 }
+
+impl Out for &mut Limited {}
 
 impl Write for Limited {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

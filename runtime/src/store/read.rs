@@ -9,18 +9,20 @@
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
+use super::aside::{HASH_ASIDE_FROM, core_free, join, spawn_scoped};
 use super::format::{
     self, HEADER_LEN, Header, MAGIC, OLDEST_READ, UNCOMPRESSED, VERSION, canonical_type_name,
     checksum_holds, has_arrays, known_compression, payload_start,
 };
 use crate::error::ErrorKind;
+use crate::huge_pages::try_vec_with_capacity;
 
 /// Entries smaller than this are read with one `read` into a buffer on the stack.
 const SMALL: usize = 4096;
@@ -29,11 +31,9 @@ const SMALL: usize = 4096;
 /// system calls and page-table work that only pays off for large files.
 const MAP_FROM: u64 = 1 << 20;
 
-/// Files from this size on are read straight into the value when its type allows. The new
-/// memory comes fresh from the kernel, lazily zeroed: for smaller ones, which the allocator
-/// recycles, mapping the file and copying out of it measured faster.
-/// (Unit tests exercise the same code on smaller files.)
-const DIRECT_FROM: u64 = if cfg!(test) { 2 << 20 } else { 32 << 20 };
+/// Files from this size on are read straight into the value when its type allows: the read
+/// is then the one pass over the value's memory, the checksum verified beside it.
+const DIRECT_FROM: u64 = 2 << 20;
 // A file a direct read may have read from is always mapped afterwards, never read on from
 // where the head ended (see `Opened::bytes`).
 const _: () = assert!(DIRECT_FROM > MAP_FROM);
@@ -287,17 +287,17 @@ impl Opened {
         Ok(Bytes::Heap(all))
     }
 
-    /// For a large (see [`DIRECT_FROM`]), uncompressed entry of a `T` without arrays: `skip`
-    /// reads the start of the payload (given with the payload's length) and makes the value,
-    /// or says why it cannot (the memory cannot be had), and the rest of the payload is read
-    /// straight into the memory `fill` hands out, verifying the checksum on the way. This
-    /// spares a map and a copy. `None` when the file is anything else or fails to verify; the
-    /// general path then reports why.
-    pub(crate) fn read_payload<T, R>(
+    /// For a large (see [`DIRECT_FROM`]), uncompressed entry of a `V` without arrays, that
+    /// serializes as a length and the bytes of `N`s: `counted` reads the start of the payload
+    /// (given with the payload's length) and says how many bytes the length takes and how many
+    /// numbers follow. The numbers are read straight into a new vector, uninitialized until the
+    /// read fills it, while a second thread verifies the checksum of what is read: one pass
+    /// over the value's memory, no map, no copy. `None` when the file is anything else or fails
+    /// to verify; the general path then reports why.
+    pub(crate) fn read_numbers<V, N: bytemuck::Pod>(
         &mut self,
-        skip: impl FnOnce(&[u8], u64) -> Option<Result<(usize, R), ErrorKind>>,
-        fill: impl FnOnce(&mut R) -> &mut [u8],
-    ) -> Option<Result<R, ErrorKind>> {
+        counted: impl FnOnce(&[u8], usize) -> Option<(usize, usize)>,
+    ) -> Option<Result<Vec<N>, ErrorKind>> {
         let head = &self.head[..self.len];
         if self.len < SMALL || self.has_arrays() || known_compression(head) != Some(UNCOMPRESSED) {
             return None;
@@ -310,33 +310,77 @@ impl Opened {
             return None;
         }
         let name = std::str::from_utf8(&head[HEADER_LEN..name_end]).ok()?;
-        if name != canonical_type_name(std::any::type_name::<T>()) {
+        if name != canonical_type_name(std::any::type_name::<V>()) {
             return None;
         }
         let in_head = &head[payload_at..];
-        let (skip, mut value) = match skip(in_head, payload_len)? {
-            Ok(made) => made,
-            Err(e) => return Some(Err(e)),
-        };
-        let dest = fill(&mut value);
-        if (skip + dest.len()) as u64 != payload_len || skip > in_head.len() {
+        // Checked before allocating: the header is not verified yet, but the file's size is
+        // known to hold the payload it gives.
+        let (skip, count) = counted(in_head, usize::try_from(payload_len).ok()?)?;
+        if skip > in_head.len() {
             return None;
         }
+        let Some(mut numbers) = try_vec_with_capacity::<N>(count) else {
+            return Some(Err(ErrorKind::out_of_memory(count * size_of::<N>())));
+        };
+        let spare = numbers.spare_capacity_mut();
+        let bytes = std::mem::size_of_val(spare);
+        // SAFETY: the same memory, seen as bytes: `MaybeUninit<u8>` has no invalid values and
+        // an alignment of 1, and `bytes` is the size of `spare`.
+        let dest: &mut [MaybeUninit<u8>] =
+            unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), bytes) };
+        let dest = &mut dest[..count * size_of::<N>()];
         let mut hasher = Xxh3::new();
-        hasher.update(&head[HEADER_LEN..]);
-        let from_head = in_head.len() - skip;
-        dest[..from_head].copy_from_slice(&in_head[skip..]);
-        let digest = read_hashing(&mut self.file, &mut dest[from_head..], hasher).ok()?;
-        checksum_holds(head, digest).then_some(Ok(value))
+        hasher.update(&head[HEADER_LEN..payload_at + skip]);
+        let from_head = (in_head.len() - skip).min(dest.len());
+        let (first, rest) = dest.split_at_mut(from_head);
+        let first = init_from(first, &in_head[skip..skip + from_head]);
+        hasher.update(first);
+        let digest = read_hashing(&mut self.file, rest, hasher).ok()?;
+        if !checksum_holds(head, digest) {
+            return None;
+        }
+        // SAFETY: every byte of the first `count` numbers was written above, and any bytes
+        // are a valid `N` (`Pod`).
+        unsafe { numbers.set_len(count) };
+        Some(Ok(numbers))
     }
+}
+
+/// Copies `src` into `dest`, of the same length, and returns it initialized.
+fn init_from<'a>(dest: &'a mut [MaybeUninit<u8>], src: &[u8]) -> &'a mut [u8] {
+    assert_eq!(dest.len(), src.len());
+    // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout; the lengths are equal.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dest.as_mut_ptr().cast(), src.len());
+        assume_init(dest)
+    }
+}
+
+/// `dest`, every byte of which has been written.
+///
+/// # Safety
+/// Every byte of `dest` must be initialized.
+unsafe fn assume_init(dest: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    // SAFETY: the caller vouches that the bytes are initialized; the layouts are the same.
+    unsafe { &mut *(dest as *mut [MaybeUninit<u8>] as *mut [u8]) }
 }
 
 /// Fills `dest` from `file`, hashing what is read into `hasher`; returns the digest. A large
 /// read is hashed on a second thread, a chunk behind the reads, so that it costs no time.
-fn read_hashing(file: &mut File, dest: &mut [u8], hasher: Xxh3) -> io::Result<u64> {
-    if dest.len() < HASH_ASIDE_FROM {
+fn read_hashing(file: &mut File, dest: &mut [MaybeUninit<u8>], hasher: Xxh3) -> io::Result<u64> {
+    if dest.len() < HASH_ASIDE_FROM || !core_free() {
         return read_hashing_here(file, dest, hasher);
     }
+    read_hashing_aside(file, dest, hasher)
+}
+
+/// [`read_hashing`] with the hash on a second thread.
+fn read_hashing_aside(
+    file: &mut File,
+    dest: &mut [MaybeUninit<u8>],
+    hasher: Xxh3,
+) -> io::Result<u64> {
     std::thread::scope(|scope| {
         let (send, chunks) = std::sync::mpsc::channel::<&[u8]>();
         let mut aside = hasher.clone();
@@ -347,8 +391,7 @@ fn read_hashing(file: &mut File, dest: &mut [u8], hasher: Xxh3) -> io::Result<u6
             return read_hashing_here(file, dest, hasher);
         };
         for chunk in dest.chunks_mut(READ_STEP) {
-            file.read_exact(chunk)?;
-            let done: &[u8] = chunk;
+            let done: &[u8] = read_exact_uninit(file, chunk)?;
             // The helper only stops early by panicking, which `join` passes on.
             let _ = send.send(done);
         }
@@ -358,12 +401,49 @@ fn read_hashing(file: &mut File, dest: &mut [u8], hasher: Xxh3) -> io::Result<u6
 }
 
 /// [`read_hashing`] on this thread alone, each chunk hashed while it is still in cache.
-fn read_hashing_here(file: &mut File, dest: &mut [u8], mut hasher: Xxh3) -> io::Result<u64> {
+fn read_hashing_here(
+    file: &mut File,
+    dest: &mut [MaybeUninit<u8>],
+    mut hasher: Xxh3,
+) -> io::Result<u64> {
     for chunk in dest.chunks_mut(READ_STEP) {
-        file.read_exact(chunk)?;
-        hasher.update(chunk);
+        hasher.update(read_exact_uninit(file, chunk)?);
     }
     Ok(hasher.digest())
+}
+
+/// Fills `dest` from `file`, whose next bytes must fill it, and returns it initialized. The
+/// memory is not zeroed first: a read into a large new vector is then its only pass.
+fn read_exact_uninit<'a>(file: &mut File, dest: &'a mut [MaybeUninit<u8>]) -> io::Result<&'a [u8]> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut done = 0;
+        while done < dest.len() {
+            let left = &mut dest[done..];
+            // SAFETY: `read` writes at most `left.len()` bytes into memory borrowed mutably
+            // here; what it has written is never read before it says so.
+            let n = unsafe { libc::read(file.as_raw_fd(), left.as_mut_ptr().cast(), left.len()) };
+            match n {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n if n > 0 => done += n as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        dest.fill(MaybeUninit::new(0));
+        // SAFETY: just zeroed.
+        file.read_exact(unsafe { assume_init(dest) })?;
+    }
+    // SAFETY: every byte was written by the reads above.
+    Ok(unsafe { assume_init(dest) })
 }
 
 /// Reads until `buf` is full or the file ends; returns how many bytes were read.
@@ -378,4 +458,31 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         }
     }
     Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_hashes_the_same_here_or_aside_and_a_short_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("joblet-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bytes");
+        let bytes: Vec<u8> = (0..(3 * READ_STEP + 17)).map(|i| (i * 31) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let expected = xxhash_rust::xxh3::xxh3_64(&bytes);
+        type Read = fn(&mut File, &mut [MaybeUninit<u8>], Xxh3) -> io::Result<u64>;
+        for read in [read_hashing_here as Read, read_hashing_aside] {
+            let mut dest = vec![MaybeUninit::uninit(); bytes.len()];
+            let digest = read(&mut File::open(&path).unwrap(), &mut dest, Xxh3::new());
+            assert_eq!(digest.unwrap(), expected);
+            // SAFETY: the read filled `dest`.
+            assert_eq!(unsafe { assume_init(&mut dest) }, &bytes[..]);
+            let mut longer = vec![MaybeUninit::uninit(); bytes.len() + 1];
+            let short = read(&mut File::open(&path).unwrap(), &mut longer, Xxh3::new());
+            assert_eq!(short.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -9,13 +9,15 @@ use std::time::Duration;
 use serde::Serialize;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-use super::aside::{HASH_ASIDE_FROM, join, spawn_scoped};
+use super::aside::{HASH_ASIDE_FROM, core_free, join, spawn_scoped};
 use super::compress::{self, Compression};
 use super::format::{Fields, HEADER_LEN, MAX_ARGS, ROW, SECTION_ALIGN, canonical_type_name};
 use super::nesting;
 use super::temp::Temp;
 use crate::array::{Section, Sink};
 use crate::error::ErrorKind;
+
+mod bulk;
 
 /// The writer hands the file chunks of this size, hashing each while it is still in cache.
 const CHUNK: usize = 256 * 1024;
@@ -111,7 +113,7 @@ pub(crate) fn encode<T: ?Sized + Serialize>(
 /// Serializes an entry into `out`, which must be empty; returns its length. A small entry is
 /// assembled in memory and written with one call; a large one streams out in chunks, hashed
 /// as they go, and its header is written last, over a placeholder, once the lengths are known.
-pub(crate) fn entry<W: Write + Seek, T: ?Sized + Serialize>(
+pub(crate) fn entry<W: Out, T: ?Sized + Serialize>(
     out: W,
     value: &T,
     meta: &Meta,
@@ -119,6 +121,22 @@ pub(crate) fn entry<W: Write + Seek, T: ?Sized + Serialize>(
 ) -> Result<u64, ErrorKind> {
     let (type_name, name_len) = stored_type_name(meta.type_name)?;
     let args = truncate(meta.args, MAX_ARGS);
+    if compression == Compression::None
+        && let Some((count, bytes)) = bulk::numbers(value)
+        && bytes.len() >= CHUNK
+    {
+        let fields = Fields {
+            name_len,
+            args_len: args.len() as u16,
+            table_len: 0,
+            payload_len: 0,
+            raw_len: 0,
+            compression: compression.id(),
+            compute: meta.compute,
+        };
+        let head = [type_name.as_bytes(), args.as_bytes()];
+        return numbers_entry(out, fields, head, count, bytes).map_err(ErrorKind::Io);
+    }
     let mut body = Body::new(out);
     body.extend(type_name.as_bytes()).map_err(ErrorKind::Io)?;
     body.extend(args.as_bytes()).map_err(ErrorKind::Io)?;
@@ -148,6 +166,87 @@ pub(crate) fn entry<W: Write + Seek, T: ?Sized + Serialize>(
     };
     body.finish(&fields, &sections).map_err(ErrorKind::Io)
 }
+
+/// Writes the entry of a value whose payload is `count` numbers, `bytes` (see
+/// [`bulk::numbers`]), after the type name and arguments in `head`: the payload as postcard
+/// would write it, its length then its bytes, but sent to the file in one call while a second
+/// thread hashes them (when a core is free, see [`core_free`]), into a file whose blocks are
+/// allocated first (on Linux, `fallocate`, as
+/// `np.save` does: writing 80 MB into blocks already allocated measured a third faster).
+/// `fields` gives all but the payload's lengths.
+fn numbers_entry<W: Out>(
+    mut out: W,
+    mut fields: Fields,
+    head: [&[u8]; 2],
+    count: usize,
+    bytes: &[u8],
+) -> io::Result<u64> {
+    let mut start = Vec::with_capacity(HEADER_LEN + head[0].len() + head[1].len() + 10);
+    start.resize(HEADER_LEN, 0);
+    head.iter().for_each(|part| start.extend_from_slice(part));
+    let payload_at = start.len();
+    let mut varint = [0u8; 10];
+    let length =
+        postcard::to_slice(&count, &mut varint).map_err(|e| io::Error::other(e.to_string()))?;
+    start.extend_from_slice(length);
+    fields.payload_len = (start.len() - payload_at + bytes.len()) as u64;
+    fields.raw_len = fields.payload_len;
+    let len = (start.len() + bytes.len()) as u64;
+    out.reserve(len);
+    let mut hasher = Xxh3::new();
+    hasher.update(&start[HEADER_LEN..]);
+    let digest = std::thread::scope(|scope| -> io::Result<u64> {
+        let mut here = hasher.clone();
+        let aside = (bytes.len() >= HASH_ASIDE_FROM && core_free())
+            .then(|| {
+                spawn_scoped(scope, move || {
+                    hasher.update(bytes);
+                    hasher.digest()
+                })
+            })
+            .flatten();
+        out.write_all(&start)?;
+        out.write_all(bytes)?;
+        Ok(aside.map_or_else(
+            || {
+                here.update(bytes);
+                here.digest()
+            },
+            join,
+        ))
+    })?;
+    out.seek(SeekFrom::Start(0))?;
+    out.write_all(&fields.header(digest))?;
+    Ok(len)
+}
+
+/// Where an entry is written: a file, or memory.
+pub(crate) trait Out: Write + Seek {
+    /// Told the entry's length, when it is known before it is written, to make room for it.
+    /// Only a hint: a failure shows when the bytes are written.
+    fn reserve(&mut self, len: u64) {
+        let _ = len;
+    }
+}
+
+impl Out for &mut File {
+    fn reserve(&mut self, len: u64) {
+        #[cfg(target_os = "linux")]
+        if let Ok(len) = libc::off_t::try_from(len) {
+            use std::os::fd::AsRawFd;
+            // Blocks only, not the size (`KEEP_SIZE`): the file is what is written, whatever
+            // the hint said.
+            // SAFETY: a system call on a descriptor `self` holds open; it changes the file's
+            // allocation, never memory.
+            let keep = libc::FALLOC_FL_KEEP_SIZE;
+            unsafe { libc::fallocate(self.as_raw_fd(), keep, 0, len) };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = len;
+    }
+}
+
+impl Out for &mut io::Cursor<Vec<u8>> {}
 
 /// The type name as stored, and its length as the header records it.
 fn stored_type_name(type_name: &str) -> Result<(std::borrow::Cow<'_, str>, u16), ErrorKind> {
@@ -259,7 +358,8 @@ impl<W: Write + Seek> Body<W> {
                 .map(|bytes| xxh3_64(bytes))
                 .collect::<Vec<_>>()
         };
-        let large = sections.iter().map(|s| s.len()).sum::<usize>() >= HASH_ASIDE_FROM;
+        let large =
+            sections.iter().map(|s| s.len()).sum::<usize>() >= HASH_ASIDE_FROM && core_free();
         let hashes = std::thread::scope(|scope| -> io::Result<Vec<u64>> {
             // Large arrays are hashed on a second thread while this one writes them: the write
             // is bound by the kernel's page cache, the hash by memory bandwidth.
