@@ -211,6 +211,8 @@ fn without_dir_the_folder_is_the_one_cached_functions_default_to() {
         42
     }
     answer();
+    // The entry is written in the background: wait for it before another process looks.
+    joblet::flush();
     let out = Command::new(env!("CARGO_BIN_EXE_joblet"))
         .arg("report")
         .env(joblet::CACHE_DIR_ENV, dir("from-env"))
