@@ -91,6 +91,19 @@ fn replay(root: &Path, file: &Path, bytes: &[u8]) {
     fuzz_input::load_every_way(root, file);
 }
 
+/// Replays every truncation of the entry `valid`, and every damage of one of its bytes: in the
+/// header, lengths and counts at their largest; elsewhere the top bit flipped.
+fn replay_damaged(root: &Path, file: &Path, valid: &[u8]) {
+    for len in 0..valid.len() {
+        replay_forged(root, file, valid[..len].to_vec());
+    }
+    for at in 0..valid.len() {
+        let mut damaged = valid.to_vec();
+        damaged[at] = if at < 64 { 0xff } else { valid[at] ^ 0x80 };
+        replay_forged(root, file, damaged);
+    }
+}
+
 /// Replays `bytes` signed as a forger would, so that the damage gets past the checksum to
 /// the decoders, as the fuzzer's does. (That the checksum finds damage is the entry module's
 /// unit tests.)
@@ -115,29 +128,14 @@ fn damaged_files_of_every_kind_load_every_way_without_a_panic() {
         let valid = std::fs::read(&file).unwrap();
         let loaded: fuzz_input::Arrays = joblet::load(&file).unwrap();
         assert_eq!(loaded.a[..], arrays.a[..]);
-        for len in 0..valid.len() {
-            replay_forged(&root, &file, valid[..len].to_vec());
-        }
-        // Lengths and counts at their largest in the header; elsewhere the top bit flipped.
-        for at in 0..valid.len() {
-            let mut damaged = valid.clone();
-            damaged[at] = if at < 64 { 0xff } else { valid[at] ^ 0x80 };
-            replay_forged(&root, &file, damaged);
-        }
+        replay_damaged(&root, &file, &valid);
     }
     // A lone compressed array, which loads straight into its memory.
     for compression in [Compression::Lz4, Compression::Zstd(1)] {
         dump_with(&Array::from(vec![3u16; 16]), &file, compression).unwrap();
         let valid = std::fs::read(&file).unwrap();
         assert_eq!(joblet::load::<Array<u16>>(&file).unwrap()[..], [3u16; 16]);
-        for len in 0..valid.len() {
-            replay_forged(&root, &file, valid[..len].to_vec());
-        }
-        for at in 0..valid.len() {
-            let mut damaged = valid.clone();
-            damaged[at] = if at < 64 { 0xff } else { valid[at] ^ 0x80 };
-            replay_forged(&root, &file, damaged);
-        }
+        replay_damaged(&root, &file, &valid);
     }
     dump_with(&Array::from(vec![3u16; 16]), &file, Compression::None).unwrap();
     let valid = std::fs::read(&file).unwrap();
