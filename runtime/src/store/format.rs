@@ -286,6 +286,7 @@ pub(crate) fn canonical_type_name(name: &str) -> Cow<'_, str> {
     if name.contains("joblet_runtime::") {
         name.replace("joblet_runtime::array::", "joblet::")
             .replace("joblet_runtime::ndim::", "joblet::")
+            .replace("joblet_runtime::frame::", "joblet::")
             .into()
     } else {
         name
