@@ -292,6 +292,36 @@ fn a_damaged_frame_is_an_error_not_a_panic() {
     }
 }
 
+/// Past 1 MiB of sections, a hit checks the file's skeleton (schema, buffer places, footer)
+/// but not the buffers' bytes, which `verify` reads on demand.
+#[test]
+fn a_large_frame_is_checked_by_its_skeleton_and_verified_on_demand() {
+    let rows = 200_000;
+    let frame = df!("x" => (0..rows).map(f64::from).collect::<Vec<_>>()).unwrap();
+    let path = file("large.jbl");
+    dump(&Frame::from(frame.clone()), &path).unwrap();
+    let good = fs::read(&path).unwrap();
+    let back: Frame = load(&path).unwrap();
+    assert!(back.is_mapped() && back.verify());
+    assert!(back.equals(&frame));
+    drop(back);
+    let (offset, len, _) = section(&good);
+    for at in [offset + 20, offset + len - 20] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x04;
+        fs::write(&path, &bad).unwrap();
+        assert!(
+            load::<Frame>(&path).is_err(),
+            "a flip at {at} of the skeleton was not seen"
+        );
+    }
+    let mut bad = good.clone();
+    bad[offset + len / 2] ^= 0x04;
+    fs::write(&path, &bad).unwrap();
+    let damaged: Frame = load(&path).unwrap();
+    assert!(!damaged.verify());
+}
+
 /// A forger rewrites the section's hash and the entry's checksum: the IPC reader then sees
 /// the bytes, and must refuse or read them, never panic or read out of bounds.
 #[test]

@@ -55,17 +55,24 @@ use crate::key::KeyHasher;
 /// that names the column: when hashed as an argument, and when stored.
 ///
 /// # Integrity
-/// The section holding the file is checked against its hash before anything reads it, and
-/// its structure (every buffer in bounds and long enough for its rows, valid UTF-8 views)
-/// before its columns are made: a damaged or forged file is a miss, or a [`load`] error. The
-/// check reads the section once; the columns are not copied.
+/// Before Polars' reader parses anything of the file, its skeleton (schema, the messages
+/// that place every buffer and count every column's rows and nulls, footer) is checked
+/// against a hash in the entry's checksummed payload; then its structure is: every buffer in
+/// bounds and long enough for its rows, null counts that match the validity bitmaps, string
+/// views in bounds and valid UTF-8. A damaged or forged file is a miss, or a [`load`] error.
+/// The buffers' bytes themselves are checked against the section's hash when the entry's
+/// sections come to at most 1 MiB, as [`Array`]s are; larger ones are not read at load (that
+/// would cost what a copy does), and [`Frame::verify`] checks them on demand.
+///
+/// [`Array`]: crate::Array
 ///
 /// [`dump`]: crate::dump
 /// [`load`]: crate::load
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Frame {
     frame: DataFrame,
-    mapped: bool,
+    /// The section the columns are views of, for [`Frame::verify`].
+    mapped: Option<Arc<MapSection>>,
 }
 
 impl Frame {
@@ -92,7 +99,23 @@ impl Frame {
     /// # Ok::<(), PolarsError>(())
     /// ```
     pub fn is_mapped(&self) -> bool {
-        self.mapped
+        self.mapped.is_some()
+    }
+
+    /// Checks the file the columns were mapped from against the hash stored when it was
+    /// written, reading every page; see "Integrity" above. A frame that was not mapped has
+    /// nothing left to check and passes.
+    ///
+    /// ```
+    /// use joblet_runtime::polars_core::prelude::*;
+    /// let path = std::env::temp_dir().join("joblet-doc-frame-verify.jbl");
+    /// joblet_runtime::dump(&joblet_runtime::Frame::from(df!("x" => [1.5f64; 1000])?), &path)?;
+    /// let back: joblet_runtime::Frame = joblet_runtime::load(&path)?;
+    /// assert!(back.verify());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify(&self) -> bool {
+        self.mapped.as_ref().is_none_or(|section| section.verify())
     }
 }
 
@@ -100,7 +123,7 @@ impl From<DataFrame> for Frame {
     fn from(frame: DataFrame) -> Self {
         Frame {
             frame,
-            mapped: false,
+            mapped: None,
         }
     }
 }
@@ -122,6 +145,13 @@ impl std::ops::DerefMut for Frame {
     /// A column changed through this gets memory of its own (Polars copies on write).
     fn deref_mut(&mut self) -> &mut DataFrame {
         &mut self.frame
+    }
+}
+
+/// Frames are equal when their `DataFrame`s are, mapped or not.
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.frame == other.frame
     }
 }
 
@@ -161,11 +191,12 @@ impl Serialize for Frame {
             let digest = digest::digest(&self.frame).map_err(S::Error::custom)?;
             return serializer.serialize_u128(digest);
         }
-        let mut file = Some(ipc::encode(&self.frame).map_err(S::Error::custom)?);
+        let (file, skeleton) = ipc::encode(&self.frame).map_err(S::Error::custom)?;
+        let mut file = Some(file);
         let index =
             crate::array::add_section(|| Box::new(IpcSection(file.take().expect("taken once"))));
         match (index, file) {
-            (Some(index), _) => (index, SECTION_KIND).serialize(serializer),
+            (Some(index), _) => (index, SECTION_KIND, skeleton).serialize(serializer),
             (None, Some(file)) => serializer.serialize_bytes(&file),
             (None, None) => unreachable!("the file is taken only by a sink"),
         }
@@ -175,20 +206,22 @@ impl Serialize for Frame {
 impl<'de> Deserialize<'de> for Frame {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         if crate::array::source_open() {
-            let (index, kind) = <(u64, String)>::deserialize(deserializer)?;
-            let frame = crate::array::with_source(|source| mapped(source, index, &kind))
-                .map_err(de::Error::custom)?;
-            return Ok(Frame {
-                frame,
-                mapped: true,
-            });
+            let (index, kind, skeleton) =
+                <(u64, String, ipc::Skeleton)>::deserialize(deserializer)?;
+            return crate::array::with_source(|source| mapped(source, index, &kind, &skeleton))
+                .map_err(de::Error::custom);
         }
         deserializer.deserialize_bytes(FileVisitor)
     }
 }
 
 /// The frame in section `index` of the entry being decoded, its columns views of the map.
-fn mapped(source: &Source, index: u64, kind: &str) -> Result<DataFrame, ErrorKind> {
+fn mapped(
+    source: &Source,
+    index: u64,
+    kind: &str,
+    skeleton: &ipc::Skeleton,
+) -> Result<Frame, ErrorKind> {
     if kind != SECTION_KIND {
         return Err(ErrorKind::Decode(format!(
             "a section of {kind} was stored where a frame is read"
@@ -198,22 +231,32 @@ fn mapped(source: &Source, index: u64, kind: &str) -> Result<DataFrame, ErrorKin
         .ok()
         .and_then(|i| source.sections.get(i))
         .ok_or(ErrorKind::Corrupt("frame section index out of range"))?;
-    // Always, whatever the entry's size: Polars' reader must only see bytes that were written.
-    let bytes = &source.map[section.offset..section.offset + section.len];
-    if xxh3_64(bytes) != section.hash {
-        return Err(ErrorKind::Corrupt("frame section checksum mismatch"));
-    }
-    let view = MapSection {
+    let view = Arc::new(MapSection {
         map: Arc::clone(&source.map),
         section: *section,
-    };
-    ipc::decode(Arc::new(view)).map_err(ErrorKind::Corrupt)
+    });
+    // The whole section when the entry's sections are small, as arrays are checked; always
+    // its skeleton, before the reader parses any of it.
+    if source.verify && !view.verify() {
+        return Err(ErrorKind::Corrupt("frame section checksum mismatch"));
+    }
+    let frame = ipc::decode(Arc::clone(&view), Some(skeleton)).map_err(ErrorKind::Corrupt)?;
+    Ok(Frame {
+        frame,
+        mapped: Some(view),
+    })
 }
 
 /// One section of an entry's map, which the columns of a mapped frame keep alive.
 struct MapSection {
     map: Arc<memmap2::Mmap>,
     section: SectionRef,
+}
+
+impl MapSection {
+    fn verify(&self) -> bool {
+        xxh3_64(self.as_ref()) == self.section.hash
+    }
 }
 
 impl AsRef<[u8]> for MapSection {
@@ -232,7 +275,7 @@ impl<'de> Visitor<'de> for FileVisitor {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Frame, E> {
-        ipc::decode(Arc::new(ipc::Aligned::copy(v)))
+        ipc::decode(Arc::new(ipc::Aligned::copy(v)), None)
             .map(Frame::from)
             .map_err(E::custom)
     }
