@@ -352,3 +352,26 @@ fn a_forged_frame_is_an_error_not_a_panic() {
     }
     assert!(refused > 0);
 }
+
+/// Frames as captures and results of worker processes: a large one travels in shared memory
+/// and is mapped there, as an `Array` is.
+#[cfg(all(feature = "processes", target_os = "linux"))]
+#[test]
+fn frames_travel_to_and_from_worker_processes() {
+    use joblet::parallel;
+    // 1.6 MB: past the default `max_nbytes`, 1 MiB.
+    let big = Frame::from(df!("x" => (0..200_000).map(f64::from).collect::<Vec<_>>()).unwrap());
+    let small = Frame::from(df!("s" => ["a", "b"]).unwrap());
+    let seen = parallel!(backend = processes, n_jobs = 2; for i in 0..4usize => {
+        let x = big.column("x").unwrap().f64().unwrap().get(i * 1000);
+        (big.is_mapped(), x, small.height())
+    });
+    for (i, seen) in seen.iter().enumerate() {
+        assert_eq!(*seen, (true, Some((i * 1000) as f64), 2));
+    }
+    let frames = parallel!(backend = processes, n_jobs = 2;
+        for i in 0..3i64 => Frame::from(df!("i" => [i, i * 10]).unwrap()));
+    for (i, frame) in (0..3i64).zip(&frames) {
+        assert!(frame.equals(&df!("i" => [i, i * 10]).unwrap()));
+    }
+}
