@@ -40,6 +40,12 @@ fn equal_frames_hash_equal() {
 }
 
 #[test]
+fn a_frame_shows_its_shape_and_schema() {
+    let frame = Frame::from(df!("id" => [1i64, 2], "name" => ["a", "b"]).unwrap());
+    assert_eq!(format!("{frame:?}"), "Frame(2 x 2: id i64, name str)");
+}
+
+#[test]
 fn chunking_does_not_change_the_key() {
     let whole = sample();
     let halves = whole.slice(0, 500).vstack(&whole.slice(500, 500)).unwrap();
@@ -49,6 +55,13 @@ fn chunking_does_not_change_the_key() {
     thirds.vstack_mut(&whole.slice(333, 333)).unwrap();
     thirds.vstack_mut(&whole.slice(666, 334)).unwrap();
     assert_eq!(key(&thirds), key(&whole));
+    // Inside other arguments too: a tuple, a vector, a map's values.
+    let inside = |frame: &DataFrame| {
+        let frame = Frame::from(frame.clone());
+        let map = std::collections::HashMap::from([(1u8, frame.clone())]);
+        joblet::__private::key_of(&((frame.clone(), 7u8), vec![frame], map)).unwrap()
+    };
+    assert_eq!(inside(&halves), inside(&whole));
 }
 
 #[test]

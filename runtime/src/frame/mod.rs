@@ -161,9 +161,22 @@ impl AsRef<DataFrame> for Frame {
     }
 }
 
+/// The shape and the columns' names and dtypes, not the values: what a cached call's
+/// arguments show in `joblet report` (Polars without its `fmt` feature prints no values
+/// either).
 impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.frame.fmt(f)
+        write!(
+            f,
+            "Frame({} x {}: ",
+            self.frame.height(),
+            self.frame.width()
+        )?;
+        for (i, column) in self.frame.columns().iter().enumerate() {
+            let comma = if i == 0 { "" } else { ", " };
+            write!(f, "{comma}{} {}", column.name(), column.dtype())?;
+        }
+        f.write_str(")")
     }
 }
 
