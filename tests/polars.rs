@@ -70,8 +70,17 @@ fn chunking_does_not_change_the_key_of_nulls_and_booleans() {
     let flags: Vec<Option<bool>> = (0..300)
         .map(|i| (i % 5 != 0).then_some(i % 3 == 0))
         .collect();
+    // Some strings longer than the hasher's blocks.
     let names: Vec<Option<String>> = (0..300)
-        .map(|i| (i % 4 != 0).then(|| i.to_string()))
+        .map(|i| {
+            (i % 4 != 0).then(|| {
+                if i % 50 == 1 {
+                    "x".repeat(5000 + i)
+                } else {
+                    i.to_string()
+                }
+            })
+        })
         .collect();
     let whole = df!("v" => &values, "f" => &flags, "s" => &names).unwrap();
     // Cuts at bit offsets that are not multiples of 8 or 64.
