@@ -442,6 +442,8 @@ pub use joblet_runtime::{
     effective_n_jobs, flush, load,
 };
 
+#[cfg(feature = "polars")]
+pub use joblet_runtime::{Frame, polars_arrow, polars_core};
 #[cfg(feature = "ndarray")]
 pub use joblet_runtime::{NdArray, ndarray};
 

@@ -365,6 +365,42 @@ impl Drop for SourceGuard {
     }
 }
 
+/// Hands `section` to the sink open on this thread, if one is, and gives its index; `None`
+/// (and `section` never built) when no entry is being written. For other values that the store
+/// places raw beside arrays (`Frame`s).
+#[cfg(feature = "polars")]
+pub(crate) fn add_section(section: impl FnOnce() -> Box<dyn Section>) -> Option<u64> {
+    SINK.with_borrow_mut(|sink| {
+        sink.as_mut().map(|sections| {
+            sections.push(section());
+            sections.len() as u64 - 1
+        })
+    })
+}
+
+/// Whether a payload is being decoded on this thread with its sections open: then a value
+/// that the store placed raw was written as a section index.
+#[cfg(feature = "polars")]
+pub(crate) fn source_open() -> bool {
+    SOURCE.with_borrow(Option::is_some)
+}
+
+/// Runs `f` with the source open on this thread; a problem it reports is kept for
+/// [`SourceGuard::exit`], as an array's is, and given back as serde's message.
+#[cfg(feature = "polars")]
+pub(crate) fn with_source<R>(f: impl FnOnce(&Source) -> Result<R, ErrorKind>) -> Result<R, String> {
+    SOURCE
+        .with_borrow(|source| match source {
+            Some(source) => f(source),
+            None => Err(ErrorKind::Corrupt("a section index outside an entry")),
+        })
+        .map_err(|problem| {
+            let message = problem.to_string();
+            PROBLEM.set(Some(problem));
+            message
+        })
+}
+
 impl<T: Pod> Serialize for Array<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let index = SINK.with_borrow_mut(|sink| {

@@ -36,6 +36,8 @@ mod array;
 mod at_exit;
 mod cache;
 mod error;
+#[cfg(feature = "polars")]
+mod frame;
 mod huge_pages;
 mod key;
 #[cfg(feature = "ndarray")]
@@ -53,6 +55,8 @@ pub use cache::{
     Memory, REFRESH_ENV, Reduced, Summary, default_cache_dir, flush,
 };
 pub use error::{Error, ErrorKind};
+#[cfg(feature = "polars")]
+pub use frame::Frame;
 /// The `ndarray` crate this build works with, so that versions match.
 #[cfg(feature = "ndarray")]
 pub use ndarray;
@@ -63,6 +67,13 @@ pub use parallel::{
     effective_n_jobs,
 };
 pub use persist::{dump, dump_with, load};
+/// The Arrow crate of that Polars (arrays, bitmaps), so that versions match.
+#[cfg(feature = "polars")]
+pub use polars_arrow;
+/// The Polars core crate this build works with (`DataFrame`, `Series`, `df!`), so that
+/// versions match.
+#[cfg(feature = "polars")]
+pub use polars_core;
 pub use size::{SizeError, size_in_bytes};
 pub use store::{Compression, EntryInfo, LOCAL_TIER_ENV, MAX_NESTING, REMOTE_TIMEOUT_ENV, is_url};
 

@@ -286,6 +286,7 @@ pub(crate) fn canonical_type_name(name: &str) -> Cow<'_, str> {
     if name.contains("joblet_runtime::") {
         name.replace("joblet_runtime::array::", "joblet::")
             .replace("joblet_runtime::ndim::", "joblet::")
+            .replace("joblet_runtime::frame::", "joblet::")
             .into()
     } else {
         name
@@ -324,6 +325,8 @@ mod tests {
             name(std::any::type_name::<crate::NdArray<f32>>()),
             "joblet::NdArray<f32>"
         );
+        #[cfg(feature = "polars")]
+        assert_eq!(name(std::any::type_name::<crate::Frame>()), "joblet::Frame");
         assert_eq!(name("&str"), "alloc::string::String");
         assert_eq!(name("[u8]"), "alloc::vec::Vec<u8>");
         assert_eq!(name("[u8; 4]"), "[u8; 4]");
