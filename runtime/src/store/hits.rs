@@ -162,10 +162,20 @@ fn hit(id: u64, path: &dyn Fn() -> PathBuf, write: impl FnOnce(u32, PathBuf) -> 
         })
     };
     if let Some((hits, path)) = due
-        && !write(hits, path)
+        && !write(hits, path.clone())
         && let Ok(mut table) = TABLE.lock()
-        && let Some(tally) = table.as_mut().and_then(|t| t.get_mut(&id))
     {
+        // Back into the table, which a listing may have taken meanwhile (its entry gone with
+        // it): the hits must not go with it.
+        let tally = table
+            .get_or_insert_with(HashMap::default)
+            .entry(id)
+            .or_insert_with(|| Tally {
+                path,
+                unwritten: 0,
+                last_hit: Instant::now(),
+                written: None,
+            });
         tally.unwritten = tally.unwritten.saturating_add(hits);
         tally.written = None;
     }
@@ -289,5 +299,35 @@ fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
         let mut file = file;
         file.seek(io::SeekFrom::Start(offset))?;
         file.write_all(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_whose_write_fails_stay_counted_when_a_listing_took_the_table() {
+        let id = 0x005e_ed0f_1157;
+        let path = || PathBuf::from("/nonexistent/joblet-hits-test.jbl");
+        hit(id, &path, |hits, _| {
+            assert_eq!(hits, 1);
+            // A listing takes the whole table while this hit's count is being written.
+            let mut table = TABLE.lock().unwrap();
+            table.as_mut().unwrap().remove(&id);
+            false
+        });
+        // Another test's listing may hold the table a moment (it puts back the hits of files
+        // that do not exist, as this one's).
+        let kept = (0..100).find_map(|_| {
+            let table = TABLE.lock().unwrap();
+            let kept = table.as_ref().and_then(|t| t.get(&id)).map(|t| t.unwritten);
+            drop(table);
+            kept.or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            })
+        });
+        assert_eq!(kept, Some(1), "the hit was lost");
     }
 }
