@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use super::evict::{self, Limits, Reduced};
 use super::site::Site;
-use super::summary::{self, Summary};
+use super::summary;
 use super::wrapped::Cached;
 use crate::error::Error;
-use crate::store::{self, Detail, EntryInfo, Store, function_folder};
+use crate::store::{self, Detail, EntryInfo, Store, Summary, function_folder};
 
 /// A cache folder: what it holds, and how to trim it.
 ///
@@ -121,7 +121,10 @@ impl Memory {
     /// A line per function, largest first: its entries, bytes, what its outdated code versions
     /// take, compute time stored, hits and the time they saved, last use (what `joblet report`
     /// prints). Summed as the entries are read: it holds a line per function, not the entries,
-    /// however many there are.
+    /// however many there are. A folder keeps what each of its shard folders came to in
+    /// `.joblet-sums`, and the next summary reads again only the entries of shard folders
+    /// changed since: by a store, a removal, or a hit (which marks its folder). Editing an
+    /// entry file in place by hand does not mark its folder.
     ///
     /// ```
     /// let memory = joblet_runtime::Memory::new(std::env::temp_dir().join("joblet-doc-lines"));

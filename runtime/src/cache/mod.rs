@@ -14,6 +14,7 @@ mod switches;
 mod wrapped;
 mod writer;
 
+pub use crate::store::Summary;
 pub use bounds::{
     CacheArg, CacheDir, RemoteStore, assert_arg, assert_output, dir_path, remote_enabled,
     typed_future,
@@ -24,7 +25,6 @@ pub use memory::Memory;
 pub use recent::IN_MEMORY_ENV;
 pub use render::{Args, Show, ViaDebug, ViaName};
 pub use site::{Begin, CallKey, Mode, Pending, Site};
-pub use summary::Summary;
 pub use switches::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, DISABLE_ENV, REFRESH_ENV, default_cache_dir};
 pub use wrapped::Cached;
 pub use writer::flush;

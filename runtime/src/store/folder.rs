@@ -10,7 +10,7 @@ use super::layout::entry_path;
 use super::read::Opened;
 use super::scan::{Shard, read_dir, scan};
 use super::write::replace;
-use super::{Detail, EntryId, Found, Reader, Store, Writer, hits};
+use super::{Detail, EntryId, Found, Reader, Store, Summary, Writer, hits, sums};
 use crate::error::{Error, ErrorKind};
 
 /// A cache folder on this machine.
@@ -36,6 +36,34 @@ impl Folder {
     fn tally(&self, id: &EntryId<'_>) -> u64 {
         // The key names the function and its code version too (it hashes them first).
         xxh3_64_with_seed(&id.key.0.to_le_bytes(), self.seed)
+    }
+
+    /// The shard folders of every function, or of the one whose folder is `function`.
+    fn shards(&self, function: Option<&str>) -> Result<Vec<Shard>, Error> {
+        let functions = match function {
+            // Never `.` or `..` (see `function_folder`): always a name inside the cache; and
+            // only a folder, never a link to one elsewhere (as `subfolders` below), whose
+            // files are not the cache's to list or remove.
+            Some(f) => {
+                let dir = self.root.join(f);
+                let real = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+                real.then_some(dir).into_iter().collect()
+            }
+            None => subfolders(&self.root)?,
+        };
+        let mut shards = Vec::new();
+        for function in functions {
+            for version in subfolders(&function)? {
+                for dir in subfolders(&version)? {
+                    shards.push(Shard {
+                        function: last_name(&function),
+                        version: last_name(&version),
+                        dir,
+                    });
+                }
+            }
+        }
+        Ok(shards)
     }
 }
 
@@ -89,30 +117,12 @@ impl Store for Folder {
             // This process's own hits, so that the counts and the times listed are up to date.
             hits::write_all(true);
         }
-        let functions = match function {
-            // Never `.` or `..` (see `function_folder`): always a name inside the cache; and
-            // only a folder, never a link to one elsewhere (as `subfolders` below), whose
-            // files are not the cache's to list or remove.
-            Some(f) => {
-                let dir = self.root.join(f);
-                let real = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-                real.then_some(dir).into_iter().collect()
-            }
-            None => subfolders(&self.root)?,
-        };
-        let mut shards = Vec::new();
-        for function in functions {
-            for version in subfolders(&function)? {
-                for dir in subfolders(&version)? {
-                    shards.push(Shard {
-                        function: last_name(&function),
-                        version: last_name(&version),
-                        dir,
-                    });
-                }
-            }
-        }
-        scan(&shards, detail, found)
+        scan(&self.shards(function)?, detail, found)
+    }
+
+    fn sum(&self, function: Option<&str>, sum: &mut dyn FnMut(&str, Summary)) -> Result<(), Error> {
+        hits::write_all(true);
+        sums::sum(&self.root, &self.shards(function)?, function.is_none(), sum)
     }
 
     fn path_of(&self, id: &EntryId<'_>) -> PathBuf {

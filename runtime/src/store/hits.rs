@@ -1,5 +1,6 @@
 //! Hits, counted in their entries: each entry's header holds how often it was loaded, and its
-//! modification time says when it last was (see [`super::format`]).
+//! modification time says when it last was (see [`super::format`]). Writing a count marks
+//! the entry's folder as changed, so that sums kept of it are read again (`super::sums`).
 //!
 //! Writing the count at every hit would cost a system call each, which a small hit cannot
 //! afford (it takes a few microseconds). So an entry's count is written at most once a second
@@ -23,6 +24,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::format::{COUNTED_HEAD, HITS_AT, counts_hits};
 use super::read::{Opened, open_file};
+use super::sums::entry_changed;
 use crate::error::ErrorKind;
 
 /// How often at most a process writes one entry's count.
@@ -94,7 +96,7 @@ pub(crate) fn count(file: &Opened, tally: u64, path: &Path) {
         return;
     }
     hit(tally, &|| path.to_owned(), |hits, _| {
-        if let Err(e) = add_hits(file.file(), hits) {
+        if let Err(e) = add_hits(file.file(), hits).and_then(|()| entry_changed(path)) {
             tracing::debug!(error = %e, "cannot count a hit");
         }
         true
@@ -259,7 +261,12 @@ fn write_to_path(tally: &Tally, last_hit: SystemTime) -> io::Result<()> {
     }
     let marked = file.metadata()?.modified()?;
     add_hits(&file, tally.unwritten)?;
-    file.set_modified(marked.max(last_hit))
+    file.set_modified(marked.max(last_hit))?;
+    // The count is written: an entry removed since must not have it kept for a later write.
+    match entry_changed(&tally.path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        marked => marked,
+    }
 }
 
 /// Adds `hits` to the count of the entry open as `file`, read just before: another process

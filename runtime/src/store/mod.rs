@@ -16,6 +16,8 @@ mod read;
 #[cfg(feature = "remote")]
 mod remote;
 mod scan;
+mod summary;
+mod sums;
 mod temp;
 mod unreachable;
 mod write;
@@ -34,6 +36,7 @@ pub use entry::Entry;
 pub(crate) use image::{Image, created, decode_image, image, image_holds, stored_image};
 pub(crate) use layout::{function_folder, version_folder};
 pub use nesting::MAX_NESTING;
+pub use summary::Summary;
 pub(crate) use write::{Meta, truncate, write};
 
 use crate::error::{Error, ErrorKind};
@@ -202,6 +205,23 @@ pub(crate) trait Store: Send + Sync {
             Found::Abandoned(path) => listing.abandoned.push(path),
         })?;
         Ok(listing)
+    }
+
+    /// Hands `sum` what the entries of every function, or of the one whose folder is
+    /// `function`, come to, by code version: each call a version and a [`Summary`] of some of
+    /// its entries (its `function` set), a version's entries over one call or several. What
+    /// [`Store::visit`] would hand over with [`Detail::Headers`], added up; a store that keeps
+    /// sums may hand them over instead of reading every entry again.
+    ///
+    /// # Errors
+    /// As [`Store::visit`].
+    fn sum(&self, function: Option<&str>, sum: &mut dyn FnMut(&str, Summary)) -> Result<(), Error> {
+        self.visit(function, Detail::Headers, &mut |found| {
+            if let Found::Entry(entry) = found {
+                let (version, summary) = Summary::of(entry);
+                sum(&version, summary);
+            }
+        })
     }
 
     /// Counts a hit of the entry `id` served from a copy in memory, as [`Store::get`] counts

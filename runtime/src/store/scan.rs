@@ -25,6 +25,7 @@ const SHARDS_FOR_THREADS: usize = 16;
 const MOST_THREADS: usize = 8;
 
 /// A shard folder, and the function and code version whose entries it holds.
+#[derive(Clone)]
 pub(super) struct Shard {
     pub function: String,
     pub version: String,
@@ -37,15 +38,25 @@ pub(super) fn scan(
     detail: Detail,
     found: &mut dyn FnMut(Found),
 ) -> Result<(), Error> {
+    scan_each(shards, detail, &mut |_, held| {
+        held.into_iter().for_each(&mut *found)
+    })
+}
+
+/// Hands `each` what each of the `shards` holds, read as far as `detail` says, with the
+/// shard's index in `shards`, one shard at a time in no order.
+pub(super) fn scan_each(
+    shards: &[Shard],
+    detail: Detail,
+    each: &mut dyn FnMut(usize, Vec<Found>),
+) -> Result<(), Error> {
     let now = SystemTime::now();
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(MOST_THREADS);
     if shards.len() < SHARDS_FOR_THREADS || threads == 1 {
-        for shard in shards {
-            read_shard(shard, detail, now)?
-                .into_iter()
-                .for_each(&mut *found);
+        for (at, shard) in shards.iter().enumerate() {
+            each(at, read_shard(shard, detail, now)?);
         }
         return Ok(());
     }
@@ -55,17 +66,19 @@ pub(super) fn scan(
         for _ in 0..threads {
             let (tx, next) = (tx.clone(), &next);
             scope.spawn(move || {
-                while let Some(shard) = shards.get(next.fetch_add(1, Ordering::Relaxed)) {
+                loop {
+                    let at = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(shard) = shards.get(at) else { break };
                     // The caller stopped at an error: the rest is not wanted.
-                    if tx.send(read_shard(shard, detail, now)).is_err() {
+                    if tx.send((at, read_shard(shard, detail, now))).is_err() {
                         break;
                     }
                 }
             });
         }
         drop(tx);
-        for shard in rx {
-            shard?.into_iter().for_each(&mut *found);
+        for (at, held) in rx {
+            each(at, held?);
         }
         Ok(())
     })
