@@ -13,10 +13,10 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::xxh3::xxh3_64;
 use bytemuck::Pod;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::ErrorKind;
 

@@ -11,8 +11,8 @@ mod serialize;
 use std::fmt;
 use std::mem::MaybeUninit;
 
+use crate::xxh3::{Xxh3Wide, xxh3_128};
 use serde::ser::{self, Serialize};
-use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 /// The 128-bit key of one cached call.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,7 +60,7 @@ impl Hex {
 
 /// Bytes gathered before they are handed to xxh3. Small keys never leave this buffer and are
 /// hashed in one shot; large ones stream through it in chunks big enough for xxh3's fast path
-/// (4 KiB streams at about 13 GB/s here; 512 B at 10).
+/// (4 KiB parts stream at about 44 GB/s here, 512 B ones at 23).
 const BUF: usize = 4096;
 
 /// Streams values into an xxh3-128 hash. Implements [`serde::Serializer`] through `&mut`.
@@ -70,7 +70,7 @@ pub struct KeyHasher {
     buf: [MaybeUninit<u8>; BUF],
     len: usize,
     /// Started on the first flush: most keys fit in `buf` and skip the streaming state.
-    state: Option<Xxh3>,
+    state: Option<Xxh3Wide>,
 }
 
 impl Default for KeyHasher {
@@ -164,11 +164,11 @@ impl KeyHasher {
 #[inline(never)]
 fn flush_and_put(
     buf: &mut [MaybeUninit<u8>; BUF],
-    state: &mut Option<Xxh3>,
+    state: &mut Option<Xxh3Wide>,
     len: usize,
     bytes: &[u8],
 ) -> usize {
-    let state = state.get_or_insert_with(Xxh3::new);
+    let state = state.get_or_insert_with(Xxh3Wide::new);
     state.update(filled(buf, len));
     if bytes.len() >= BUF {
         state.update(bytes);

@@ -46,6 +46,7 @@ mod parallel;
 mod persist;
 mod size;
 mod store;
+mod xxh3;
 
 pub use age::{DurationError, duration_of};
 pub use array::Array;

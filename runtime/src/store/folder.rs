@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use crate::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::layout::entry_path;
 use super::read::Opened;

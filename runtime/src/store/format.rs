@@ -45,7 +45,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use xxhash_rust::xxh3::xxh3_64;
+use crate::xxh3::xxh3_64;
 
 pub(crate) const MAGIC: [u8; 8] = *b"\x89JBL\r\n\x1a\n";
 pub(crate) const VERSION: u16 = 3;

@@ -385,8 +385,8 @@ impl dyn Store + '_ {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use crate::xxh3::xxh3_64;
     use serde::Serialize;
-    use xxhash_rust::xxh3::xxh3_64;
 
     use super::*;
     use crate::Array;

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use xxhash_rust::xxh3::Xxh3;
+use crate::xxh3::Xxh3;
 
 use super::aside::{HASH_ASIDE_FROM, core_free, join, spawn_scoped};
 use super::format::{

@@ -19,8 +19,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::xxh3::xxh3_64;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::scan::{Shard, scan_each};
 use super::write::replace;

@@ -6,8 +6,8 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::xxh3::{Xxh3, xxh3_64};
 use serde::Serialize;
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::aside::{HASH_ASIDE_FROM, core_free, join, spawn_scoped};
 use super::compress::{self, Compression};

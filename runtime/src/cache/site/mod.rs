@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::xxh3::xxh3_64;
 use serde::Serialize;
-use xxhash_rust::xxh3::xxh3_64;
 
 mod load;
 mod save;

@@ -9,9 +9,9 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use crate::xxh3::xxh3_64;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::channel::shared_file;
 use crate::array::{SectionRef, Sink, Source, SourceGuard};
