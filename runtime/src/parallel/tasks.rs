@@ -174,7 +174,13 @@ where
     let len: usize = len
         .try_into()
         .unwrap_or_else(|_| panic!("a range of more than usize::MAX tasks"));
-    run_indexed(opts, 0..len, move |i| f(start.wrapping_offset(i)))
+    // The offset is added by the input, not by the task: each batch then holds `start` by
+    // value, where a task that reached it through its closure reloaded it at every task.
+    use rayon::iter::{IntoParallelIterator, ParallelIterator};
+    let values = (0..len)
+        .into_par_iter()
+        .map(move |i| start.wrapping_offset(i));
+    run_indexed(opts, values, f)
 }
 
 /// `start + i` for a range's element type.
