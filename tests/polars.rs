@@ -160,8 +160,8 @@ fn an_unhashable_dtype_is_a_clear_error() {
     assert!(message.contains("column `l`"), "{message}");
 }
 
-/// Every common dtype, with nulls, several chunks, and a date and a datetime. (8- and 16-bit
-/// integers are Polars features of their own, off in this build; they hash and store alike.)
+/// Every common dtype, with nulls, several chunks, and a date and a datetime; the other
+/// dtypes, one at a time, are `dtypes_beyond_every_dtype`.
 fn every_dtype() -> DataFrame {
     let n = 257;
     let mut frame = df!(
@@ -190,6 +190,61 @@ fn every_dtype() -> DataFrame {
     let mut chunked = frame.slice(0, 100);
     chunked.vstack_mut(&frame.slice(100, 157)).unwrap();
     chunked
+}
+
+/// The dtypes `every_dtype` leaves out.
+fn dtypes_beyond_every_dtype() -> Vec<DataType> {
+    vec![
+        DataType::Int8,
+        DataType::Int16,
+        DataType::UInt8,
+        DataType::UInt16,
+        DataType::Int128,
+        DataType::Decimal(10, 2),
+        DataType::Decimal(38, 0),
+        DataType::Time,
+        DataType::Duration(TimeUnit::Milliseconds),
+        DataType::Duration(TimeUnit::Nanoseconds),
+        DataType::Datetime(TimeUnit::Microseconds, None),
+    ]
+}
+
+/// A column of `dtype` (with nulls), cast from small integers; with `changed`, one of its
+/// values is another.
+fn of_dtype(dtype: &DataType, changed: bool) -> DataFrame {
+    let mut values: Vec<Option<i64>> = (0..300)
+        .map(|i| (i % 9 != 0).then_some((i * 7) % 100))
+        .collect();
+    if changed {
+        values[150] = values[150].map(|v| v + 1);
+    }
+    let series = Series::new("v".into(), values).strict_cast(dtype).unwrap();
+    assert_eq!(series.dtype(), dtype);
+    DataFrame::new_infer_height(vec![series.into()]).unwrap()
+}
+
+#[test]
+fn each_dtype_hashes_by_value_and_round_trips_mapped() {
+    for dtype in dtypes_beyond_every_dtype() {
+        let whole = of_dtype(&dtype, false);
+        let mut cut = whole.slice(0, 13);
+        cut.vstack_mut(&whole.slice(13, 150)).unwrap();
+        cut.vstack_mut(&whole.slice(163, 137)).unwrap();
+        assert_eq!(key(&cut), key(&whole), "{dtype:?}: chunks changed the key");
+        let other = of_dtype(&dtype, true);
+        assert_ne!(key(&other), key(&whole), "{dtype:?}: a value did not count");
+        let path = file("dtype.jbl");
+        dump(&Frame::from(cut), &path).unwrap();
+        let back: Frame = load(&path).unwrap();
+        assert!(back.is_mapped(), "{dtype:?} was not mapped");
+        assert_eq!(back.schema(), whole.schema(), "{dtype:?}");
+        assert!(back.equals_missing(&whole), "{dtype:?} changed");
+        assert_eq!(key(&back), key(&whole), "{dtype:?}");
+    }
+    // The dtype's parameters count: the same numbers at another scale are other values.
+    let cents = of_dtype(&DataType::Decimal(10, 2), false);
+    let mills = of_dtype(&DataType::Decimal(10, 3), false);
+    assert_ne!(key(&cents), key(&mills));
 }
 
 #[test]

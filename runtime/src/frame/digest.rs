@@ -8,6 +8,8 @@ use polars_arrow::types::NativeType;
 use polars_core::prelude::{Column, DataFrame, DataType};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::check;
+
 /// Bumped when the stream changes, so that keys of one encoding never meet another's.
 const STREAM: &[u8] = b"joblet::Frame/1";
 
@@ -32,6 +34,10 @@ fn field(h: &mut Xxh3, bytes: &[u8]) {
 }
 
 fn column(h: &mut Xxh3, column: &Column) -> Result<(), String> {
+    // Checked on the logical dtype: a categorical's physical values are codes.
+    if !check::held(column.dtype()) {
+        return Err(check::refused(column));
+    }
     field(h, column.name().as_bytes());
     // `Debug` spells a dtype whole (time unit, time zone), where `Display` abbreviates.
     field(h, format!("{:?}", column.dtype()).as_bytes());
@@ -84,20 +90,13 @@ fn column(h: &mut Xxh3, column: &Column) -> Result<(), String> {
                 }
                 // Its length and dtype say it all.
                 DataType::Null => {}
-                other => {
-                    return Err(format!(
-                        "column `{}` is of dtype {}, which joblet does not hash; cast it to a \
-                         primitive, string or boolean dtype",
-                        column.name(),
-                        other
-                    ))
-                }
+                _ => return Err(check::refused(column)),
             }
         };
     }
     primitive!(
         Int8 => i8, Int16 => i16, Int32 => i32, Int64 => i64,
-        UInt8 => u8, UInt16 => u16, UInt32 => u32, UInt64 => u64,
+        Int128 => i128, UInt8 => u8, UInt16 => u16, UInt32 => u32, UInt64 => u64,
         Float32 => f32, Float64 => f64
     );
     Ok(())

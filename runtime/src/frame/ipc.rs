@@ -26,15 +26,10 @@ pub(crate) fn encode(frame: &DataFrame) -> Result<(Vec<u8>, Skeleton), String> {
         .iter()
         .map(|c| {
             let field = c.field().to_arrow(CompatLevel::newest());
-            if check::storable(&field.dtype) {
+            if check::held(c.dtype()) && check::storable(&field.dtype) {
                 Ok((field.name.clone(), field))
             } else {
-                Err(format!(
-                    "column `{}` is of dtype {}, which joblet does not store; cast it to a \
-                     primitive, string, boolean or date dtype",
-                    c.name(),
-                    c.dtype()
-                ))
+                Err(check::refused(c))
             }
         })
         .collect::<Result<_, _>>()?;

@@ -50,8 +50,9 @@ use crate::key::KeyHasher;
 /// ```
 ///
 /// # Dtypes
-/// Booleans, integers, floats, strings, binary, dates, datetimes and the null dtype hash and
-/// store. A frame with a column of another dtype (lists, structs) is refused with an error
+/// Booleans, integers of 8 to 64 bits and `Int128`, floats, decimals, strings, binary,
+/// dates, datetimes, durations, times and the null dtype hash and store. A frame with a
+/// column of another dtype (lists, structs, categoricals and enums) is refused with an error
 /// that names the column: when hashed as an argument, and when stored.
 ///
 /// # Integrity
