@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use joblet::polars_arrow::array::PrimitiveArray;
 use joblet::polars_arrow::bitmap::Bitmap;
 use joblet::polars_core::prelude::*;
-use joblet::{Compression, ErrorKind, Frame, cached, dump, dump_with, load};
+use joblet::{Compression, ErrorKind, Frame, SeriesValue, cached, dump, dump_with, load};
 
 fn key(frame: &DataFrame) -> u128 {
     joblet::__private::key_of(&Frame::from(frame.clone()))
@@ -338,6 +338,90 @@ fn a_cached_function_of_frames_computes_once_per_distinct_frame() {
     let other = features(Frame::from(sample().slice(1, 10)));
     assert_eq!(CALLS.load(Ordering::SeqCst), calls + 1);
     assert_eq!(other.height(), 10);
+}
+
+fn series_key(series: &Series) -> u128 {
+    joblet::__private::key_of(&SeriesValue::from(series.clone()))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn a_series_hashes_by_value_and_round_trips_mapped() {
+    for dtype in dtypes_beyond_every_dtype() {
+        let whole = of_dtype(&dtype, false)["v"].as_materialized_series().clone();
+        let mut cut = whole.slice(0, 100);
+        cut.append(&whole.slice(100, 200)).unwrap();
+        assert!(cut.n_chunks() > 1);
+        assert_eq!(series_key(&cut), series_key(&whole), "{dtype:?}");
+        let other = of_dtype(&dtype, true)["v"].as_materialized_series().clone();
+        assert_ne!(series_key(&other), series_key(&whole), "{dtype:?}");
+        let path = file("series.jbl");
+        dump(&SeriesValue::from(cut), &path).unwrap();
+        let back: SeriesValue = load(&path).unwrap();
+        assert!(back.is_mapped() && back.verify(), "{dtype:?}");
+        assert_eq!(back.dtype(), &dtype);
+        assert_eq!(back.name(), "v");
+        assert!(back.equals_missing(&whole), "{dtype:?} changed");
+    }
+    let x = Series::new("x".into(), [1i64, 2, 3]);
+    assert_ne!(series_key(&x), series_key(&x.clone().with_name("y".into())));
+    assert_ne!(series_key(&x), series_key(&x.cast(&DataType::Int32).unwrap()));
+    assert_eq!(
+        format!("{:?}", SeriesValue::from(x)),
+        "SeriesValue(3: x i64)"
+    );
+}
+
+#[test]
+fn a_series_is_not_loaded_as_a_frame_nor_a_frame_as_a_series() {
+    let path = file("series_or_frame.jbl");
+    let x = Series::new("x".into(), [1i64, 2, 3]);
+    dump(&SeriesValue::from(x.clone()), &path).unwrap();
+    let error = load::<Frame>(&path).unwrap_err();
+    assert!(matches!(error.kind(), ErrorKind::WrongType { .. }), "{error}");
+    dump(&Frame::from(x.into_frame()), &path).unwrap();
+    let error = load::<SeriesValue>(&path).unwrap_err();
+    assert!(matches!(error.kind(), ErrorKind::WrongType { .. }), "{error}");
+}
+
+#[test]
+fn a_damaged_series_is_an_error_not_a_panic() {
+    let path = file("damaged_series.jbl");
+    let x = Series::new("x".into(), (0..500).map(f64::from).collect::<Vec<_>>());
+    dump(&SeriesValue::from(x), &path).unwrap();
+    let good = fs::read(&path).unwrap();
+    let (offset, len, _) = section(&good);
+    for at in (offset..offset + len).step_by(61) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        fs::write(&path, &bad).unwrap();
+        assert!(load::<SeriesValue>(&path).is_err(), "a flip at {at} was not seen");
+    }
+}
+
+static SERIES_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("series"))]
+fn doubled(series: SeriesValue) -> SeriesValue {
+    SERIES_CALLS.fetch_add(1, Ordering::SeqCst);
+    let out = (&*series * 2.0).with_name("doubled".into());
+    SeriesValue::from(out)
+}
+
+#[test]
+fn a_cached_function_of_series_computes_once_per_distinct_series() {
+    let x = Series::new("x".into(), (0..1000).map(f64::from).collect::<Vec<_>>());
+    let first = doubled(SeriesValue::from(x.clone()));
+    let calls = SERIES_CALLS.load(Ordering::SeqCst);
+    let mut halves = x.slice(0, 300);
+    halves.append(&x.slice(300, 700)).unwrap();
+    joblet::flush();
+    let again = doubled(SeriesValue::from(halves));
+    assert_eq!(SERIES_CALLS.load(Ordering::SeqCst), calls, "recomputed");
+    assert!(again.is_mapped());
+    assert_eq!(*again, *first);
+    assert_eq!(again.f64().unwrap().get(3), Some(6.0));
 }
 
 /// The entry `path` with its first array section (the frame's IPC file) located.

@@ -10,6 +10,7 @@
 mod check;
 mod digest;
 mod ipc;
+mod series;
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::array::{Section, SectionRef, Source};
 use crate::error::ErrorKind;
 use crate::key::KeyHasher;
+
+pub use series::SeriesValue;
 
 /// A Polars [`DataFrame`] as a cached argument or result, or a value for [`dump`]/[`load`].
 ///
