@@ -349,7 +349,9 @@ fn series_key(series: &Series) -> u128 {
 #[test]
 fn a_series_hashes_by_value_and_round_trips_mapped() {
     for dtype in dtypes_beyond_every_dtype() {
-        let whole = of_dtype(&dtype, false)["v"].as_materialized_series().clone();
+        let whole = of_dtype(&dtype, false)["v"]
+            .as_materialized_series()
+            .clone();
         let mut cut = whole.slice(0, 100);
         cut.append(&whole.slice(100, 200)).unwrap();
         assert!(cut.n_chunks() > 1);
@@ -366,7 +368,10 @@ fn a_series_hashes_by_value_and_round_trips_mapped() {
     }
     let x = Series::new("x".into(), [1i64, 2, 3]);
     assert_ne!(series_key(&x), series_key(&x.clone().with_name("y".into())));
-    assert_ne!(series_key(&x), series_key(&x.cast(&DataType::Int32).unwrap()));
+    assert_ne!(
+        series_key(&x),
+        series_key(&x.cast(&DataType::Int32).unwrap())
+    );
     assert_eq!(
         format!("{:?}", SeriesValue::from(x)),
         "SeriesValue(3: x i64)"
@@ -379,10 +384,16 @@ fn a_series_is_not_loaded_as_a_frame_nor_a_frame_as_a_series() {
     let x = Series::new("x".into(), [1i64, 2, 3]);
     dump(&SeriesValue::from(x.clone()), &path).unwrap();
     let error = load::<Frame>(&path).unwrap_err();
-    assert!(matches!(error.kind(), ErrorKind::WrongType { .. }), "{error}");
+    assert!(
+        matches!(error.kind(), ErrorKind::WrongType { .. }),
+        "{error}"
+    );
     dump(&Frame::from(x.into_frame()), &path).unwrap();
     let error = load::<SeriesValue>(&path).unwrap_err();
-    assert!(matches!(error.kind(), ErrorKind::WrongType { .. }), "{error}");
+    assert!(
+        matches!(error.kind(), ErrorKind::WrongType { .. }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -396,7 +407,10 @@ fn a_damaged_series_is_an_error_not_a_panic() {
         let mut bad = good.clone();
         bad[at] ^= 0x10;
         fs::write(&path, &bad).unwrap();
-        assert!(load::<SeriesValue>(&path).is_err(), "a flip at {at} was not seen");
+        assert!(
+            load::<SeriesValue>(&path).is_err(),
+            "a flip at {at} was not seen"
+        );
     }
 }
 
