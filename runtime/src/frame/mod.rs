@@ -208,6 +208,11 @@ impl Serialize for Frame {
             let digest = digest::digest(&self.frame).map_err(S::Error::custom)?;
             return serializer.serialize_u128(digest);
         }
+        // Before the encoding, the frame's largest cost: a miss tries its entry in memory
+        // first, which holds no sections, then writes it streamed, encoding it once.
+        if crate::array::refuses_sections() {
+            return Err(S::Error::custom(crate::array::REFUSED));
+        }
         let (file, skeleton) = ipc::encode(&self.frame).map_err(S::Error::custom)?;
         let mut file = Some(file);
         let index =
