@@ -379,6 +379,17 @@ fn a_series_hashes_by_value_and_round_trips_mapped() {
 }
 
 #[test]
+fn a_compressed_series_round_trips_as_owned() {
+    let x = Series::new("x".into(), [Some("a"), None, Some("ü")]);
+    let path = file("compressed_series.jbl");
+    dump_with(&SeriesValue::from(x.clone()), &path, Compression::Zstd(3)).unwrap();
+    let back: SeriesValue = load(&path).unwrap();
+    assert!(!back.is_mapped());
+    assert!(back.equals_missing(&x));
+    assert_eq!(back.into_inner().name(), "x");
+}
+
+#[test]
 fn a_series_is_not_loaded_as_a_frame_nor_a_frame_as_a_series() {
     let path = file("series_or_frame.jbl");
     let x = Series::new("x".into(), [1i64, 2, 3]);
