@@ -443,7 +443,7 @@ pub use joblet_runtime::{
 };
 
 #[cfg(feature = "polars")]
-pub use joblet_runtime::{Frame, polars_arrow, polars_core};
+pub use joblet_runtime::{Frame, SeriesValue, polars_arrow, polars_core};
 #[cfg(feature = "ndarray")]
 pub use joblet_runtime::{NdArray, ndarray};
 

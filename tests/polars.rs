@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use joblet::polars_arrow::array::PrimitiveArray;
 use joblet::polars_arrow::bitmap::Bitmap;
 use joblet::polars_core::prelude::*;
-use joblet::{Compression, ErrorKind, Frame, cached, dump, dump_with, load};
+use joblet::{Compression, ErrorKind, Frame, SeriesValue, cached, dump, dump_with, load};
 
 fn key(frame: &DataFrame) -> u128 {
     joblet::__private::key_of(&Frame::from(frame.clone()))
@@ -160,8 +160,8 @@ fn an_unhashable_dtype_is_a_clear_error() {
     assert!(message.contains("column `l`"), "{message}");
 }
 
-/// Every common dtype, with nulls, several chunks, and a date and a datetime. (8- and 16-bit
-/// integers are Polars features of their own, off in this build; they hash and store alike.)
+/// Every common dtype, with nulls, several chunks, and a date and a datetime; the other
+/// dtypes, one at a time, are `dtypes_beyond_every_dtype`.
 fn every_dtype() -> DataFrame {
     let n = 257;
     let mut frame = df!(
@@ -190,6 +190,61 @@ fn every_dtype() -> DataFrame {
     let mut chunked = frame.slice(0, 100);
     chunked.vstack_mut(&frame.slice(100, 157)).unwrap();
     chunked
+}
+
+/// The dtypes `every_dtype` leaves out.
+fn dtypes_beyond_every_dtype() -> Vec<DataType> {
+    vec![
+        DataType::Int8,
+        DataType::Int16,
+        DataType::UInt8,
+        DataType::UInt16,
+        DataType::Int128,
+        DataType::Decimal(10, 2),
+        DataType::Decimal(38, 0),
+        DataType::Time,
+        DataType::Duration(TimeUnit::Milliseconds),
+        DataType::Duration(TimeUnit::Nanoseconds),
+        DataType::Datetime(TimeUnit::Microseconds, None),
+    ]
+}
+
+/// A column of `dtype` (with nulls), cast from small integers; with `changed`, one of its
+/// values is another.
+fn of_dtype(dtype: &DataType, changed: bool) -> DataFrame {
+    let mut values: Vec<Option<i64>> = (0..300)
+        .map(|i| (i % 9 != 0).then_some((i * 7) % 100))
+        .collect();
+    if changed {
+        values[150] = values[150].map(|v| v + 1);
+    }
+    let series = Series::new("v".into(), values).strict_cast(dtype).unwrap();
+    assert_eq!(series.dtype(), dtype);
+    DataFrame::new_infer_height(vec![series.into()]).unwrap()
+}
+
+#[test]
+fn each_dtype_hashes_by_value_and_round_trips_mapped() {
+    for dtype in dtypes_beyond_every_dtype() {
+        let whole = of_dtype(&dtype, false);
+        let mut cut = whole.slice(0, 13);
+        cut.vstack_mut(&whole.slice(13, 150)).unwrap();
+        cut.vstack_mut(&whole.slice(163, 137)).unwrap();
+        assert_eq!(key(&cut), key(&whole), "{dtype:?}: chunks changed the key");
+        let other = of_dtype(&dtype, true);
+        assert_ne!(key(&other), key(&whole), "{dtype:?}: a value did not count");
+        let path = file("dtype.jbl");
+        dump(&Frame::from(cut), &path).unwrap();
+        let back: Frame = load(&path).unwrap();
+        assert!(back.is_mapped(), "{dtype:?} was not mapped");
+        assert_eq!(back.schema(), whole.schema(), "{dtype:?}");
+        assert!(back.equals_missing(&whole), "{dtype:?} changed");
+        assert_eq!(key(&back), key(&whole), "{dtype:?}");
+    }
+    // The dtype's parameters count: the same numbers at another scale are other values.
+    let cents = of_dtype(&DataType::Decimal(10, 2), false);
+    let mills = of_dtype(&DataType::Decimal(10, 3), false);
+    assert_ne!(key(&cents), key(&mills));
 }
 
 #[test]
@@ -283,6 +338,115 @@ fn a_cached_function_of_frames_computes_once_per_distinct_frame() {
     let other = features(Frame::from(sample().slice(1, 10)));
     assert_eq!(CALLS.load(Ordering::SeqCst), calls + 1);
     assert_eq!(other.height(), 10);
+}
+
+fn series_key(series: &Series) -> u128 {
+    joblet::__private::key_of(&SeriesValue::from(series.clone()))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn a_series_hashes_by_value_and_round_trips_mapped() {
+    for dtype in dtypes_beyond_every_dtype() {
+        let whole = of_dtype(&dtype, false)["v"]
+            .as_materialized_series()
+            .clone();
+        let mut cut = whole.slice(0, 100);
+        cut.append(&whole.slice(100, 200)).unwrap();
+        assert!(cut.n_chunks() > 1);
+        assert_eq!(series_key(&cut), series_key(&whole), "{dtype:?}");
+        let other = of_dtype(&dtype, true)["v"].as_materialized_series().clone();
+        assert_ne!(series_key(&other), series_key(&whole), "{dtype:?}");
+        let path = file("series.jbl");
+        dump(&SeriesValue::from(cut), &path).unwrap();
+        let back: SeriesValue = load(&path).unwrap();
+        assert!(back.is_mapped() && back.verify(), "{dtype:?}");
+        assert_eq!(back.dtype(), &dtype);
+        assert_eq!(back.name(), "v");
+        assert!(back.equals_missing(&whole), "{dtype:?} changed");
+    }
+    let x = Series::new("x".into(), [1i64, 2, 3]);
+    assert_ne!(series_key(&x), series_key(&x.clone().with_name("y".into())));
+    assert_ne!(
+        series_key(&x),
+        series_key(&x.cast(&DataType::Int32).unwrap())
+    );
+    assert_eq!(
+        format!("{:?}", SeriesValue::from(x)),
+        "SeriesValue(3: x i64)"
+    );
+}
+
+#[test]
+fn a_compressed_series_round_trips_as_owned() {
+    let x = Series::new("x".into(), [Some("a"), None, Some("ü")]);
+    let path = file("compressed_series.jbl");
+    dump_with(&SeriesValue::from(x.clone()), &path, Compression::Zstd(3)).unwrap();
+    let back: SeriesValue = load(&path).unwrap();
+    assert!(!back.is_mapped());
+    assert!(back.equals_missing(&x));
+    assert_eq!(back.into_inner().name(), "x");
+}
+
+#[test]
+fn a_series_is_not_loaded_as_a_frame_nor_a_frame_as_a_series() {
+    let path = file("series_or_frame.jbl");
+    let x = Series::new("x".into(), [1i64, 2, 3]);
+    dump(&SeriesValue::from(x.clone()), &path).unwrap();
+    let error = load::<Frame>(&path).unwrap_err();
+    assert!(
+        matches!(error.kind(), ErrorKind::WrongType { .. }),
+        "{error}"
+    );
+    dump(&Frame::from(x.into_frame()), &path).unwrap();
+    let error = load::<SeriesValue>(&path).unwrap_err();
+    assert!(
+        matches!(error.kind(), ErrorKind::WrongType { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_damaged_series_is_an_error_not_a_panic() {
+    let path = file("damaged_series.jbl");
+    let x = Series::new("x".into(), (0..500).map(f64::from).collect::<Vec<_>>());
+    dump(&SeriesValue::from(x), &path).unwrap();
+    let good = fs::read(&path).unwrap();
+    let (offset, len, _) = section(&good);
+    for at in (offset..offset + len).step_by(61) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        fs::write(&path, &bad).unwrap();
+        assert!(
+            load::<SeriesValue>(&path).is_err(),
+            "a flip at {at} was not seen"
+        );
+    }
+}
+
+static SERIES_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(dir = common::dir("series"))]
+fn doubled(series: SeriesValue) -> SeriesValue {
+    SERIES_CALLS.fetch_add(1, Ordering::SeqCst);
+    let out = (&*series * 2.0).with_name("doubled".into());
+    SeriesValue::from(out)
+}
+
+#[test]
+fn a_cached_function_of_series_computes_once_per_distinct_series() {
+    let x = Series::new("x".into(), (0..1000).map(f64::from).collect::<Vec<_>>());
+    let first = doubled(SeriesValue::from(x.clone()));
+    let calls = SERIES_CALLS.load(Ordering::SeqCst);
+    let mut halves = x.slice(0, 300);
+    halves.append(&x.slice(300, 700)).unwrap();
+    joblet::flush();
+    let again = doubled(SeriesValue::from(halves));
+    assert_eq!(SERIES_CALLS.load(Ordering::SeqCst), calls, "recomputed");
+    assert!(again.is_mapped());
+    assert_eq!(*again, *first);
+    assert_eq!(again.f64().unwrap().get(3), Some(6.0));
 }
 
 /// The entry `path` with its first array section (the frame's IPC file) located.

@@ -13,12 +13,12 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::xxh3::xxh3_64;
 use bytemuck::Pod;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
-use serde::ser::{Serialize, Serializer};
+use serde::ser::{Error as _, Serialize, Serializer};
 
 use crate::error::ErrorKind;
+use crate::xxh3::xxh3_64;
 
 /// A flat array of numbers (or any [`Pod`] type) that loads without copying.
 ///
@@ -279,20 +279,38 @@ impl<T: Pod> Section for Array<T> {
     }
 }
 
+/// What the entry being written on this thread does with the values the store places raw.
+enum Sections {
+    /// Writes them after the payload, in the order of their indices.
+    Kept(Vec<Box<dyn Section>>),
+    /// Has no room for them (an entry made in memory, see `store::image`): the first one
+    /// fails the serialization before it is encoded; `offered` says one did.
+    Refused { offered: bool },
+}
+
 thread_local! {
-    static SINK: RefCell<Option<Vec<Box<dyn Section>>>> = const { RefCell::new(None) };
+    static SINK: RefCell<Option<Sections>> = const { RefCell::new(None) };
     static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
 }
 
 /// Collects the arrays of a payload while it is serialized on this thread.
 pub(crate) struct Sink {
-    outer: Option<Vec<Box<dyn Section>>>,
+    outer: Option<Sections>,
 }
 
 impl Sink {
     pub(crate) fn open() -> Self {
         Sink {
-            outer: SINK.replace(Some(Vec::new())),
+            outer: SINK.replace(Some(Sections::Kept(Vec::new()))),
+        }
+    }
+
+    /// Opens a sink that takes no sections: a value that would be one fails the
+    /// serialization instead, before it spends anything on encoding itself, and
+    /// [`Sink::refused`] then says so.
+    pub(crate) fn refusing() -> Self {
+        Sink {
+            outer: SINK.replace(Some(Sections::Refused { offered: false })),
         }
     }
 
@@ -303,9 +321,17 @@ impl Sink {
         Sink { outer: SINK.take() }
     }
 
+    /// Whether a value was refused a section since [`Sink::refusing`].
+    pub(crate) fn refused(&self) -> bool {
+        SINK.with_borrow(|sink| matches!(sink, Some(Sections::Refused { offered: true })))
+    }
+
     /// The arrays serialized since `open`, in the order of their indices.
     pub(crate) fn finish(self) -> Vec<Box<dyn Section>> {
-        SINK.take().unwrap_or_default()
+        match SINK.take() {
+            Some(Sections::Kept(sections)) => sections,
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -314,6 +340,21 @@ impl Drop for Sink {
         // Restores the sink of an enclosing write (a `Serialize` impl that dumps a file).
         SINK.set(self.outer.take());
     }
+}
+
+/// The serializer's message when a sink refuses a section.
+pub(crate) const REFUSED: &str = "a section in an entry made in memory";
+
+/// Whether the sink open on this thread refuses sections; if it does, it records that one
+/// was offered. A value the store places raw asks this before it encodes itself.
+pub(crate) fn refuses_sections() -> bool {
+    SINK.with_borrow_mut(|sink| match sink {
+        Some(Sections::Refused { offered }) => {
+            *offered = true;
+            true
+        }
+        _ => false,
+    })
 }
 
 /// Where one array section lies in an entry file, from the entry's section table.
@@ -365,16 +406,17 @@ impl Drop for SourceGuard {
     }
 }
 
-/// Hands `section` to the sink open on this thread, if one is, and gives its index; `None`
-/// (and `section` never built) when no entry is being written. For other values that the store
-/// places raw beside arrays (`Frame`s).
-#[cfg(feature = "polars")]
+/// Hands `section` to the sink open on this thread, if one keeps sections, and gives its
+/// index; `None` (and `section` never built) when no entry is being written. For arrays and
+/// for the other values that the store places raw (`Frame`s), after
+/// [`refuses_sections`].
 pub(crate) fn add_section(section: impl FnOnce() -> Box<dyn Section>) -> Option<u64> {
-    SINK.with_borrow_mut(|sink| {
-        sink.as_mut().map(|sections| {
+    SINK.with_borrow_mut(|sink| match sink {
+        Some(Sections::Kept(sections)) => {
             sections.push(section());
-            sections.len() as u64 - 1
-        })
+            Some(sections.len() as u64 - 1)
+        }
+        _ => None,
     })
 }
 
@@ -403,13 +445,10 @@ pub(crate) fn with_source<R>(f: impl FnOnce(&Source) -> Result<R, ErrorKind>) ->
 
 impl<T: Pod> Serialize for Array<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let index = SINK.with_borrow_mut(|sink| {
-            sink.as_mut().map(|sections| {
-                sections.push(Box::new(self.clone()));
-                sections.len() as u64 - 1
-            })
-        });
-        match index {
+        if refuses_sections() {
+            return Err(S::Error::custom(REFUSED));
+        }
+        match add_section(|| Box::new(self.clone())) {
             // With the element type, which the stored type's name does not show when the
             // array is a field: a field changed from `Array<f64>` to `Array<f32>` is refused
             // rather than reinterpreted.

@@ -57,7 +57,7 @@ pub use cache::{
 };
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "polars")]
-pub use frame::Frame;
+pub use frame::{Frame, SeriesValue};
 /// The `ndarray` crate this build works with, so that versions match.
 #[cfg(feature = "ndarray")]
 pub use ndarray;

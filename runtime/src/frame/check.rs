@@ -7,6 +7,7 @@ use polars_arrow::datatypes::{ArrowDataType, PhysicalType, PrimitiveType};
 use polars_arrow::io::ipc::format::ipc::planus::ReadAsRoot;
 use polars_arrow::io::ipc::format::ipc::{MessageHeaderRef, MessageRef};
 use polars_arrow::io::ipc::read::FileMetadata;
+use polars_core::prelude::{Column, DataType};
 
 /// Why a section does not hold, for [`crate::ErrorKind::Corrupt`].
 pub(crate) type Problem = &'static str;
@@ -123,8 +124,51 @@ fn primitive_width(p: PrimitiveType) -> Option<usize> {
         Int16 | UInt16 => 2,
         Int32 | UInt32 | Float32 => 4,
         Int64 | UInt64 | Float64 => 8,
+        // Decimals.
+        Int128 => 16,
         _ => return None,
     })
+}
+
+/// Whether a frame hashes and stores a column of this dtype: those whose physical values are
+/// all there is to them. Not categoricals, whose codes mean nothing without their mapping
+/// (and which Polars builds only with its `dtype-categorical` feature, which another crate
+/// of the program may turn on), nor nested dtypes.
+pub(crate) fn held(dtype: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        dtype,
+        Boolean
+            | Int8
+            | Int16
+            | Int32
+            | Int64
+            | Int128
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Float32
+            | Float64
+            | Decimal(..)
+            | String
+            | Binary
+            | Date
+            | Datetime(..)
+            | Duration(..)
+            | Time
+            | Null
+    )
+}
+
+/// The error for `column`, of a dtype that is not [`held`].
+pub(crate) fn refused(column: &Column) -> String {
+    format!(
+        "column `{}` is of dtype {}, which joblet does not hash or store; cast it to a \
+         numeric, decimal, string, binary, boolean or temporal dtype",
+        column.name(),
+        column.dtype()
+    )
 }
 
 /// Whether a frame stores a column of this Arrow type: those [`structure`] checks.

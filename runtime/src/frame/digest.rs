@@ -2,11 +2,13 @@
 //! validity and values as one stream whatever the column's chunks, with the bytes under null
 //! slots and outside a chunk's slice left out, so that equal frames hash equal however built.
 
+use crate::xxh3::Xxh3Wide;
 use polars_arrow::array::{Array, BinaryViewArray, BooleanArray, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::bitmap::Bitmap;
 use polars_arrow::types::NativeType;
 use polars_core::prelude::{Column, DataFrame, DataType};
-use xxhash_rust::xxh3::Xxh3;
+
+use super::check;
 
 /// Bumped when the stream changes, so that keys of one encoding never meet another's.
 const STREAM: &[u8] = b"joblet::Frame/1";
@@ -16,7 +18,7 @@ const BLOCK: usize = 4096;
 
 /// The 128-bit digest of `frame`; an error names a column whose dtype has no hashing here.
 pub(crate) fn digest(frame: &DataFrame) -> Result<u128, String> {
-    let mut h = Xxh3::new();
+    let mut h = Xxh3Wide::new();
     h.update(STREAM);
     h.update(&(frame.width() as u64).to_le_bytes());
     h.update(&(frame.height() as u64).to_le_bytes());
@@ -26,12 +28,16 @@ pub(crate) fn digest(frame: &DataFrame) -> Result<u128, String> {
     Ok(h.digest128())
 }
 
-fn field(h: &mut Xxh3, bytes: &[u8]) {
+fn field(h: &mut Xxh3Wide, bytes: &[u8]) {
     h.update(&(bytes.len() as u64).to_le_bytes());
     h.update(bytes);
 }
 
-fn column(h: &mut Xxh3, column: &Column) -> Result<(), String> {
+fn column(h: &mut Xxh3Wide, column: &Column) -> Result<(), String> {
+    // Checked on the logical dtype: a categorical's physical values are codes.
+    if !check::held(column.dtype()) {
+        return Err(check::refused(column));
+    }
     field(h, column.name().as_bytes());
     // `Debug` spells a dtype whole (time unit, time zone), where `Display` abbreviates.
     field(h, format!("{:?}", column.dtype()).as_bytes());
@@ -84,20 +90,13 @@ fn column(h: &mut Xxh3, column: &Column) -> Result<(), String> {
                 }
                 // Its length and dtype say it all.
                 DataType::Null => {}
-                other => {
-                    return Err(format!(
-                        "column `{}` is of dtype {}, which joblet does not hash; cast it to a \
-                         primitive, string or boolean dtype",
-                        column.name(),
-                        other
-                    ))
-                }
+                _ => return Err(check::refused(column)),
             }
         };
     }
     primitive!(
         Int8 => i8, Int16 => i16, Int32 => i32, Int64 => i64,
-        UInt8 => u8, UInt16 => u16, UInt32 => u32, UInt64 => u64,
+        Int128 => i128, UInt8 => u8, UInt16 => u16, UInt32 => u32, UInt64 => u64,
         Float32 => f32, Float64 => f64
     );
     Ok(())
@@ -113,7 +112,7 @@ fn downcast<A: 'static>(chunk: &dyn Array) -> Result<&A, String> {
 }
 
 /// A chunk's values, with zeros under its null slots.
-fn values<T: NativeType>(h: &mut Xxh3, chunk: &PrimitiveArray<T>) {
+fn values<T: NativeType>(h: &mut Xxh3Wide, chunk: &PrimitiveArray<T>) {
     let values = chunk.values().as_slice();
     let Some(validity) = chunk.validity().filter(|v| v.unset_bits() > 0) else {
         h.update(bytemuck::cast_slice(values));
@@ -135,7 +134,7 @@ fn values<T: NativeType>(h: &mut Xxh3, chunk: &PrimitiveArray<T>) {
 
 /// Strings or byte strings, each with its length; a null one is empty.
 fn views<'a>(
-    h: &mut Xxh3,
+    h: &mut Xxh3Wide,
     len: usize,
     validity: Option<&Bitmap>,
     value: impl Fn(usize) -> &'a [u8],
@@ -166,14 +165,14 @@ fn views<'a>(
 
 /// Packs bits from any number of bitmaps, at any bit offset, into whole 64-bit words.
 struct Bits<'h> {
-    h: &'h mut Xxh3,
+    h: &'h mut Xxh3Wide,
     word: u64,
     filled: u32,
     out: Vec<u8>,
 }
 
 impl<'h> Bits<'h> {
-    fn new(h: &'h mut Xxh3) -> Self {
+    fn new(h: &'h mut Xxh3Wide) -> Self {
         Bits {
             h,
             word: 0,
@@ -242,7 +241,7 @@ mod tests {
     use super::*;
 
     fn packed(parts: &[(u64, u32)]) -> (Vec<u8>, u128) {
-        let mut h = Xxh3::new();
+        let mut h = Xxh3Wide::new();
         let mut bits = Bits::new(&mut h);
         for &(b, n) in parts {
             bits.push(b, n);

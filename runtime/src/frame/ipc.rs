@@ -5,13 +5,13 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
+use crate::xxh3::Xxh3;
 use polars_arrow::array::{Array, ArrayRef, BinaryViewArray, Utf8ViewArray};
 use polars_arrow::datatypes::PhysicalType;
 use polars_arrow::io::ipc::read::read_file_metadata;
 use polars_arrow::io::ipc::write::{FileWriter, WriteOptions};
 use polars_core::prelude::{Column, CompatLevel, DataFrame, Series};
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::check;
 
@@ -26,15 +26,10 @@ pub(crate) fn encode(frame: &DataFrame) -> Result<(Vec<u8>, Skeleton), String> {
         .iter()
         .map(|c| {
             let field = c.field().to_arrow(CompatLevel::newest());
-            if check::storable(&field.dtype) {
+            if check::held(c.dtype()) && check::storable(&field.dtype) {
                 Ok((field.name.clone(), field))
             } else {
-                Err(format!(
-                    "column `{}` is of dtype {}, which joblet does not store; cast it to a \
-                     primitive, string, boolean or date dtype",
-                    c.name(),
-                    c.dtype()
-                ))
+                Err(check::refused(c))
             }
         })
         .collect::<Result<_, _>>()?;

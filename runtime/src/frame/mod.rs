@@ -10,18 +10,21 @@
 mod check;
 mod digest;
 mod ipc;
+mod series;
 
 use std::fmt;
 use std::sync::Arc;
 
+use crate::xxh3::xxh3_64;
 use polars_core::prelude::DataFrame;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Error as _, Serialize, Serializer};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::array::{Section, SectionRef, Source};
 use crate::error::ErrorKind;
 use crate::key::KeyHasher;
+
+pub use series::SeriesValue;
 
 /// A Polars [`DataFrame`] as a cached argument or result, or a value for [`dump`]/[`load`].
 ///
@@ -50,8 +53,9 @@ use crate::key::KeyHasher;
 /// ```
 ///
 /// # Dtypes
-/// Booleans, integers, floats, strings, binary, dates, datetimes and the null dtype hash and
-/// store. A frame with a column of another dtype (lists, structs) is refused with an error
+/// Booleans, integers of 8 to 64 bits and `Int128`, floats, decimals, strings, binary,
+/// dates, datetimes, durations, times and the null dtype hash and store. A frame with a
+/// column of another dtype (lists, structs, categoricals and enums) is refused with an error
 /// that names the column: when hashed as an argument, and when stored.
 ///
 /// # Integrity
@@ -203,6 +207,11 @@ impl Serialize for Frame {
         if is_key_hasher::<S>() {
             let digest = digest::digest(&self.frame).map_err(S::Error::custom)?;
             return serializer.serialize_u128(digest);
+        }
+        // Before the encoding, the frame's largest cost: a miss tries its entry in memory
+        // first, which holds no sections, then writes it streamed, encoding it once.
+        if crate::array::refuses_sections() {
+            return Err(S::Error::custom(crate::array::REFUSED));
         }
         let (file, skeleton) = ipc::encode(&self.frame).map_err(S::Error::custom)?;
         let mut file = Some(file);

@@ -18,9 +18,9 @@ use crate::error::ErrorKind;
 /// An entry's bytes, whole, as its file would hold them.
 pub(crate) type Image = Arc<[u8]>;
 
-/// The entry of `value`, if it is at most `limit` bytes and holds no arrays (whose sections
-/// are read as views into a file); `Ok(None)` otherwise, for the caller to write the file
-/// itself, streamed.
+/// The entry of `value`, if it is at most `limit` bytes and holds no arrays or frames (whose
+/// sections are read as views into a file, and are refused before they are encoded);
+/// `Ok(None)` otherwise, for the caller to write the file itself, streamed.
 ///
 /// # Errors
 /// When `value` does not serialize.
@@ -69,13 +69,19 @@ pub(crate) fn image_holds<T>(image: &[u8]) -> bool {
     check(image).is_ok_and(|entry| entry.expect_type::<T>().is_ok())
 }
 
-/// A buffer that refuses to grow past `limit`.
+/// A buffer that refuses to grow past `limit`, and to hold sections, which an image never
+/// does: a frame or an array ends the attempt before it is encoded, and is encoded once, by
+/// the streamed write that follows.
 struct Limited {
     bytes: Cursor<Vec<u8>>,
     limit: usize,
 }
 
-impl Out for &mut Limited {}
+impl Out for &mut Limited {
+    fn holds_sections(&self) -> bool {
+        false
+    }
+}
 
 impl Write for Limited {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -119,6 +125,42 @@ mod tests {
         let mut damaged = image.to_vec();
         *damaged.last_mut().unwrap() ^= 1;
         assert!(decode_image::<Vec<f64>>(&damaged, decoder_any()).is_err());
+    }
+
+    /// Counts its serializations.
+    struct Counted<'a>(&'a std::cell::Cell<usize>);
+
+    impl Serialize for Counted<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            self.0.set(self.0.get() + 1);
+            serializer.serialize_unit()
+        }
+    }
+
+    /// A miss tries the image first: a value that would be a section stops that attempt
+    /// before it is encoded (a frame's IPC file), and nothing after it is serialized.
+    fn no_image<T: Serialize>(value: &T) -> bool {
+        image(value, &Meta::value("x"), 1 << 16).unwrap().is_none()
+    }
+
+    #[test]
+    fn a_section_ends_the_image_before_it_is_encoded() {
+        let count = std::cell::Cell::new(0);
+        let array = crate::Array::from(vec![1.0f64; 10]);
+        assert!(no_image(&(&array, Counted(&count))));
+        assert_eq!(count.get(), 0);
+        #[cfg(feature = "polars")]
+        {
+            use polars_core::prelude::*;
+            let frame = crate::Frame::from(df!("x" => [1i64, 2]).unwrap());
+            assert!(no_image(&(&frame, Counted(&count))));
+            assert_eq!(count.get(), 0);
+        }
+        // The streamed write that follows keeps the array as a section.
+        let value = (&array, Counted(&count));
+        let file = encode(&value, "x", Duration::ZERO, Compression::None).unwrap();
+        assert!(has_arrays(&file));
+        assert_eq!(count.get(), 1);
     }
 
     #[test]

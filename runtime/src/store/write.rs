@@ -137,13 +137,25 @@ pub(crate) fn entry<W: Out, T: ?Sized + Serialize>(
         let head = [type_name.as_bytes(), args.as_bytes()];
         return numbers_entry(out, fields, head, count, bytes).map_err(ErrorKind::Io);
     }
+    let keeps_sections = out.holds_sections();
     let mut body = Body::new(out);
     body.extend(type_name.as_bytes()).map_err(ErrorKind::Io)?;
     body.extend(args.as_bytes()).map_err(ErrorKind::Io)?;
     let start = body.len();
     let (raw_len, sections) = if compression == Compression::None {
-        let sink = Sink::open();
+        let sink = if keeps_sections {
+            Sink::open()
+        } else {
+            Sink::refusing()
+        };
         if let Err(e) = nesting::serialize(value, &mut body) {
+            if sink.refused() {
+                // Told as `out` tells bytes it has no room for.
+                return Err(ErrorKind::Io(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    crate::array::REFUSED,
+                )));
+            }
             // A failed write is the cause, if there was one.
             return Err(body.error.take().map_or(e, ErrorKind::Io));
         }
@@ -226,6 +238,13 @@ pub(crate) trait Out: Write + Seek {
     /// Only a hint: a failure shows when the bytes are written.
     fn reserve(&mut self, len: u64) {
         let _ = len;
+    }
+
+    /// Whether the entry may have sections (arrays, frames); when not, a value that would be
+    /// one fails the entry with [`io::ErrorKind::FileTooLarge`], as bytes past the end of an
+    /// output that has no room for them would, and before it is encoded.
+    fn holds_sections(&self) -> bool {
+        true
     }
 }
 
