@@ -3,9 +3,12 @@
 //! shares its blocks with a second thread through the same helpers.)
 
 /// Hashing this many bytes or more is done on a second thread beside the write or read it
-/// checks. Starting the thread costs some 50 µs, and a read goes at about 20 µs a MiB beside
-/// the hash's 27: the overlap pays from about 2.5 MiB on, when the second core is free.
-pub(crate) const HASH_ASIDE_FROM: usize = 4 << 20;
+/// checks. XXH3 hashes about 55 GB/s with AVX2 (18 µs a MiB), beside a read's 15 µs a MiB,
+/// and a helper thread, started and ended, costs 250 to 400 µs on this project's 2-core VM:
+/// an 8 MB hit took 0.30 ms on one thread and 0.54 to 0.71 ms with a helper; an 80 MB load
+/// 8.5 to 9.0 ms on one thread and 7.7 to 8.1 with a helper, an 80 MB dump 14 to 16 ms and
+/// 10 to 12.5 (`benches/peers.rs`, alternating).
+pub(crate) const HASH_ASIDE_FROM: usize = 32 << 20;
 
 /// Whether a second core is likely free now, so that a helper thread would start at once: on
 /// Linux, when no more threads are runnable than there are cores (the fourth field of

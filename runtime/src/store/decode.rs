@@ -434,9 +434,9 @@ mod tests {
         assert!(f64s(&mut patched(&path, &|b| b[at] ^= 1)).is_none());
         let err = load(&path, decoder_any::<Vec<f64>>()).unwrap_err();
         assert!(err.to_string().ends_with("checksum mismatch"), "{err}");
-        // Large enough to be hashed on a second thread when a core is free: a flip in its
-        // first chunk, in its last, or in the part read with the head, is caught as well.
-        let many: Vec<f64> = (0..700_000).map(|i| f64::from(i) * 0.7).collect();
+        // Large enough to be hashed on a second thread when a core is free (32 MiB): a flip
+        // in its first chunk, in its last, or in the part read with the head, is caught too.
+        let many: Vec<f64> = (0..4_500_000).map(|i| f64::from(i) * 0.7).collect();
         for at in [100, 4096 + 10, (1 << 20) + 3, many.len() * 8 - 1] {
             let (path, mut file) = opened("direct-aside.jbl", &many);
             assert_eq!(f64s(&mut file).unwrap().ok().as_ref(), Some(&many));

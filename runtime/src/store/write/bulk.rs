@@ -90,7 +90,7 @@ mod tests {
         same_entry((0..300_000).map(|i| i as u8).collect::<Vec<u8>>());
         same_entry((0..300_000).map(|i| i as i8).collect::<Vec<i8>>());
         same_entry(
-            (0..2_100_000)
+            (0..4_300_000)
                 .map(|i| f64::from(i).sqrt())
                 .collect::<Vec<f64>>(),
         );
