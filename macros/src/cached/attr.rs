@@ -263,3 +263,22 @@ fn non_string_literal(expr: &Expr) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_argument_is_read() {
+        for key in KEYS {
+            let mut errors = Errors::default();
+            let input: TokenStream = format!("{key} = 1").parse().unwrap();
+            let _ = Args::parse(input, &mut errors);
+            if let Err(all) = errors.finish() {
+                for e in all {
+                    assert!(!e.to_string().contains("unknown argument"), "{key}: {e}");
+                }
+            }
+        }
+    }
+}

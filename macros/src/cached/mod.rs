@@ -4,6 +4,7 @@ mod attr;
 mod expand;
 mod fingerprint;
 mod reach;
+mod signature;
 mod valid;
 
 use std::path::Path;

@@ -310,6 +310,44 @@ fn items_inside_macro_calls_are_read() {
 }
 
 #[test]
+fn statics_and_included_files_are_reached() {
+    let files = [
+        (
+            "src/lib.rs",
+            "mod data; static TABLE: [u64; 2] = [1, 2]; static OTHER: u64 = 3;
+             fn work(x: u64) -> u64 { TABLE[x as usize] + data::WORDS.len() as u64 }",
+        ),
+        (
+            "src/data.rs",
+            "pub const WORDS: &str = include_str!(\"words.txt\");",
+        ),
+    ];
+    assert_eq!(
+        reached(&files, "work"),
+        ["crate::TABLE", "crate::data::WORDS"]
+    );
+    // The file that a reached item includes is fingerprinted too, found beside its module.
+    let index = crate_of(&files);
+    let crates = Crates {
+        indexes: vec![&index],
+        lib_name: None,
+    };
+    let (reach, _) = reach_from(
+        &crates,
+        Path::new("src/lib.rs"),
+        "work",
+        0,
+        scan::Refs::default,
+    );
+    let included: Vec<PathBuf> = reach
+        .includes
+        .iter()
+        .filter_map(|(k, m, include)| crates.indexes[*k].include_path(*m, include))
+        .collect();
+    assert_eq!(included, [PathBuf::from("src/words.txt")]);
+}
+
+#[test]
 fn a_missing_module_file_is_reported() {
     let index = crate_of(&[(
         "src/lib.rs",
