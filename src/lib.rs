@@ -391,7 +391,9 @@ pub use joblet_macros::cached;
 /// (on processes, those running are killed), and the caller panics. A task that panicked with
 /// a message, or crashed its worker process, reaches it as a `String` naming the task, `task
 /// 42 panicked: bad input 42`, as `#[should_panic(expected = "bad input")]` and
-/// `downcast_ref::<String>()` read it; any other payload passes through unchanged.
+/// `downcast_ref::<String>()` read it; on threads and the sequential loop, any other payload
+/// passes through unchanged (from a worker process it arrives as a `String` saying it was not
+/// a string).
 /// [`TaskPanic::of`] finds, from the payload, which task failed and how. The worker threads
 /// stay usable. A panic payload whose own `Drop` panics never aborts the process.
 /// `n_jobs = 0`, `batch_size = 0` and `pre_dispatch = 0` are refused at compile time when

@@ -14,8 +14,9 @@ use std::sync::Mutex;
 /// A failed task reaches the caller as a panic. When the task panicked with a message (as
 /// `panic!("...")` does), or crashed its worker process, the payload is a `String` that names the
 /// task, `task 7 panicked: seven`, so that `#[should_panic(expected = "seven")]` and
-/// `downcast_ref::<String>()` see it; any other payload passes through unchanged, as rayon
-/// does. [`TaskPanic::of`] finds the failure a payload was raised for: which task, and how it
+/// `downcast_ref::<String>()` see it; on threads and the sequential loop, any other payload
+/// passes through unchanged, as rayon does (from a worker process, it arrives as a `String`
+/// saying it was not a string). [`TaskPanic::of`] finds the failure a payload was raised for: which task, and how it
 /// failed.
 ///
 /// ```
