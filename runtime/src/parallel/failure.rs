@@ -16,8 +16,8 @@ use std::sync::Mutex;
 /// task, `task 7 panicked: seven`, so that `#[should_panic(expected = "seven")]` and
 /// `downcast_ref::<String>()` see it; on threads and the sequential loop, any other payload
 /// passes through unchanged, as rayon does (from a worker process, it arrives as a `String`
-/// saying it was not a string). [`TaskPanic::of`] finds the failure a payload was raised for: which task, and how it
-/// failed.
+/// saying it was not a string). [`TaskPanic::of`] finds the failure a payload was raised for:
+/// which task, and how it failed.
 ///
 /// ```
 /// use joblet_runtime::TaskPanic;

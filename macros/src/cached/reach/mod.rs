@@ -33,13 +33,13 @@ pub fn fingerprint(item: &syn::ItemFn, own: u128, file: Option<&Path>) -> u128 {
     let Some(file) = file else {
         return own;
     };
-    let began = std::time::Instant::now();
+    let began = std::env::var_os(TIMING_ENV).map(|_| std::time::Instant::now());
     let root = source::root_file().unwrap_or_else(|| file.to_path_buf());
     // A flaw in reading the crate must not fail the user's build: the fallback is the text of
     // the whole crate, which any edit changes.
     let fingerprint = std::panic::catch_unwind(|| of_crate(item, own, file, &root))
         .unwrap_or_else(|_| combine(own, &mut vec![source::text_fingerprint(&root)]));
-    if std::env::var_os(TIMING_ENV).is_some() {
+    if let Some(began) = began {
         // What reading the crate costs its build (`benches/reference/reach_cost.py`); the
         // first function of a compilation also reads and indexes the crate's files.
         eprintln!(

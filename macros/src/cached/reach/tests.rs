@@ -326,25 +326,45 @@ fn statics_and_included_files_are_reached() {
         reached(&files, "work"),
         ["crate::TABLE", "crate::data::WORDS"]
     );
-    // The file that a reached item includes is fingerprinted too, found beside its module.
-    let index = crate_of(&files);
-    let crates = Crates {
-        indexes: vec![&index],
-        lib_name: None,
+}
+
+/// The fingerprint itself, over a crate on disk: a file that a reached item includes and a
+/// reached static change it; an unreached static does not.
+#[test]
+fn an_included_file_and_a_reached_static_change_the_fingerprint() {
+    let root = std::env::temp_dir().join(format!("joblet-reach-{}", std::process::id()));
+    let src = root.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let lib = src.join("lib.rs");
+    let write_lib = |table: u64, other: u64| {
+        let text = format!(
+            "mod data; static TABLE: [u64; 2] = [1, {table}]; static OTHER: u64 = {other};
+             fn work(x: u64) -> u64 {{ TABLE[x as usize] + data::WORDS.len() as u64 }}"
+        );
+        std::fs::write(&lib, text).unwrap();
     };
-    let (reach, _) = reach_from(
-        &crates,
-        Path::new("src/lib.rs"),
-        "work",
-        0,
-        scan::Refs::default,
-    );
-    let included: Vec<PathBuf> = reach
-        .includes
-        .iter()
-        .filter_map(|(k, m, include)| crates.indexes[*k].include_path(*m, include))
-        .collect();
-    assert_eq!(included, [PathBuf::from("src/words.txt")]);
+    let write_words = |words: &str| std::fs::write(src.join("words.txt"), words).unwrap();
+    std::fs::write(
+        src.join("data.rs"),
+        "pub const WORDS: &str = include_str!(\"words.txt\");",
+    )
+    .unwrap();
+    let work: syn::ItemFn =
+        syn::parse_str("fn work(x: u64) -> u64 { TABLE[x as usize] + data::WORDS.len() as u64 }")
+            .unwrap();
+    let fingerprint = || super::of_crate(&work, 0, &lib, &lib);
+
+    write_lib(2, 3);
+    write_words("alpha");
+    let first = fingerprint();
+    write_words("beta");
+    let words_edited = fingerprint();
+    assert_ne!(first, words_edited, "the included file");
+    write_lib(2, 4);
+    assert_eq!(fingerprint(), words_edited, "an unreached static");
+    write_lib(5, 4);
+    assert_ne!(fingerprint(), words_edited, "a reached static");
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
