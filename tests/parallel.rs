@@ -396,6 +396,30 @@ fn a_failed_run_reports_the_tasks_done_and_failed() {
     assert_eq!(error.fields["task"], "3");
 }
 
+/// On threads, a batch counts its tasks as a whole: one that a failure cuts short counts those
+/// before the failed task, and the batches after it never start. (One worker takes the
+/// batches in input order: 8 tasks in batches of 2 are exactly 4 rayon jobs, `[0, 1]`, then
+/// `[2, 3]`, which fails at 3.)
+#[cfg(feature = "threads")]
+#[test]
+fn a_failed_threads_run_counts_the_tasks_done_before_the_failure() {
+    let (caught, logged) = run_logs(tracing::Level::DEBUG, || {
+        panic::catch_unwind(|| {
+            parallel!(n_jobs = 1, batch_size = 2; for i in 0..8 => {
+                if i == 3 { panic!("three") }
+                i
+            })
+        })
+    });
+    assert!(caught.is_err());
+    let events = run_events(&logged);
+    let span = r#"backend="threads" n_jobs=1 tasks=8 batch_size=2 return_as="list""#;
+    assert_run(&events, span, &[2], 3, 1);
+    let error = &events[events.len() - 2];
+    assert_eq!(error.message, "task 3 panicked: three");
+    assert_eq!(error.fields["task"], "3");
+}
+
 #[cfg(all(feature = "processes", unix))]
 #[test]
 fn a_processes_run_reports_its_batches_and_each_failure_in_its_span() {

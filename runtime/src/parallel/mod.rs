@@ -8,6 +8,8 @@
 
 // Shared by the backends; a build with neither `threads` nor `processes` runs every loop
 // sequentially and leaves parts of them unused.
+#[cfg(feature = "threads")]
+mod batches;
 #[cfg_attr(not(any(feature = "threads", feature = "processes")), allow(dead_code))]
 mod failure;
 pub(crate) mod mpi;

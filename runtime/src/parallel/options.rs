@@ -168,8 +168,10 @@ fn default_n_jobs() -> i64 {
 
 /// What `batch_size` means on each backend, `auto` above all: every answer is here.
 impl Batch {
-    /// On threads, the least and most tasks a rayon job takes: with `auto`, any number, as
-    /// rayon splits the work when workers run out of it.
+    /// On threads, the bounds given to rayon's splitting of an indexed input: with `N`, it
+    /// halves the input while the halves hold `N` tasks or more, so that each rayon job takes
+    /// `N` to `2N - 1` (8 tasks in batches of 2 are 4 jobs of 2; 7 are jobs of 3, 2 and 2);
+    /// with `auto`, any number, as rayon splits the work when workers run out of it.
     #[cfg(feature = "threads")]
     pub(crate) fn rayon_bounds(self) -> (usize, usize) {
         match self {

@@ -9,10 +9,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::failure::{Failure, Payload, raise};
 use super::options::{Backend, Options};
 use super::progress::Progress;
-use super::trace::{CountTask, Trace};
+use super::trace::Trace;
 
-/// Unwinds the tasks that were running or queued when another task failed.
-pub(crate) struct Cancelled;
+/// Unwinds the tasks that were running or queued when a task failed: from the failed task,
+/// with its index, and from each batch that would have started after it.
+pub(crate) struct Cancelled {
+    // Read by the threads backend's batches only.
+    #[cfg_attr(not(feature = "threads"), allow(dead_code))]
+    failed: Option<usize>,
+}
+
+impl Cancelled {
+    /// Unwinds a batch that has not started.
+    #[cfg(feature = "threads")]
+    pub(crate) fn before_start() -> Self {
+        Cancelled { failed: None }
+    }
+
+    /// The index of the failed task that `payload` unwinds from, if it is one.
+    #[cfg(feature = "threads")]
+    pub(crate) fn at(payload: &(dyn Any + Send)) -> Option<usize> {
+        payload.downcast_ref::<Cancelled>()?.failed
+    }
+}
 
 /// The state of one run, on any backend: its progress output and its `tracing` side, whether
 /// it is stopping, its first failure, and the caller's subscriber for the threads that run
@@ -59,13 +78,12 @@ impl Run {
         self.caller.as_ref().map(tracing::dispatcher::set_default)
     }
 
-    /// Runs one task of `batch`; `COUNT` says whether progress output counts it (a constant,
-    /// so that a silent run pays nothing). A panic is recorded and cancels the batches not
-    /// started.
+    /// Runs task `index`; `COUNT` says whether progress output counts it (a constant, so that
+    /// a silent run pays nothing). A panic is recorded, cancels the batches not started, and
+    /// unwinds the task's batch with [`Cancelled`].
     #[inline(always)]
     pub(crate) fn task<T, R, const COUNT: bool>(
         &self,
-        batch: &mut impl CountTask,
         index: usize,
         item: T,
         f: impl FnOnce(T) -> R,
@@ -75,7 +93,6 @@ impl Run {
                 if COUNT {
                     self.progress.count_one();
                 }
-                batch.count();
                 value
             }
             Err(payload) => self.fail(index, payload),
@@ -95,7 +112,9 @@ impl Run {
             // A later failure's payload, dropped before unwinding (and safely: see `Payload`).
             drop(payload);
         }
-        panic::resume_unwind(Box::new(Cancelled));
+        panic::resume_unwind(Box::new(Cancelled {
+            failed: Some(index),
+        }));
     }
 
     /// Hands back the results, or re-raises the first failure in the caller.

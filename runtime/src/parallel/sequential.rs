@@ -35,11 +35,19 @@ where
             let tasks = iter.enumerate();
             if run.progress.enabled {
                 tasks
-                    .map(|(i, item)| run.task::<_, _, true>(&mut batch, i, item, &f))
+                    .map(|(i, item)| {
+                        let value = run.task::<_, _, true>(i, item, &f);
+                        batch.count();
+                        value
+                    })
                     .collect()
             } else {
                 tasks
-                    .map(|(i, item)| run.task::<_, _, false>(&mut batch, i, item, &f))
+                    .map(|(i, item)| {
+                        let value = run.task::<_, _, false>(i, item, &f);
+                        batch.count();
+                        value
+                    })
                     .collect()
             }
         })

@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::batches::Batches;
 use super::failure::{Failure, Payload, raise};
 use super::options::{Backend, Options};
 use super::results::{Ordered, Unordered};
 use super::run::{Cancelled, Run};
 use super::sequential::{exact_len, run_lazy, run_lazy_ordered};
 use super::stream::{self, Done, Order, Stream};
-use super::trace::{BatchScope, CountTask};
+use super::trace::{BatchClock, Trace};
 
 std::thread_local! {
     /// Set on joblet's own worker threads: a `parallel!` run there is nested.
@@ -87,25 +88,16 @@ where
     };
     let run = Run::new(opts, Some(total), workers, Backend::Threads, "list");
     let (min, max) = opts.batch.rayon_bounds();
-    let tasks = iter.enumerate().with_min_len(min).with_max_len(max);
-    // Each rayon job is a batch: it checks for a failure before it starts, and runs under
-    // the caller's subscriber, in the run's span.
-    let start_batch = || {
-        run.batch_start();
-        run.worker_batch()
-    };
+    // Each piece of the input that rayon no longer splits is a batch (see `Batches`).
+    let tasks = Batches::new(iter.with_min_len(min).with_max_len(max), &run);
     let job = || {
         if run.progress.enabled {
             tasks
-                .map_init(start_batch, |batch, (i, item)| {
-                    run.task::<_, _, true>(batch, i, item, &f)
-                })
+                .map(|(i, item)| run.task::<_, _, true>(i, item, &f))
                 .collect::<Vec<R>>()
         } else {
             tasks
-                .map_init(start_batch, |batch, (i, item)| {
-                    run.task::<_, _, false>(batch, i, item, &f)
-                })
+                .map(|(i, item)| run.task::<_, _, false>(i, item, &f))
                 .collect::<Vec<R>>()
         }
     };
@@ -191,33 +183,33 @@ where
 fn run_batch<T, R>(run: &Run, f: &impl Fn(T) -> R, first: usize, items: Vec<T>) -> Done<R> {
     let began = Instant::now();
     let mut outcomes = Vec::with_capacity(items.len());
-    {
-        let mut batch = run.worker_batch();
-        for item in items {
-            if run.stopping.load(Ordering::Relaxed) {
+    let batch = run.worker_batch();
+    let mut done = 0;
+    for item in items {
+        if run.stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        match panic::catch_unwind(AssertUnwindSafe(|| f(item))) {
+            Ok(value) => {
+                if run.progress.enabled {
+                    run.progress.count_one();
+                }
+                done += 1;
+                outcomes.push(Ok(value));
+            }
+            Err(payload) => {
+                run.stopping.store(true, Ordering::Relaxed);
+                run.trace.failed.fetch_add(1, Ordering::Relaxed);
+                let failure = Failure::Panicked(Payload::new(payload));
+                let index = first + outcomes.len();
+                run.trace.task_failed(index, &failure.describe(index));
+                outcomes.push(Err(failure));
                 break;
             }
-            match panic::catch_unwind(AssertUnwindSafe(|| f(item))) {
-                Ok(value) => {
-                    if run.progress.enabled {
-                        run.progress.count_one();
-                    }
-                    batch.count();
-                    outcomes.push(Ok(value));
-                }
-                Err(payload) => {
-                    run.stopping.store(true, Ordering::Relaxed);
-                    run.trace.failed.fetch_add(1, Ordering::Relaxed);
-                    let failure = Failure::Panicked(Payload::new(payload));
-                    let index = first + outcomes.len();
-                    run.trace.task_failed(index, &failure.describe(index));
-                    outcomes.push(Err(failure));
-                    break;
-                }
-            }
         }
-        // The batch reports itself here, before the consumer can see its results.
     }
+    // The batch reports itself here, before the consumer can see its results.
+    batch.ended(done);
     Done {
         first,
         outcomes,
@@ -352,13 +344,13 @@ where
 
 /// What the threads backend adds to a run.
 impl Run {
-    /// Opens a batch on a worker: until it drops, the caller's subscriber is the default and
+    /// Opens a batch on a worker: until it ends, the caller's subscriber is the default and
     /// the run's span is entered, so that the tasks' events reach the caller inside the span.
-    fn worker_batch(&self) -> WorkerBatch<'_> {
+    pub(crate) fn worker_batch(&self) -> WorkerBatch<'_> {
         let caller = self.enter_caller();
         WorkerBatch {
-            // A worker's batch is the rayon job, however many tasks it takes.
-            batch: self.trace.batch(usize::MAX),
+            clock: self.trace.begin_batch(),
+            trace: &self.trace,
             _in_span: self.trace.span.enter(),
             _caller: caller,
         }
@@ -366,26 +358,32 @@ impl Run {
 
     /// Called as a batch starts: after a failure, the batches not yet started never start.
     #[inline]
-    fn batch_start(&self) {
+    pub(crate) fn batch_start(&self) {
         if self.stopping.load(Ordering::Relaxed) {
-            panic::resume_unwind(Box::new(Cancelled));
+            panic::resume_unwind(Box::new(Cancelled::before_start()));
         }
     }
 }
 
-/// On a worker: the batch is the rayon job, whatever its length. No comparison a task: it
-/// measured doubling the time of 100,000 trivial tasks.
-impl CountTask for WorkerBatch<'_> {
-    #[inline(always)]
-    fn count(&mut self) {
-        self.batch.clock.tasks += 1;
-    }
-}
-
-/// A batch on a worker. The fields drop in order: the batch reports itself while the span is
-/// entered and the caller's subscriber is the default, then both are left.
-struct WorkerBatch<'a> {
-    batch: BatchScope<'a>,
+/// A batch on a worker, which reports itself when it ends, while the span is entered and the
+/// caller's subscriber is the default; both are left as it drops. (The fields drop in order.)
+pub(crate) struct WorkerBatch<'a> {
+    clock: BatchClock,
+    trace: &'a Trace,
     _in_span: tracing::span::Entered<'a>,
     _caller: Option<tracing::dispatcher::DefaultGuard>,
+}
+
+impl WorkerBatch<'_> {
+    /// The batch ended after `tasks` tasks: counted and reported.
+    pub(crate) fn ended(mut self, tasks: usize) {
+        self.clock.tasks = tasks;
+        self.trace.end_batch(&self.clock);
+    }
+
+    /// A failure cut the batch short after `tasks` tasks: they count, the batch is not
+    /// reported.
+    pub(crate) fn cut_short(self, tasks: usize) {
+        self.trace.cut_short(tasks);
+    }
 }

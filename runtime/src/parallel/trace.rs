@@ -117,6 +117,12 @@ impl Trace {
         }
     }
 
+    /// Counts the tasks a failure cut a batch short after; the batch is not reported.
+    #[cfg(feature = "threads")]
+    pub(crate) fn cut_short(&self, tasks: usize) {
+        self.done.fetch_add(tasks, Ordering::Relaxed);
+    }
+
     #[cold]
     pub(crate) fn task_failed(&self, index: usize, failure: &dyn fmt::Display) {
         self.span
@@ -159,15 +165,10 @@ pub(crate) struct BatchScope<'a> {
     size: usize,
 }
 
-/// A batch that counts the tasks [`Run::task`](super::run::Run::task) completes.
-pub(crate) trait CountTask {
-    fn count(&mut self);
-}
-
-/// On one thread: a new batch begins once this one is full.
-impl CountTask for BatchScope<'_> {
+impl BatchScope<'_> {
+    /// Counts a completed task; a new batch begins once this one is full.
     #[inline(always)]
-    fn count(&mut self) {
+    pub(crate) fn count(&mut self) {
         if self.trace.count(&mut self.clock, self.size) {
             self.clock = self.trace.begin_batch();
         }
