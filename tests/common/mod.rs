@@ -45,11 +45,13 @@ pub fn resign(bytes: &mut [u8]) {
     bytes[8..16].copy_from_slice(&sum.to_le_bytes());
 }
 
-/// Where the payload of the entry `bytes` starts: after its header, type name and arguments.
+/// Where the payload of the entry `bytes` starts: after its header, type name, arguments and
+/// gap (flags bits 8 to 13).
 pub fn payload_start(bytes: &[u8]) -> usize {
     let name_len = usize::from(u16::from_le_bytes([bytes[20], bytes[21]]));
     let args_len = usize::from(u16::from_le_bytes([bytes[22], bytes[23]]));
-    64 + name_len + args_len
+    let gap = usize::from(bytes[19] & 0x3F);
+    64 + name_len + args_len + gap
 }
 
 /// The peak of this process's virtual memory, in bytes: every allocation and every map

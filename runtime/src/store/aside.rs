@@ -1,13 +1,11 @@
-//! Hashing on a second thread beside a large write or read: the write is bound by the
-//! kernel's page cache, the read by the disk, the hash by memory bandwidth. (Decompression
-//! shares its blocks with a second thread through the same helpers.)
+//! Work on a second thread beside a large write: the write is bound by the kernel's page
+//! cache, the hash by memory bandwidth. (Decompression shares its blocks with a second thread,
+//! and a large direct read its reads (`direct.rs`), through the same helpers.)
 
-/// Hashing this many bytes or more is done on a second thread beside the write or read it
-/// checks. XXH3 hashes about 55 GB/s with AVX2 (18 µs a MiB), beside a read's 15 µs a MiB,
-/// and a helper thread, started and ended, costs 250 to 400 µs on this project's 2-core VM:
-/// an 8 MB hit took 0.30 ms on one thread and 0.54 to 0.71 ms with a helper; an 80 MB load
-/// 8.5 to 9.0 ms on one thread and 7.7 to 8.1 with a helper, an 80 MB dump 14 to 16 ms and
-/// 10 to 12.5 (`benches/peers.rs`, alternating).
+/// Hashing this many bytes or more is done on a second thread beside the write it checks.
+/// XXH3 hashes about 55 GB/s with AVX2 (18 µs a MiB), and a helper thread, started and ended,
+/// costs 150 to 400 µs on this project's 2-core VM: an 80 MB dump took 14 to 16 ms on one
+/// thread and 10 to 12.5 with a helper (`benches/peers.rs`, alternating).
 pub(crate) const HASH_ASIDE_FROM: usize = 32 << 20;
 
 /// Whether a second core is likely free now, so that a helper thread would start at once: on

@@ -46,7 +46,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
     let file_len = bytes.len() as u64;
     let body_end = body_end(bytes, file_len)?;
     let name_len = u64::from(format::name_len(bytes));
-    let args_len = u64::from(format::args_len(bytes));
     let table_len = u64::from(format::table_len(bytes));
     let payload_len = format::payload_len(bytes);
     let body_end = body_end as usize;
@@ -66,7 +65,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Entry<'_>, ErrorKind> {
         return Err(e);
     }
     let name_end = HEADER_LEN + name_len as usize;
-    let payload_at = name_end + args_len as usize;
+    let payload_at = format::payload_start(bytes);
     let payload_end = payload_at + payload_len as usize;
     let type_name = std::str::from_utf8(&bytes[HEADER_LEN..name_end]);
     let flags = format::flags(bytes);

@@ -5,6 +5,7 @@
 mod aside;
 mod compress;
 mod decode;
+mod direct;
 mod entry;
 mod folder;
 pub(crate) mod format;

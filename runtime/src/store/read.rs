@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use crate::xxh3::Xxh3;
 
-use super::aside::{HASH_ASIDE_FROM, core_free, join, spawn_scoped};
+use super::direct::{init_from, read_hashing};
 use super::format::{
     self, HEADER_LEN, Header, MAGIC, OLDEST_READ, UNCOMPRESSED, VERSION, canonical_type_name,
     checksum_holds, has_arrays, known_compression, payload_start,
@@ -37,9 +37,6 @@ const DIRECT_FROM: u64 = 2 << 20;
 // A file a direct read may have read from is always mapped afterwards, never read on from
 // where the head ended (see `Opened::bytes`).
 const _: () = assert!(DIRECT_FROM > MAP_FROM);
-
-/// Direct reads go in steps of this size.
-const READ_STEP: usize = 1 << 20;
 
 /// Opens the file at `path` for reading, and writing too if `write`, without waiting: opening
 /// a FIFO for reading would wait for a writer. With `no_atime`, on Linux, without recording an
@@ -125,13 +122,9 @@ pub(crate) fn body_end(head: &[u8], size: u64) -> Result<u64, ErrorKind> {
     if !(OLDEST_READ..=VERSION).contains(&version) {
         return Err(ErrorKind::UnsupportedVersion(version));
     }
-    let name_len = u64::from(format::name_len(head));
-    let args_len = u64::from(format::args_len(head));
-    let table_len = u64::from(format::table_len(head));
-    let body_end = (HEADER_LEN as u64)
-        .checked_add(name_len + args_len)
-        .and_then(|n| n.checked_add(format::payload_len(head)))
-        .and_then(|n| n.checked_add(table_len))
+    let body_end = (payload_start(head) as u64)
+        .checked_add(format::payload_len(head))
+        .and_then(|n| n.checked_add(u64::from(format::table_len(head))))
         .ok_or(ErrorKind::Corrupt("lengths in the header overflow"))?;
     if body_end > size {
         return Err(ErrorKind::Truncated);
@@ -291,7 +284,7 @@ impl Opened {
     /// serializes as a length and the bytes of `N`s: `counted` reads the start of the payload
     /// (given with the payload's length) and says how many bytes the length takes and how many
     /// numbers follow. The numbers are read straight into a new vector, uninitialized until the
-    /// read fills it, while a second thread verifies the checksum of what is read: one pass
+    /// read fills it, and the checksum verified on the way (see [`read_hashing`]): one pass
     /// over the value's memory, no map, no copy. `None` when the file is anything else or fails
     /// to verify; the general path then reports why.
     pub(crate) fn read_numbers<V, N: bytemuck::Pod>(
@@ -336,7 +329,7 @@ impl Opened {
         let (first, rest) = dest.split_at_mut(from_head);
         let first = init_from(first, &in_head[skip..skip + from_head]);
         hasher.update(first);
-        let digest = read_hashing(&mut self.file, rest, hasher).ok()?;
+        let digest = read_hashing(&self.file, self.len as u64, rest, hasher).ok()?;
         if !checksum_holds(head, digest) {
             return None;
         }
@@ -345,105 +338,6 @@ impl Opened {
         unsafe { numbers.set_len(count) };
         Some(Ok(numbers))
     }
-}
-
-/// Copies `src` into `dest`, of the same length, and returns it initialized.
-fn init_from<'a>(dest: &'a mut [MaybeUninit<u8>], src: &[u8]) -> &'a mut [u8] {
-    assert_eq!(dest.len(), src.len());
-    // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout; the lengths are equal.
-    unsafe {
-        std::ptr::copy_nonoverlapping(src.as_ptr(), dest.as_mut_ptr().cast(), src.len());
-        assume_init(dest)
-    }
-}
-
-/// `dest`, every byte of which has been written.
-///
-/// # Safety
-/// Every byte of `dest` must be initialized.
-unsafe fn assume_init(dest: &mut [MaybeUninit<u8>]) -> &mut [u8] {
-    // SAFETY: the caller vouches that the bytes are initialized; the layouts are the same.
-    unsafe { &mut *(dest as *mut [MaybeUninit<u8>] as *mut [u8]) }
-}
-
-/// Fills `dest` from `file`, hashing what is read into `hasher`; returns the digest. A large
-/// read is hashed on a second thread, a chunk behind the reads, so that it costs no time.
-fn read_hashing(file: &mut File, dest: &mut [MaybeUninit<u8>], hasher: Xxh3) -> io::Result<u64> {
-    if dest.len() < HASH_ASIDE_FROM || !core_free() {
-        return read_hashing_here(file, dest, hasher);
-    }
-    read_hashing_aside(file, dest, hasher)
-}
-
-/// [`read_hashing`] with the hash on a second thread.
-fn read_hashing_aside(
-    file: &mut File,
-    dest: &mut [MaybeUninit<u8>],
-    hasher: Xxh3,
-) -> io::Result<u64> {
-    std::thread::scope(|scope| {
-        let (send, chunks) = std::sync::mpsc::channel::<&[u8]>();
-        let mut aside = hasher.clone();
-        let Some(helper) = spawn_scoped(scope, move || {
-            chunks.iter().for_each(|chunk| aside.update(chunk));
-            aside.digest()
-        }) else {
-            return read_hashing_here(file, dest, hasher);
-        };
-        for chunk in dest.chunks_mut(READ_STEP) {
-            let done: &[u8] = read_exact_uninit(file, chunk)?;
-            // The helper only stops early by panicking, which `join` passes on.
-            let _ = send.send(done);
-        }
-        drop(send);
-        Ok(join(helper))
-    })
-}
-
-/// [`read_hashing`] on this thread alone, each chunk hashed while it is still in cache.
-fn read_hashing_here(
-    file: &mut File,
-    dest: &mut [MaybeUninit<u8>],
-    mut hasher: Xxh3,
-) -> io::Result<u64> {
-    for chunk in dest.chunks_mut(READ_STEP) {
-        hasher.update(read_exact_uninit(file, chunk)?);
-    }
-    Ok(hasher.digest())
-}
-
-/// Fills `dest` from `file`, whose next bytes must fill it, and returns it initialized. The
-/// memory is not zeroed first: a read into a large new vector is then its only pass.
-fn read_exact_uninit<'a>(file: &mut File, dest: &'a mut [MaybeUninit<u8>]) -> io::Result<&'a [u8]> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let mut done = 0;
-        while done < dest.len() {
-            let left = &mut dest[done..];
-            // SAFETY: `read` writes at most `left.len()` bytes into memory borrowed mutably
-            // here; what it has written is never read before it says so.
-            let n = unsafe { libc::read(file.as_raw_fd(), left.as_mut_ptr().cast(), left.len()) };
-            match n {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n if n > 0 => done += n as usize,
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        dest.fill(MaybeUninit::new(0));
-        // SAFETY: just zeroed.
-        file.read_exact(unsafe { assume_init(dest) })?;
-    }
-    // SAFETY: every byte was written by the reads above.
-    Ok(unsafe { assume_init(dest) })
 }
 
 /// Reads until `buf` is full or the file ends; returns how many bytes were read.
@@ -458,31 +352,4 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         }
     }
     Ok(len)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_read_hashes_the_same_here_or_aside_and_a_short_file_is_an_error() {
-        let dir = std::env::temp_dir().join(format!("joblet-read-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("bytes");
-        let bytes: Vec<u8> = (0..(3 * READ_STEP + 17)).map(|i| (i * 31) as u8).collect();
-        std::fs::write(&path, &bytes).unwrap();
-        let expected = xxhash_rust::xxh3::xxh3_64(&bytes);
-        type Read = fn(&mut File, &mut [MaybeUninit<u8>], Xxh3) -> io::Result<u64>;
-        for read in [read_hashing_here as Read, read_hashing_aside] {
-            let mut dest = vec![MaybeUninit::uninit(); bytes.len()];
-            let digest = read(&mut File::open(&path).unwrap(), &mut dest, Xxh3::new());
-            assert_eq!(digest.unwrap(), expected);
-            // SAFETY: the read filled `dest`.
-            assert_eq!(unsafe { assume_init(&mut dest) }, &bytes[..]);
-            let mut longer = vec![MaybeUninit::uninit(); bytes.len() + 1];
-            let short = read(&mut File::open(&path).unwrap(), &mut longer, Xxh3::new());
-            assert_eq!(short.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::aside::{HASH_ASIDE_FROM, core_free, join, spawn_scoped};
 use super::compress::{self, Compression};
-use super::format::{Fields, HEADER_LEN, MAX_ARGS, ROW, SECTION_ALIGN, canonical_type_name};
+use super::format::{
+    Fields, HEADER_LEN, MAX_ARGS, ROW, SECTION_ALIGN, canonical_type_name, gap_for,
+};
 use super::nesting;
 use super::temp::Temp;
 use crate::array::{Section, Sink};
@@ -132,6 +134,7 @@ pub(crate) fn entry<W: Out, T: ?Sized + Serialize>(
             payload_len: 0,
             raw_len: 0,
             compression: compression.id(),
+            gap: 0,
             compute: meta.compute,
         };
         let head = [type_name.as_bytes(), args.as_bytes()];
@@ -174,6 +177,7 @@ pub(crate) fn entry<W: Out, T: ?Sized + Serialize>(
         payload_len: body.len() - start,
         raw_len,
         compression: compression.id(),
+        gap: 0,
         compute: meta.compute,
     };
     body.finish(&fields, &sections).map_err(ErrorKind::Io)
@@ -183,9 +187,10 @@ pub(crate) fn entry<W: Out, T: ?Sized + Serialize>(
 /// [`bulk::numbers`]), after the type name and arguments in `head`: the payload as postcard
 /// would write it, its length then its bytes, but sent to the file in one call while a second
 /// thread hashes them (when a core is free, see [`core_free`]), into a file whose blocks are
-/// allocated first (on Linux, `fallocate`, as
-/// `np.save` does: writing 80 MB into blocks already allocated measured a third faster).
-/// `fields` gives all but the payload's lengths.
+/// allocated first (on Linux, `fallocate`, as `np.save` does: writing 80 MB into blocks
+/// already allocated measured a third faster). The gap before the payload puts the numbers at
+/// their memory's offset modulo 64 (see [`format`](super::format)). `fields` gives all but the
+/// payload's lengths and the gap.
 fn numbers_entry<W: Out>(
     mut out: W,
     mut fields: Fields,
@@ -193,13 +198,17 @@ fn numbers_entry<W: Out>(
     count: usize,
     bytes: &[u8],
 ) -> io::Result<u64> {
-    let mut start = Vec::with_capacity(HEADER_LEN + head[0].len() + head[1].len() + 10);
-    start.resize(HEADER_LEN, 0);
-    head.iter().for_each(|part| start.extend_from_slice(part));
-    let payload_at = start.len();
     let mut varint = [0u8; 10];
     let length =
         postcard::to_slice(&count, &mut varint).map_err(|e| io::Error::other(e.to_string()))?;
+    let args_end = HEADER_LEN + head[0].len() + head[1].len();
+    fields.gap = gap_for(args_end + length.len(), bytes.as_ptr() as usize);
+    let gap = usize::from(fields.gap);
+    let mut start = Vec::with_capacity(args_end + gap + length.len());
+    start.resize(HEADER_LEN, 0);
+    head.iter().for_each(|part| start.extend_from_slice(part));
+    start.resize(args_end + gap, 0);
+    let payload_at = start.len();
     start.extend_from_slice(length);
     fields.payload_len = (start.len() - payload_at + bytes.len()) as u64;
     fields.raw_len = fields.payload_len;

@@ -47,7 +47,7 @@ mod tests {
     use crate::store::compress::Compression;
     use crate::store::decoder_any;
     use crate::store::entry::check;
-    use crate::store::format::{HEADER_LEN, HITS_AT};
+    use crate::store::format::{self, HITS_AT};
 
     /// Serializes as the slice it holds, but is no type that [`numbers`] knows: its entry is
     /// written number by number, through serde.
@@ -60,19 +60,39 @@ mod tests {
     }
 
     /// The entry of `value`, written as a `type_name` (so that both ways write the same name),
-    /// with the fields that tell two writes apart (checksum, creation time) zeroed.
+    /// as [`comparable`].
     fn entry_of<T: ?Sized + Serialize>(value: &T, type_name: &str) -> Vec<u8> {
         let compute = Duration::from_nanos(1234);
-        let mut bytes = encode(value, type_name, compute, Compression::None).unwrap();
+        let bytes = encode(value, type_name, compute, Compression::None).unwrap();
         assert!(check(&bytes).is_ok());
+        comparable(bytes)
+    }
+
+    /// An entry without what tells two writes of a value apart: the checksum and creation time
+    /// zeroed, the gap (which the bulk path leaves, serde's does not) taken out of the body and
+    /// the flags.
+    fn comparable(mut bytes: Vec<u8>) -> Vec<u8> {
         bytes[8..16].fill(0);
         bytes[56..64].fill(0);
+        let gap = usize::from(format::gap(format::flags(&bytes)));
+        let payload_at = format::payload_start(&bytes);
+        bytes.drain(payload_at - gap..payload_at);
+        bytes[19] &= !0x3F; // the flags' bits 8 to 13
         bytes
+    }
+
+    /// Where the numbers of the bulk entry `bytes`, `count` of them, start in it.
+    fn numbers_at(bytes: &[u8], count: usize) -> usize {
+        let mut varint = [0u8; 10];
+        format::payload_start(bytes) + postcard::to_slice(&count, &mut varint).unwrap().len()
     }
 
     fn same_entry<N: Serialize + bytemuck::Pod>(numbers: Vec<N>) {
         let name = std::any::type_name::<Vec<N>>();
         let through_serde = entry_of(&ThroughSerde(&numbers), name);
+        let bulk = encode(&numbers, name, Duration::ZERO, Compression::None).unwrap();
+        let in_memory = numbers.as_ptr() as usize % 64;
+        assert_eq!(numbers_at(&bulk, numbers.len()) % 64, in_memory, "{name}");
         assert_eq!(entry_of(&numbers, name), through_serde, "{name}");
         assert_eq!(entry_of(numbers.as_slice(), name), through_serde, "{name}");
     }
@@ -100,26 +120,29 @@ mod tests {
     fn a_bulk_file_reads_back_and_is_the_file_serde_writes() {
         let dir = std::env::temp_dir().join(format!("joblet-bulk-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let numbers: Vec<f64> = (0..700_000).map(|i| f64::from(i) / 7.0).collect();
+        let all: Vec<f64> = (0..700_001).map(|i| f64::from(i) / 7.0).collect();
         let name = std::any::type_name::<Vec<f64>>();
         let (bulk, serde) = (dir.join("bulk.jbl"), dir.join("serde.jbl"));
         let meta = Meta::value(name);
-        let len = write(&bulk, &numbers, &meta, Compression::None, false).unwrap();
+        // Of two slices a number apart, one needs a gap: the read skips it.
+        let (numbers, len) = [&all[1..], &all[..700_000]]
+            .into_iter()
+            .map(|numbers| {
+                let len = write(&bulk, numbers, &meta, Compression::None, false).unwrap();
+                (numbers, len)
+            })
+            .find(|_| format::gap(format::flags(&std::fs::read(&bulk).unwrap())) != 0)
+            .unwrap();
         write(
             &serde,
-            &ThroughSerde(&numbers),
+            &ThroughSerde(numbers),
             &meta,
             Compression::None,
             false,
         )
         .unwrap();
-        let masked = |path: &std::path::Path| {
-            let mut bytes = std::fs::read(path).unwrap();
-            bytes[8..16].fill(0);
-            bytes[56..64].fill(0);
-            bytes
-        };
-        assert_eq!(masked(&bulk).len() as u64, len);
+        let masked = |path: &std::path::Path| comparable(std::fs::read(path).unwrap());
+        assert_eq!(std::fs::read(&bulk).unwrap().len() as u64, len);
         assert_eq!(masked(&bulk), masked(&serde));
         let back = crate::store::load(&bulk, decoder_any::<Vec<f64>>()).unwrap();
         assert_eq!(back, numbers);
@@ -129,9 +152,15 @@ mod tests {
     #[test]
     fn every_truncation_and_bit_flip_of_a_bulk_entry_is_detected() {
         let numbers: Vec<u8> = (0..(256 << 10) + 3).map(|i| (i * 7) as u8).collect();
-        let bytes = encode(&numbers, "v", Duration::ZERO, Compression::None).unwrap();
-        let payload_at = HEADER_LEN + 1;
-        // Every bit of the header, the name and the length; bits spread over the numbers.
+        // Of two slices a byte apart, one needs a gap: its bits and bytes are checked too.
+        let bytes = (0..2)
+            .map(|skip| encode(&numbers[skip..], "v", Duration::ZERO, Compression::None))
+            .map(Result::unwrap)
+            .find(|bytes| format::gap(format::flags(bytes)) != 0)
+            .unwrap();
+        let payload_at = format::payload_start(&bytes);
+        // Every bit of the header, the name, the gap and the length; bits spread over the
+        // numbers.
         let bits = (0..(payload_at + 4) * 8).chain((payload_at * 8..bytes.len() * 8).step_by(4099));
         for bit in bits.chain([bytes.len() * 8 - 1]) {
             let mut b = bytes.clone();
