@@ -67,14 +67,20 @@ fn data() -> Vec<f64> {
 }
 
 /// Touches and frees 240 MB, on huge pages as numpy's `np.empty(...).fill(0)` in joblib's
-/// `prewarm_memory` is.
+/// `prewarm_memory` is: numpy advises from the first page boundary of its buffer on (`madvise`
+/// refuses an address that is not on one, as `malloc`'s are not).
 fn touch_and_free() {
     let mut v = Vec::<u8>::with_capacity(240 << 20);
     #[cfg(target_os = "linux")]
-    // SAFETY: advice on memory this function owns; it changes how pages are backed, not their
-    // contents.
-    unsafe {
-        libc::madvise(v.as_mut_ptr().cast(), v.capacity(), libc::MADV_HUGEPAGE);
+    {
+        let start = v.as_mut_ptr() as usize;
+        let skip = start.next_multiple_of(4096) - start;
+        // SAFETY: advice on whole pages of memory this function owns; it changes how pages
+        // are backed, not their contents.
+        unsafe {
+            let from = v.as_mut_ptr().add(skip);
+            libc::madvise(from.cast(), v.capacity() - skip, libc::MADV_HUGEPAGE);
+        }
     }
     v.resize(240 << 20, 1);
     black_box(&v);
