@@ -101,12 +101,24 @@ fn the_sequential_backend_gives_the_same_results() {
     assert_eq!(seq, par);
 }
 
-/// The distinct threads that ran `tasks` tasks of ~2 ms each.
+/// The distinct threads that ran 60 tasks of ~2 ms each. With the threads backend, a task
+/// also waits (at most 5 s in all) until `n_jobs` threads have run one, so that every worker
+/// takes a task even when the machine is too busy to wake one in time; a pool with more
+/// threads than `n_jobs` still shows, as more threads.
 fn threads_used(n_jobs: i64) -> HashSet<ThreadId> {
     let seen = Mutex::new(HashSet::new());
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let wanted = if cfg!(feature = "threads") {
+        n_jobs as usize
+    } else {
+        1
+    };
     parallel!(n_jobs = n_jobs, batch_size = 1; for _ in 0..60 => {
         std::thread::sleep(Duration::from_millis(2));
         seen.lock().unwrap().insert(std::thread::current().id());
+        while seen.lock().unwrap().len() < wanted && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     });
     seen.into_inner().unwrap()
 }

@@ -367,7 +367,9 @@ fn unordered_results_come_as_their_tasks_complete() {
     let mut done: Vec<u64> =
         parallel!(backend = processes, n_jobs = 3, batch_size = 1, return_as = unordered;
         for n in [3u64, 1, 2] => {
-            std::thread::sleep(Duration::from_millis(100 * n));
+            // Steps of 300 ms: wider than the spread of three fresh workers' start times on a
+            // busy machine, which would otherwise decide the order.
+            std::thread::sleep(Duration::from_millis(300 * n));
             n
         })
         .collect();
