@@ -1,6 +1,7 @@
 //! Reading a large payload straight into a value's memory, its checksum computed on the way:
-//! one pass over the memory, no map and no copy. Past [`SHARE_FROM`], two threads share the
-//! reads while this one hashes the chunks in order, each as soon as it is read.
+//! one pass over the memory, no map and no copy. When a core is free, the kept hashing thread
+//! hashes each step as soon as it is read (`trailing.rs`), and past [`SHARE_FROM`] two threads
+//! share the reads while this one hashes the chunks in order.
 
 use std::fs::File;
 use std::io;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::aside::{core_free, join, spawn_scoped};
+use super::trailing::fill_hashing;
 use crate::xxh3::Xxh3;
 
 /// Reads on one thread go in steps of this size, each hashed while it is still in cache.
@@ -30,10 +32,34 @@ pub(crate) fn read_hashing(
     dest: &mut [MaybeUninit<u8>],
     hasher: Xxh3,
 ) -> io::Result<u64> {
-    if cfg!(unix) && dest.len() >= SHARE_FROM && core_free() {
+    if !core_free() {
+        return read_hashing_here(file, at, dest, hasher);
+    }
+    if cfg!(unix) && dest.len() >= SHARE_FROM {
         return read_hashing_shared(file, at, dest, hasher);
     }
-    read_hashing_here(file, at, dest, hasher)
+    read_hashing_trailing(file, at, dest, hasher)
+}
+
+/// [`read_hashing`] on this thread, the kept hashing thread hashing each step as soon as it
+/// is read; on this thread alone when that thread is in use. Steps of a quarter MiB to one
+/// MiB: the last step's hash is the wait at the end. Loads of 2 MiB to 16 MB alternating
+/// with the hash on this thread (`/tmp` scratch loop, 15 rounds of 20, medians): 2 MiB 207
+/// against 226 µs, 4 MiB 390 against 457, 8 MB 741 against 887, 16 MB 1.57 against 1.82 ms.
+fn read_hashing_trailing(
+    file: &File,
+    at: u64,
+    dest: &mut [MaybeUninit<u8>],
+    hasher: Xxh3,
+) -> io::Result<u64> {
+    let step = (dest.len() / 8).clamp(STEP / 4, STEP);
+    let read = |chunk: &mut [MaybeUninit<u8>], offset: usize| {
+        read_exact_at(file, chunk, at + offset as u64).map(drop)
+    };
+    match fill_hashing(dest, step, hasher.clone(), read) {
+        Some(done) => done,
+        None => read_hashing_here(file, at, dest, hasher),
+    }
 }
 
 /// [`read_hashing`] on this thread alone.
@@ -200,7 +226,7 @@ mod tests {
 
     #[test]
     #[cfg(unix)]
-    fn a_read_hashes_the_same_here_or_shared_and_a_short_file_is_an_error() {
+    fn a_read_hashes_the_same_here_trailed_or_shared_and_a_short_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bytes");
         let bytes: Vec<u8> = (0..(STEP * 5 + 17)).map(|i| (i * 31) as u8).collect();
@@ -208,7 +234,11 @@ mod tests {
         let at = 5;
         let expected = xxhash_rust::xxh3::xxh3_64(&bytes[at..]);
         type Read = fn(&File, u64, &mut [MaybeUninit<u8>], Xxh3) -> io::Result<u64>;
-        for read in [read_hashing_here as Read, read_hashing_shared] {
+        for read in [
+            read_hashing_here as Read,
+            read_hashing_trailing,
+            read_hashing_shared,
+        ] {
             let file = File::open(&path).unwrap();
             let mut dest = vec![MaybeUninit::uninit(); bytes.len() - at];
             let digest = read(&file, at as u64, &mut dest, Xxh3::new());

@@ -20,6 +20,7 @@ mod scan;
 mod summary;
 mod sums;
 mod temp;
+mod trailing;
 mod unreachable;
 mod write;
 
