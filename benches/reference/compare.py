@@ -13,6 +13,11 @@ were taken; `--cold` leaves that out. `--report N` also times `joblet report` on
 entries (made once, then kept in the system's temporary folder) and its peak memory: once with
 no sums kept (every entry's header read), then again, from the sums the first one kept.
 
+The trivial tasks take about 40 µs a run with both threads at work, and about 70 when the
+machine leaves one thread to do most of it, for a few seconds at a time and for every
+contender alike; each round runs them three times, alternating, so that the medians meet the
+same mix of the two.
+
 This script also runs the Python contenders' rounds: `compare.py --round WORKLOAD CONTENDER`.
 """
 import argparse, json, os, resource, shutil, subprocess, sys, tempfile, time
@@ -28,7 +33,7 @@ WORKLOADS = {
     "small-store": ("miss + store, `fn(u64) -> u64`", ["joblet", "cached"], 1.0, "cached"),
     "small-store-sustained": ("miss + store, `fn(u64) -> u64`, writes waited for", ["joblet", "cached"], None, "cached"),
     "vec-hit": ("hit returning `Vec<f64>` of 1,000,000", ["joblet", "joblib"], 1.5, "joblib"),
-    "dump-80mb": ("dump 80 MB `Vec<f64>`", ["joblet", "numpy"], 1.0, "numpy"),
+    "dump-80mb": ("dump 80 MB `Vec<f64>`", ["joblet", "numpy", "write"], 1.0, "numpy"),
     "load-80mb": ("load 80 MB into a `Vec<f64>`", ["joblet", "numpy"], 1.0, "numpy"),
     "load-80mb-lz4": ("load 80 MB LZ4 as `Array<f64>`", ["joblet", "joblib"], 1.5, "joblib"),
     "tasks": ("100,000 trivial tasks, 2 threads", ["joblet", "rayon", "loop"], 0.9, "rayon"),
@@ -179,10 +184,12 @@ def main():
     for r in range(args.rounds):
         for w in only:
             contenders = WORKLOADS[w][1]
-            # Alternate who goes first.
-            order = contenders if r % 2 == 0 else contenders[::-1]
-            for c in order:
-                times[(w, c)].append(one_round(peers, w, c, args.cold))
+            repeat = 3 if w == "tasks" else 1
+            for k in range(repeat):
+                # Alternate who goes first.
+                order = contenders if (r * repeat + k) % 2 == 0 else contenders[::-1]
+                for c in order:
+                    times[(w, c)].append(one_round(peers, w, c, args.cold))
         print(f"round {r + 1} of {args.rounds} done", file=sys.stderr)
 
     def med(xs):
