@@ -3,6 +3,7 @@
 //! the time of the read alone. Kept, not started per read: starting a thread costs more than
 //! hashing a few MiB.
 
+use std::io;
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -17,6 +18,8 @@ const SPIN: Duration = Duration::from_micros(100);
 
 /// What the filling thread and the hashing thread share.
 struct Shared {
+    /// The process that started the helper: a child forked from it has no such thread.
+    pid: u32,
     /// The hashing thread, to wake.
     helper: Thread,
     /// Set while a fill uses the helper: one at a time; another waits for no one and hashes
@@ -26,29 +29,35 @@ struct Shared {
     job: Mutex<Option<Job>>,
     /// How many bytes of the buffer are filled, for the helper to hash.
     filled: AtomicUsize,
-    /// The fill stopped short (a failed read): the helper stops hashing.
+    /// The fill stopped short (a failed read, a panic): the helper stops hashing.
     stop: AtomicBool,
     /// Whether the helper sleeps waiting for bytes, to be woken when more are filled.
     helper_sleeps: AtomicBool,
     /// The helper is done with the buffer: it reads none of it after this is set.
     done: AtomicBool,
-    /// The digest, when `done` and the hash ran to the end.
+    /// The digest, when `done` and `complete`.
     digest: AtomicU64,
+    /// Whether the helper hashed the whole buffer.
     complete: AtomicBool,
 }
 
 /// A buffer to hash as it is filled.
 struct Job {
-    start: usize,
+    start: *const u8,
     len: usize,
     hasher: Xxh3,
     caller: Thread,
 }
 
-/// The helper, started on first use; `None` when the system cannot start a thread.
+// SAFETY: `start` points into a buffer that its filler keeps alive, and writes no byte of that
+// the helper may read, until the helper says it is done (see `fill_hashing`).
+unsafe impl Send for Job {}
+
+/// The helper, started on first use; `None` when the system cannot start a thread, or in a
+/// child process forked after it started.
 fn shared() -> Option<&'static Shared> {
     static SHARED: OnceLock<Option<&'static Shared>> = OnceLock::new();
-    *SHARED.get_or_init(|| {
+    let shared = SHARED.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<&'static Shared>();
         let helper = thread::Builder::new()
             .name("joblet-hash".into())
@@ -59,6 +68,7 @@ fn shared() -> Option<&'static Shared> {
             })
             .ok()?;
         let shared: &'static Shared = Box::leak(Box::new(Shared {
+            pid: std::process::id(),
             helper: helper.thread().clone(),
             busy: AtomicBool::new(false),
             job: Mutex::new(None),
@@ -71,7 +81,8 @@ fn shared() -> Option<&'static Shared> {
         }));
         tx.send(shared).ok()?;
         Some(shared)
-    })
+    });
+    shared.filter(|shared| shared.pid == std::process::id())
 }
 
 /// The helper's life: take a job, hash it as it is filled, say it is done; sleep in between.
@@ -83,7 +94,7 @@ fn serve(shared: &'static Shared) {
             continue;
         };
         let caller = job.caller.clone();
-        // A hash does not panic; were it to, the filler hashes its bytes itself.
+        // A hash does not panic; were it to, the filler hashes the buffer itself.
         let digest = panic::catch_unwind(AssertUnwindSafe(|| hash_as_filled(shared, job)));
         if let Ok(Some(digest)) = digest {
             shared.digest.store(digest, Ordering::Relaxed);
@@ -108,17 +119,17 @@ fn hash_as_filled(shared: &Shared, job: Job) -> Option<u64> {
     while hashed < len {
         let filled = shared.filled.load(Ordering::Acquire);
         if filled > hashed {
-            // SAFETY: the filler published these bytes with the `Release` store of `filled`
-            // after writing them, and neither writes nor frees them before `done` is set.
-            let bytes = unsafe {
-                std::slice::from_raw_parts((start + hashed) as *const u8, filled - hashed)
-            };
+            // SAFETY: the filler wrote these bytes before it published `filled` (a `SeqCst`
+            // store, which releases them), and neither writes nor frees them before `done`.
+            let bytes = unsafe { std::slice::from_raw_parts(start.add(hashed), filled - hashed) };
             hasher.update(bytes);
             hashed = filled;
             waiting_since = None;
             continue;
         }
-        if shared.stop.load(Ordering::Acquire) {
+        // A stop after the last step (a fill that unwinds past a finished buffer) still leaves
+        // every byte to hash: look at `filled` once more first.
+        if shared.stop.load(Ordering::Acquire) && shared.filled.load(Ordering::Acquire) == hashed {
             return None;
         }
         let since = *waiting_since.get_or_insert_with(Instant::now);
@@ -132,27 +143,34 @@ fn hash_as_filled(shared: &Shared, job: Job) -> Option<u64> {
         if shared.filled.load(Ordering::SeqCst) == hashed && !shared.stop.load(Ordering::SeqCst) {
             thread::park_timeout(Duration::from_millis(1));
         }
-        shared.helper_sleeps.store(false, Ordering::SeqCst);
+        shared.helper_sleeps.store(false, Ordering::Relaxed);
     }
     Some(hasher.digest())
 }
 
-/// Fills `dest` by calling `fill` on its steps in order, each given its offset in `dest`,
-/// while the kept helper thread hashes what is filled into `hasher`; returns the digest of
-/// all of it, or the first error of `fill` (the steps after it are not filled). `None`, with
-/// nothing filled, when the helper is in use by another read or cannot be started: the caller
-/// then reads and hashes on its own. `step` must not be zero.
-pub(crate) fn fill_hashing(
+/// Fills `dest` by calling `fill` on its steps in order, each given its offset in `dest` and
+/// returning it written, while the kept helper thread hashes what is filled into `hasher`;
+/// returns the digest of all of it, or the first error of `fill` (the steps after it are not
+/// filled). `None`, with nothing filled, when the helper is in use by another read or cannot
+/// be started: the caller then reads and hashes on its own.
+///
+/// # Panics
+/// If `step` is zero, or `fill` returns other memory than the step it was given.
+pub(crate) fn fill_hashing<F>(
     dest: &mut [MaybeUninit<u8>],
     step: usize,
     hasher: Xxh3,
-    mut fill: impl FnMut(&mut [MaybeUninit<u8>], usize) -> std::io::Result<()>,
-) -> Option<std::io::Result<u64>> {
+    mut fill: F,
+) -> Option<io::Result<u64>>
+where
+    F: for<'a> FnMut(&'a mut [MaybeUninit<u8>], usize) -> io::Result<&'a mut [u8]>,
+{
     assert!(step > 0, "steps of no bytes");
     let shared = shared()?;
     if shared.busy.swap(true, Ordering::Acquire) {
         return None;
     }
+    let here = hasher.clone();
     shared.filled.store(0, Ordering::Relaxed);
     shared.stop.store(false, Ordering::Relaxed);
     shared.done.store(false, Ordering::Relaxed);
@@ -161,14 +179,17 @@ pub(crate) fn fill_hashing(
     // each step, the helper reads the steps written, never the same bytes at once.
     let (base, len) = (dest.as_mut_ptr(), dest.len());
     *shared.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
-        start: base as usize,
+        start: base.cast_const().cast(),
         len,
         hasher,
         caller: thread::current(),
     });
     shared.helper.unpark();
     // From here on the helper may read `dest`: whatever happens, wait until it is done.
-    let finished = Finished(shared);
+    let mut handed = Handed {
+        shared,
+        finished: false,
+    };
     let mut offset = 0;
     let mut failed = None;
     while offset < len {
@@ -176,9 +197,16 @@ pub(crate) fn fill_hashing(
         // SAFETY: `offset..end` lies inside `dest`, which this function borrows mutably, and
         // the helper reads none of it before `filled` says it is written.
         let chunk = unsafe { std::slice::from_raw_parts_mut(base.add(offset), end - offset) };
-        if let Err(e) = fill(chunk, offset) {
-            failed = Some(e);
-            break;
+        let (at, size) = (chunk.as_ptr().cast::<u8>(), chunk.len());
+        match fill(chunk, offset) {
+            Ok(written) => assert!(
+                written.as_ptr() == at && written.len() == size,
+                "a fill must return the step it was given, written"
+            ),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         }
         offset = end;
         shared.filled.store(offset, Ordering::SeqCst);
@@ -186,29 +214,34 @@ pub(crate) fn fill_hashing(
             shared.helper.unpark();
         }
     }
-    if failed.is_some() {
-        shared.stop.store(true, Ordering::SeqCst);
-        shared.helper.unpark();
-    }
-    drop(finished);
-    let complete = shared.complete.load(Ordering::Relaxed);
-    let digest = shared.digest.load(Ordering::Relaxed);
-    shared.busy.store(false, Ordering::Release);
-    Some(match failed {
-        Some(e) => Err(e),
-        None if complete => Ok(digest),
-        None => Err(std::io::Error::other("the hashing thread failed")),
+    let digest = handed.finish(failed.is_some());
+    Some(match (failed, digest) {
+        (Some(e), _) => Err(e),
+        (None, Some(digest)) => Ok(digest),
+        (None, None) => {
+            // The helper failed; every byte is written, so hash them here.
+            let mut here = here;
+            // SAFETY: every step was filled (the loop ran to the end without an error).
+            here.update(unsafe { std::slice::from_raw_parts(base.cast_const().cast(), len) });
+            Ok(here.digest())
+        }
     })
 }
 
-/// Waits, when dropped (also by a panic in a fill), until the helper is done with the buffer,
-/// telling it to stop if the fill ended early.
-struct Finished(&'static Shared);
+/// A buffer handed to the helper: [`finish`](Handed::finish) waits until the helper is done
+/// with it, also when dropped unfinished (a fill that panicked).
+struct Handed {
+    shared: &'static Shared,
+    finished: bool,
+}
 
-impl Drop for Finished {
-    fn drop(&mut self) {
-        let shared = self.0;
-        if thread::panicking() {
+impl Handed {
+    /// Tells the helper to stop if the fill ended early, waits until it is done with the
+    /// buffer, frees it for the next fill, and returns the digest if it hashed everything.
+    fn finish(&mut self, early: bool) -> Option<u64> {
+        let shared = self.shared;
+        self.finished = true;
+        if early {
             shared.stop.store(true, Ordering::SeqCst);
             shared.helper.unpark();
         }
@@ -220,29 +253,39 @@ impl Drop for Finished {
                 thread::park_timeout(Duration::from_millis(1));
             }
         }
-        if thread::panicking() {
-            shared.busy.store(false, Ordering::Release);
+        let digest = shared
+            .complete
+            .load(Ordering::Relaxed)
+            .then(|| shared.digest.load(Ordering::Relaxed));
+        shared.busy.store(false, Ordering::Release);
+        digest
+    }
+}
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finish(true);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::direct::init_from;
     use super::*;
 
     /// What a fill of a copy of `src` gives, failing at `fail_at`; tried again while another
     /// test's read holds the helper.
-    fn filled_from(src: &[u8], step: usize, fail_at: Option<usize>) -> std::io::Result<u64> {
+    fn filled_from(src: &[u8], step: usize, fail_at: Option<usize>) -> io::Result<u64> {
         let mut dest = vec![MaybeUninit::<u8>::uninit(); src.len()];
         loop {
             let done = fill_hashing(&mut dest, step, Xxh3::new(), |chunk, at| {
                 if fail_at == Some(at) {
-                    return Err(std::io::Error::other("failed here"));
+                    return Err(io::Error::other("failed here"));
                 }
-                for (d, s) in chunk.iter_mut().zip(&src[at..]) {
-                    d.write(*s);
-                }
-                Ok(())
+                let len = chunk.len();
+                Ok(init_from(chunk, &src[at..at + len]))
             });
             match done {
                 Some(done) => return done,
@@ -278,8 +321,7 @@ mod tests {
             loop {
                 let done = fill_hashing(&mut dest, 100, Xxh3::new(), |chunk, at| {
                     assert!(at < 500, "gives up");
-                    chunk.fill(MaybeUninit::new(1));
-                    Ok(())
+                    Ok(init_from(chunk, &[1; 100]))
                 });
                 if done.is_some() {
                     break;
@@ -301,7 +343,36 @@ mod tests {
             thread::yield_now();
         }
         let mut dest = vec![MaybeUninit::<u8>::uninit(); 10];
-        assert!(fill_hashing(&mut dest, 5, Xxh3::new(), |_, _| Ok(())).is_none());
+        let left = fill_hashing(&mut dest, 5, Xxh3::new(), |_, _| unreachable!("not filled"));
+        assert!(left.is_none());
         shared.busy.store(false, Ordering::Release);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_forked_child_hashes_on_its_own_thread() {
+        filled_from(&[5; 100], 10, None).unwrap(); // the helper runs in this process
+        let mut dest = vec![MaybeUninit::<u8>::uninit(); 100];
+        // SAFETY: the child calls nothing that allocates or takes a lock before `_exit`: the
+        // helper is already started, so `fill_hashing` only compares process ids.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let left = fill_hashing(&mut dest, 10, Xxh3::new(), |_, _| unreachable!());
+            // SAFETY: ends the child at once, as a forked child of a threaded process must.
+            unsafe { libc::_exit(if left.is_none() { 0 } else { 1 }) };
+        }
+        assert!(child > 0, "fork failed");
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut status = 0;
+        // SAFETY: waits for the child forked above; `status` is written by the call.
+        while unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == 0 {
+            if Instant::now() > until {
+                // SAFETY: the child is ours and still running.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+                panic!("the child hung waiting for a helper it does not have");
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     }
 }
