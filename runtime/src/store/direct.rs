@@ -57,7 +57,7 @@ fn read_hashing_trailing(
     hasher: Xxh3,
 ) -> io::Result<u64> {
     let step = (dest.len() / 8).clamp(STEP / 4, STEP);
-    let trailed = fill_hashing(dest, step, hasher.clone(), |chunk, offset| {
+    let trailed = fill_hashing(dest, step, &hasher, |chunk, offset| {
         read_exact_at(file, chunk, at + offset as u64)
     });
     match trailed {

@@ -99,6 +99,8 @@ fn serve(shared: &'static Shared) {
         if let Ok(Some(digest)) = digest {
             shared.digest.store(digest, Ordering::Relaxed);
             shared.complete.store(true, Ordering::Relaxed);
+            #[cfg(test)]
+            tests::HELPER_DIGESTS.fetch_add(1, Ordering::Relaxed);
         }
         shared.done.store(true, Ordering::Release);
         caller.unpark();
@@ -149,7 +151,8 @@ fn hash_as_filled(shared: &Shared, job: Job) -> Option<u64> {
 }
 
 /// Fills `dest` by calling `fill` on its steps in order, each given its offset in `dest` and
-/// returning it written, while the kept helper thread hashes what is filled into `hasher`;
+/// returning it written, while the kept helper thread hashes what is filled, continuing
+/// `hasher`;
 /// returns the digest of all of it, or the first error of `fill` (the steps after it are not
 /// filled). `None`, with nothing filled, when the helper is in use by another read or cannot
 /// be started: the caller then reads and hashes on its own.
@@ -159,7 +162,7 @@ fn hash_as_filled(shared: &Shared, job: Job) -> Option<u64> {
 pub(crate) fn fill_hashing<F>(
     dest: &mut [MaybeUninit<u8>],
     step: usize,
-    hasher: Xxh3,
+    hasher: &Xxh3,
     mut fill: F,
 ) -> Option<io::Result<u64>>
 where
@@ -170,7 +173,6 @@ where
     if shared.busy.swap(true, Ordering::Acquire) {
         return None;
     }
-    let here = hasher.clone();
     shared.filled.store(0, Ordering::Relaxed);
     shared.stop.store(false, Ordering::Relaxed);
     shared.done.store(false, Ordering::Relaxed);
@@ -181,7 +183,7 @@ where
     *shared.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
         start: base.cast_const().cast(),
         len,
-        hasher,
+        hasher: hasher.clone(),
         caller: thread::current(),
     });
     shared.helper.unpark();
@@ -220,7 +222,7 @@ where
         (None, Some(digest)) => Ok(digest),
         (None, None) => {
             // The helper failed; every byte is written, so hash them here.
-            let mut here = here;
+            let mut here = hasher.clone();
             // SAFETY: every step was filled (the loop ran to the end without an error).
             here.update(unsafe { std::slice::from_raw_parts(base.cast_const().cast(), len) });
             Ok(here.digest())
@@ -275,12 +277,16 @@ mod tests {
     use super::super::direct::init_from;
     use super::*;
 
+    /// How many buffers the helper hashed to their end: a digest the caller computed in its
+    /// place, after a helper failed, would be right too.
+    pub(super) static HELPER_DIGESTS: AtomicUsize = AtomicUsize::new(0);
+
     /// What a fill of a copy of `src` gives, failing at `fail_at`; tried again while another
     /// test's read holds the helper.
     fn filled_from(src: &[u8], step: usize, fail_at: Option<usize>) -> io::Result<u64> {
         let mut dest = vec![MaybeUninit::<u8>::uninit(); src.len()];
         loop {
-            let done = fill_hashing(&mut dest, step, Xxh3::new(), |chunk, at| {
+            let done = fill_hashing(&mut dest, step, &Xxh3::new(), |chunk, at| {
                 if fail_at == Some(at) {
                     return Err(io::Error::other("failed here"));
                 }
@@ -300,11 +306,16 @@ mod tests {
             .map(|i| (i * 7 + i / 999) as u8)
             .collect();
         for step in [1 << 10, 64 << 10, 1 << 20, 4 << 20] {
+            let hashed = HELPER_DIGESTS.load(Ordering::Relaxed);
             let digest = filled_from(&src, step, None);
             assert_eq!(
                 digest.unwrap(),
                 xxhash_rust::xxh3::xxh3_64(&src),
                 "step {step}"
+            );
+            assert!(
+                HELPER_DIGESTS.load(Ordering::Relaxed) > hashed,
+                "hashed by the helper"
             );
         }
         // A fill that fails stops the helper, gives the fill's error, and leaves it free.
@@ -319,7 +330,7 @@ mod tests {
         let panicked = panic::catch_unwind(|| {
             let mut dest = vec![MaybeUninit::<u8>::uninit(); 1000];
             loop {
-                let done = fill_hashing(&mut dest, 100, Xxh3::new(), |chunk, at| {
+                let done = fill_hashing(&mut dest, 100, &Xxh3::new(), |chunk, at| {
                     assert!(at < 500, "gives up");
                     Ok(init_from(chunk, &[1; 100]))
                 });
@@ -343,7 +354,9 @@ mod tests {
             thread::yield_now();
         }
         let mut dest = vec![MaybeUninit::<u8>::uninit(); 10];
-        let left = fill_hashing(&mut dest, 5, Xxh3::new(), |_, _| unreachable!("not filled"));
+        let left = fill_hashing(&mut dest, 5, &Xxh3::new(), |_, _| {
+            unreachable!("not filled")
+        });
         assert!(left.is_none());
         shared.busy.store(false, Ordering::Release);
     }
@@ -357,7 +370,7 @@ mod tests {
         // helper is already started, so `fill_hashing` only compares process ids.
         let child = unsafe { libc::fork() };
         if child == 0 {
-            let left = fill_hashing(&mut dest, 10, Xxh3::new(), |_, _| unreachable!());
+            let left = fill_hashing(&mut dest, 10, &Xxh3::new(), |_, _| unreachable!());
             // SAFETY: ends the child at once, as a forked child of a threaded process must.
             unsafe { libc::_exit(if left.is_none() { 0 } else { 1 }) };
         }
