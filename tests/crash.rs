@@ -75,7 +75,7 @@ fn entries_of_killed_writers_load_whole_or_are_recomputed() {
     let dir = common::dir("crash");
     std::fs::create_dir_all(&dir).unwrap();
     let mut state = u64::from(std::process::id());
-    // At least `kills()` kills, and more (up to 200) until what the test is about has happened:
+    // At least `kills()` kills, and up to 200 more until what the test is about has happened:
     // a kill landed during a write (its temporary file is left), and a dump was complete
     // before one. How often a kill lands where depends on how fast the machine writes.
     let tested = |dir: &Path| {

@@ -388,24 +388,30 @@ fn a_sequential_run_reports_its_start_batches_and_finish_in_its_span() {
     assert_run(&run_events(&logged), span, &[5], 5, 0);
 }
 
-#[test]
-fn a_failed_run_reports_the_tasks_done_and_failed() {
-    let (caught, logged) = run_logs(tracing::Level::DEBUG, || {
-        panic::catch_unwind(|| {
-            parallel!(backend = sequential, batch_size = 2; for i in 0..7 => {
-                if i == 3 { panic!("three") }
-                i
-            })
-        })
-    });
+/// Runs `run`, whose task 3 panics with "three" in batches of 2, and checks its events: the
+/// run's `span`, one batch reported (`[0, 1]`), three tasks done (the batch the failure cut
+/// short is not reported; its completed task counts) and one failed, at its index.
+fn assert_failed_at_three<R>(run: impl FnOnce() -> R + panic::UnwindSafe, span: &str) {
+    let (caught, logged) = run_logs(tracing::Level::DEBUG, || panic::catch_unwind(run));
     assert!(caught.is_err());
     let events = run_events(&logged);
-    // The batch the failure cut short is not reported; its completed task counts.
-    let span = r#"backend="sequential" n_jobs=1 tasks=7 batch_size=2 return_as="list""#;
     assert_run(&events, span, &[2], 3, 1);
     let error = &events[events.len() - 2];
     assert_eq!(error.message, "task 3 panicked: three");
     assert_eq!(error.fields["task"], "3");
+}
+
+#[test]
+fn a_failed_run_reports_the_tasks_done_and_failed() {
+    assert_failed_at_three(
+        || {
+            parallel!(backend = sequential, batch_size = 2; for i in 0..7 => {
+                if i == 3 { panic!("three") }
+                i
+            })
+        },
+        r#"backend="sequential" n_jobs=1 tasks=7 batch_size=2 return_as="list""#,
+    );
 }
 
 /// On threads, a batch counts its tasks as a whole: one that a failure cuts short counts those
@@ -415,21 +421,15 @@ fn a_failed_run_reports_the_tasks_done_and_failed() {
 #[cfg(feature = "threads")]
 #[test]
 fn a_failed_threads_run_counts_the_tasks_done_before_the_failure() {
-    let (caught, logged) = run_logs(tracing::Level::DEBUG, || {
-        panic::catch_unwind(|| {
+    assert_failed_at_three(
+        || {
             parallel!(n_jobs = 1, batch_size = 2; for i in 0..8 => {
                 if i == 3 { panic!("three") }
                 i
             })
-        })
-    });
-    assert!(caught.is_err());
-    let events = run_events(&logged);
-    let span = r#"backend="threads" n_jobs=1 tasks=8 batch_size=2 return_as="list""#;
-    assert_run(&events, span, &[2], 3, 1);
-    let error = &events[events.len() - 2];
-    assert_eq!(error.message, "task 3 panicked: three");
-    assert_eq!(error.fields["task"], "3");
+        },
+        r#"backend="threads" n_jobs=1 tasks=8 batch_size=2 return_as="list""#,
+    );
 }
 
 #[cfg(all(feature = "processes", unix))]

@@ -39,6 +39,9 @@ WORKLOADS = {
     "tasks": ("100,000 trivial tasks, 2 threads", ["joblet", "rayon", "loop"], 0.9, "rayon"),
 }
 PYTHON = {"joblib", "numpy"}
+# Runs of a workload in each round, alternating, where one run per round would let the
+# contenders meet different states of the machine (see above); 1 for the rest.
+REPEATS = {"tasks": 3}
 
 
 # --- The Python contenders' rounds -------------------------------------------------------
@@ -184,7 +187,7 @@ def main():
     for r in range(args.rounds):
         for w in only:
             contenders = WORKLOADS[w][1]
-            repeat = 3 if w == "tasks" else 1
+            repeat = REPEATS.get(w, 1)
             for k in range(repeat):
                 # Alternate who goes first.
                 order = contenders if (r * repeat + k) % 2 == 0 else contenders[::-1]

@@ -184,7 +184,6 @@ fn run_batch<T, R>(run: &Run, f: &impl Fn(T) -> R, first: usize, items: Vec<T>) 
     let began = Instant::now();
     let mut outcomes = Vec::with_capacity(items.len());
     let batch = run.worker_batch();
-    let mut done = 0;
     for item in items {
         if run.stopping.load(Ordering::Relaxed) {
             break;
@@ -194,7 +193,6 @@ fn run_batch<T, R>(run: &Run, f: &impl Fn(T) -> R, first: usize, items: Vec<T>) 
                 if run.progress.enabled {
                     run.progress.count_one();
                 }
-                done += 1;
                 outcomes.push(Ok(value));
             }
             Err(payload) => {
@@ -208,8 +206,10 @@ fn run_batch<T, R>(run: &Run, f: &impl Fn(T) -> R, first: usize, items: Vec<T>) 
             }
         }
     }
-    // The batch reports itself here, before the consumer can see its results.
-    batch.ended(done);
+    // The batch reports itself here, before the consumer can see its results; a failure is
+    // its last outcome, and not a task done.
+    let failed = matches!(outcomes.last(), Some(Err(_)));
+    batch.ended(outcomes.len() - usize::from(failed));
     Done {
         first,
         outcomes,
